@@ -1,0 +1,268 @@
+//! Identities: the people (and service accounts) Gatehouse knows, with their attributes and
+//! lifecycle status. Every change is audited in the caller's transaction.
+
+use crate::audit::{self, NewEvent};
+use crate::error::{Error, Result};
+use crate::store::Tx;
+use crate::{actor::Actor, ids};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::AnyConnection;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// Where an identity stands in its lifecycle. Only `Active` identities may sign in or hold access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Disabled,
+    Suspended,
+    Prehire,
+    Terminated,
+}
+
+impl Status {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Disabled => "disabled",
+            Status::Suspended => "suspended",
+            Status::Prehire => "prehire",
+            Status::Terminated => "terminated",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "active" => Status::Active,
+            "disabled" => Status::Disabled,
+            "suspended" => Status::Suspended,
+            "prehire" => Status::Prehire,
+            "terminated" => Status::Terminated,
+            other => return Err(Error::Storage(format!("unknown identity status {other:?}"))),
+        })
+    }
+}
+
+/// A stored identity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub status: Status,
+    pub attributes: Map<String, Value>,
+    pub source: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// What it takes to create an identity.
+#[derive(Debug, Clone, Default)]
+pub struct NewIdentity {
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub attributes: Map<String, Value>,
+    /// Where it came from: `local`, `apply`, `hr`, `scim`, `ldap`, `oidc`, `bootstrap`.
+    pub source: String,
+}
+
+impl NewIdentity {
+    /// A local identity with just a username.
+    pub fn named(username: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            source: "local".into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Usernames are what people type in `ssh LOGIN@TARGET@gatehouse`: lower-case letters, digits,
+/// `.`, `_`, `-`, starting with a letter or digit, at most 64 characters, and never `@`.
+pub fn validate_username(name: &str) -> Result<()> {
+    let ok_len = (1..=64).contains(&name.len());
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if ok_len && ok_first && ok_chars {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "username {name:?}: use 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )))
+    }
+}
+
+const SELECT: &str = "SELECT id, username, display_name, email, status, attributes, source, \
+                      created_at, updated_at FROM identities";
+
+fn from_row(row: &AnyRow) -> Result<Identity> {
+    let attrs: String = row.try_get(5)?;
+    Ok(Identity {
+        id: row.try_get(0)?,
+        username: row.try_get(1)?,
+        display_name: row.try_get(2)?,
+        email: row.try_get(3)?,
+        status: Status::parse(&row.try_get::<String, _>(4)?)?,
+        attributes: serde_json::from_str(&attrs).map_err(|e| {
+            Error::Storage(format!("identity attributes are not a JSON object: {e}"))
+        })?,
+        source: row.try_get(6)?,
+        created_at_ms: row.try_get(7)?,
+        updated_at_ms: row.try_get(8)?,
+    })
+}
+
+/// Creates an identity; audited as `identity.create`.
+pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewIdentity) -> Result<Identity> {
+    validate_username(&new.username)?;
+    let identity = Identity {
+        id: ids::new_id(),
+        username: new.username,
+        display_name: new.display_name,
+        email: new.email,
+        status: Status::Active,
+        attributes: new.attributes,
+        source: if new.source.is_empty() {
+            "local".into()
+        } else {
+            new.source
+        },
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+    };
+    let attrs = Value::Object(identity.attributes.clone()).to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO identities (id, username, display_name, email, status, attributes, source, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(identity.id.as_str())
+    .bind(identity.username.as_str())
+    .bind(identity.display_name.as_str())
+    .bind(identity.email.as_deref())
+    .bind(identity.status.as_str())
+    .bind(attrs)
+    .bind(identity.source.as_str())
+    .bind(now_ms)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await;
+    if let Err(e) = inserted {
+        return Err(match Error::from(e) {
+            Error::Conflict(_) => {
+                Error::Conflict(format!("identity {} already exists", identity.username))
+            }
+            other => other,
+        });
+    }
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "identity.create",
+            format!("identity:{}", identity.username),
+        )
+        .details(serde_json::json!({
+            "id": identity.id,
+            "source": identity.source,
+            "email": identity.email,
+        })),
+    )
+    .await?;
+    Ok(identity)
+}
+
+/// Changes an identity's status; audited as `identity.status`.
+pub async fn set_status(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    username: &str,
+    status: Status,
+) -> Result<Identity> {
+    let before = by_username(tx, username)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
+    sqlx::query("UPDATE identities SET status = $1, updated_at = $2 WHERE id = $3")
+        .bind(status.as_str())
+        .bind(now_ms)
+        .bind(before.id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "identity.status",
+            format!("identity:{username}"),
+        )
+        .details(serde_json::json!({ "from": before.status, "to": status })),
+    )
+    .await?;
+    Ok(Identity {
+        status,
+        updated_at_ms: now_ms,
+        ..before
+    })
+}
+
+/// Looks an identity up by username.
+pub async fn by_username(conn: &mut AnyConnection, username: &str) -> Result<Option<Identity>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE username = $1")))
+        .bind(username)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Looks an identity up by id.
+pub async fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Identity>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every identity, by username.
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Identity>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY username")))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_checked() {
+        for ok in ["alice", "a", "bob.smith", "svc-deploy_2", "0ps"] {
+            assert!(validate_username(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Alice",
+            "root@db",
+            "-x",
+            ".x",
+            "a b",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(validate_username(bad).is_err(), "{bad}");
+        }
+    }
+}

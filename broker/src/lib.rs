@@ -1,0 +1,27 @@
+//! The Gatehouse domain: identities, groups, targets, roles, API tokens, the hash-chained audit
+//! log and the storage they live in. No HTTP and no SSH here: the gateway and the web crates call
+//! into this crate, never the other way round.
+
+pub mod actor;
+pub mod audit;
+pub mod bootstrap;
+pub mod clock;
+pub mod error;
+pub mod groups;
+pub mod identities;
+pub mod ids;
+pub mod keys;
+pub mod privileges;
+pub mod roles;
+pub mod secrets;
+pub mod ssh_keys;
+pub mod store;
+pub mod targets;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod tokens;
+
+pub use actor::Actor;
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use error::{Error, Result};
+pub use store::{Backend, Store, StoreOptions, Tx};

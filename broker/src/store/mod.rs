@@ -1,0 +1,272 @@
+//! Storage: one sqlx `AnyPool` over SQLite (the embedded default) or PostgreSQL, chosen at run
+//! time from the database URL, with the migrations of both dialects embedded in the binary.
+//!
+//! Everything that changes state goes through [`Store::begin`], so the change and its audit event
+//! share one transaction. SQL is written once for both backends: text ids, integer epoch-ms times,
+//! `$1` placeholders.
+
+mod location;
+
+pub use location::{DatabaseLocation, sqlite_url};
+
+use crate::error::{Error, Result};
+use sqlx::AnyConnection;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Connection, Executor};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in a file (WAL mode): one instance, no external service.
+    Sqlite,
+    /// PostgreSQL: several instances can share it.
+    Postgres,
+}
+
+impl Backend {
+    /// Lower-case name, as shown to users.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+fn migrator(backend: Backend) -> &'static Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
+
+/// The newest schema version embedded for `backend`.
+pub fn latest_schema_version(backend: Backend) -> i64 {
+    migrator(backend)
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// How long to wait for a connection (and for the first connect) before giving up.
+    pub connect_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    location: Arc<DatabaseLocation>,
+    /// SQLite allows one writer at a time; queueing writers here (fairly) instead of in SQLite's
+    /// busy handler keeps latency flat under contention. Unused on PostgreSQL.
+    write_gate: Arc<Mutex<()>>,
+}
+
+/// A write transaction. Derefs to the connection, so repository functions take
+/// `&mut AnyConnection` and work the same inside or outside a transaction.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, Any>,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+impl Tx {
+    /// Makes the transaction durable.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Abandons the transaction (also what happens on drop).
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH?mode=rwc` or `postgres://…`). Does not migrate.
+    ///
+    /// Errors name the database by host (PostgreSQL) or path (SQLite), never with credentials.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let location = DatabaseLocation::parse(url)?;
+        let unreachable = |e: sqlx::Error| match Error::from(e) {
+            Error::Unavailable(msg) | Error::Storage(msg) => Error::Unavailable(format!(
+                "cannot connect to {}: {}",
+                location.describe(),
+                msg
+            )),
+            other => other,
+        };
+
+        // One direct connection first: its error says what is wrong (refused, unknown host, bad
+        // password), where a pool would only report that it timed out.
+        let mut first = tokio::time::timeout(options.connect_timeout, AnyConnection::connect(url))
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "cannot connect to {}: no answer within {:?}",
+                    location.describe(),
+                    options.connect_timeout
+                ))
+            })?
+            .map_err(unreachable)?;
+        if location.backend() == Backend::Sqlite {
+            // WAL is a property of the file: set it once, before the pool opens connections
+            // concurrently (switching needs an exclusive lock that the busy timeout cannot wait on).
+            first
+                .execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(unreachable)?;
+        }
+        first.close().await.map_err(unreachable)?;
+
+        let backend = location.backend();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.connect_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(unreachable)?;
+        Ok(Self {
+            pool,
+            location: Arc::new(location),
+            write_gate: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Applies every embedded migration not yet applied; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize> {
+        let pending = self.pending_migrations().await?;
+        self.migrator().run(&self.pool).await?;
+        Ok(pending)
+    }
+
+    /// How many embedded migrations the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<usize> {
+        use sqlx::migrate::Migrate;
+        let mut conn = self.pool.acquire().await?;
+        conn.ensure_migrations_table("_sqlx_migrations").await?;
+        let applied: std::collections::HashSet<i64> = conn
+            .list_applied_migrations("_sqlx_migrations")
+            .await?
+            .into_iter()
+            .map(|m| m.version)
+            .collect();
+        Ok(self
+            .migrator()
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count())
+    }
+
+    /// The newest schema version this binary knows.
+    pub fn schema_version(&self) -> i64 {
+        latest_schema_version(self.backend())
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        migrator(self.backend())
+    }
+
+    /// A round trip to the database.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        conn.ping().await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction. On SQLite it takes the process-wide write gate and
+    /// `BEGIN IMMEDIATE`, so the transaction holds the write lock from its first statement and
+    /// never fails half-way with a busy snapshot.
+    pub async fn begin(&self) -> Result<Tx> {
+        match self.backend() {
+            Backend::Sqlite => {
+                let gate = self.write_gate.clone().lock_owned().await;
+                let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                Ok(Tx {
+                    tx,
+                    _gate: Some(gate),
+                })
+            }
+            Backend::Postgres => Ok(Tx {
+                tx: self.pool.begin().await?,
+                _gate: None,
+            }),
+        }
+    }
+
+    /// The pool, for reads outside a transaction.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.location.backend()
+    }
+
+    /// Where the data lives, without credentials (for messages and `/healthz`).
+    pub fn describe(&self) -> String {
+        self.location.describe()
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

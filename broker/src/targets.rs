@@ -1,0 +1,166 @@
+//! Targets: the SSH hosts and internal web apps behind Gatehouse, with labels that roles select
+//! on and, for SSH, the pinned host key.
+
+use crate::actor::Actor;
+use crate::audit::{self, NewEvent};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::store::Tx;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::AnyConnection;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// How a target is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Ssh,
+    Http,
+}
+
+impl Kind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ssh => "ssh",
+            Kind::Http => "http",
+        }
+    }
+
+    /// Parses `ssh` or `http`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "ssh" => Ok(Kind::Ssh),
+            "http" => Ok(Kind::Http),
+            other => Err(Error::invalid(format!(
+                "target kind {other:?}: use \"ssh\" or \"http\""
+            ))),
+        }
+    }
+}
+
+/// A stored target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub id: String,
+    pub name: String,
+    pub kind: Kind,
+    pub address: String,
+    pub labels: Map<String, Value>,
+    pub host_key: Option<String>,
+    pub description: String,
+}
+
+/// What it takes to create a target.
+#[derive(Debug, Clone)]
+pub struct NewTarget {
+    pub name: String,
+    pub kind: Kind,
+    pub address: String,
+    pub labels: Map<String, Value>,
+    pub host_key: Option<String>,
+    pub description: String,
+}
+
+/// Target names appear in `ssh LOGIN@TARGET@gatehouse`: the username rules apply.
+pub fn validate_name(name: &str) -> Result<()> {
+    crate::identities::validate_username(name).map_err(|_| {
+        Error::invalid(format!(
+            "target name {name:?}: use 1-64 lower-case letters, digits, '.', '_' or '-'"
+        ))
+    })
+}
+
+fn from_row(row: &AnyRow) -> Result<Target> {
+    let labels: String = row.try_get(4)?;
+    Ok(Target {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        kind: Kind::parse(&row.try_get::<String, _>(2)?)?,
+        address: row.try_get(3)?,
+        labels: serde_json::from_str(&labels)
+            .map_err(|e| Error::Storage(format!("target labels are not a JSON object: {e}")))?,
+        host_key: row.try_get(5)?,
+        description: row.try_get(6)?,
+    })
+}
+
+const SELECT: &str = "SELECT id, name, kind, address, labels, host_key, description FROM targets";
+
+/// Creates a target; audited as `target.create`.
+pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> Result<Target> {
+    validate_name(&new.name)?;
+    if new.address.trim().is_empty() {
+        return Err(Error::invalid(format!(
+            "target {}: address is empty",
+            new.name
+        )));
+    }
+    if let Some(k) = &new.host_key {
+        crate::ssh_keys::parse(k)
+            .map_err(|e| Error::invalid(format!("target {} host_key: {e}", new.name)))?;
+    }
+    let target = Target {
+        id: ids::new_id(),
+        name: new.name,
+        kind: new.kind,
+        address: new.address,
+        labels: new.labels,
+        host_key: new.host_key,
+        description: new.description,
+    };
+    sqlx::query(
+        "INSERT INTO targets (id, name, kind, address, labels, host_key, description, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(target.id.as_str())
+    .bind(target.name.as_str())
+    .bind(target.kind.as_str())
+    .bind(target.address.as_str())
+    .bind(Value::Object(target.labels.clone()).to_string())
+    .bind(target.host_key.as_deref())
+    .bind(target.description.as_str())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match Error::from(e) {
+        Error::Conflict(_) => Error::Conflict(format!("target {} already exists", target.name)),
+        other => other,
+    })?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "target.create",
+            format!("target:{}", target.name),
+        )
+        .details(serde_json::json!({
+            "kind": target.kind,
+            "address": target.address,
+            "labels": target.labels,
+            "host_key_pinned": target.host_key.is_some(),
+        })),
+    )
+    .await?;
+    Ok(target)
+}
+
+/// Looks a target up by name.
+pub async fn by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<Target>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE name = $1")))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every target, by name.
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Target>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY name")))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}

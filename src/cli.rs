@@ -1,0 +1,138 @@
+//! The command line: global options (each with a `GATEHOUSE_*` environment twin) and commands.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Workforce privileged access: the only door into critical systems.
+///
+/// Engineers reach SSH hosts and internal web apps through Gatehouse only while they hold a
+/// live, time-bound grant; every decision lands in a hash-chained audit log.
+///
+/// Settings come from, in order of precedence: flags, GATEHOUSE_* environment variables, the
+/// TOML file given with --config, and built-in defaults (SQLite in ./gatehouse-data).
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file (see docs/configuration.md); flags and environment override it.
+    #[arg(long, global = true, env = "GATEHOUSE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the SQLite database, the signing key and recordings
+    /// [default: ./gatehouse-data].
+    #[arg(long, global = true, env = "GATEHOUSE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// PostgreSQL URL (postgres://USER@HOST:PORT/DB) to share state between instances
+    /// [default: SQLite in the data directory].
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// Log output format [default: text].
+    #[arg(long, global = true, env = "GATEHOUSE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. `debug` or `info,gatehouse_web=debug` [default: info for serve, warn
+    /// for other commands].
+    #[arg(long, global = true, env = "GATEHOUSE_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// How logs are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run Gatehouse: migrate the database, then serve the web UI and API until stopped.
+    ///
+    /// On first start (no administrator yet) it creates identity `admin` from
+    /// GATEHOUSE_BOOTSTRAP_TOKEN (at least 24 characters, becomes admin's API token), or prints
+    /// a one-time setup link valid for an hour. GET /healthz answers 200 while the database is
+    /// reachable and 503 when it is not.
+    Serve(ServeArgs),
+
+    /// Apply database migrations (serve also does this at start) and exit.
+    Migrate,
+
+    /// Verify, checkpoint and export the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
+    /// Print the version, the database schema version and the supported backends.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the web UI and API [default: 127.0.0.1:8080].
+    #[arg(long, env = "GATEHOUSE_WEB_LISTEN", value_name = "ADDR")]
+    pub web_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the whole chain and check every hash, the chain head and signed checkpoints.
+    ///
+    /// Exits 0 when the log is intact and 1 naming the first bad sequence number when a row was
+    /// edited, deleted or inserted, or the log was truncated below a checkpoint. Exits 2 when
+    /// it could not check (database unreachable, no public key for stored checkpoints, ...).
+    Verify {
+        /// A checkpoint saved earlier by `gatehouse audit checkpoint`: the log must still
+        /// contain exactly the events it covers.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+
+        /// The trusted public key (`ed25519:...`, or a file holding it) that checkpoints must
+        /// be signed with [default: the key in the data directory].
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: Option<String>,
+    },
+
+    /// Sign a checkpoint of the current head (unless the newest one covers it) and print it:
+    /// text an auditor keeps and later checks with `verify --checkpoint`.
+    Checkpoint {
+        /// Write to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+
+    /// Write events as JSON lines (one object per event) for a SIEM.
+    Export {
+        /// Only events at or after TIME: RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25,
+        /// UTC), or an age such as 24h or 7d.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+
+        /// Write to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,191 @@
+//! Settings: the TOML file, overridden by environment and flags, resolved into one struct that
+//! is passed down explicitly. Errors in the file name the file, line and column.
+
+use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
+use anyhow::Context;
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration file's shape. Unknown keys are errors, so typos do not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    pub listen: Option<SocketAddr>,
+    /// The URL users reach the web UI at, for links Gatehouse prints.
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    #[serde(default, deserialize_with = "duration")]
+    pub checkpoint_interval: Option<Duration>,
+    /// PKCS#8 PEM Ed25519 key; created there on first start if missing.
+    pub signing_key: Option<PathBuf>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    let v = humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!("{e} (write e.g. \"30s\", \"5m\", \"1h\")"))
+    })?;
+    if v.is_zero() {
+        return Err(serde::de::Error::custom("must be longer than zero"));
+    }
+    Ok(Some(v))
+}
+
+/// Everything a command needs to know, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// `None`: SQLite in the data directory.
+    pub database_url: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+    pub web_listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub checkpoint_interval: Duration,
+    pub signing_key: PathBuf,
+}
+
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
+
+impl Settings {
+    /// Merges flags/environment (already in `global`, `serve`) over the file over defaults.
+    pub fn resolve(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Self> {
+        let (file, base) = match &global.config {
+            Some(path) => (
+                load_file(path)?,
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
+            None => (FileConfig::default(), PathBuf::new()),
+        };
+        // Relative paths in the file are relative to the file; on the command line, to the
+        // working directory.
+        let from_file = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let data_dir = global
+            .data_dir
+            .clone()
+            .or(file.data_dir.map(from_file))
+            .unwrap_or_else(|| PathBuf::from("gatehouse-data"));
+        let signing_key = file
+            .audit
+            .signing_key
+            .map(from_file)
+            .unwrap_or_else(|| data_dir.join("keys").join("signing-key.pem"));
+        let default_listen: SocketAddr = DEFAULT_WEB_LISTEN
+            .parse()
+            .context("default listen address")?;
+        Ok(Self {
+            database_url: global
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .filter(|u| !u.is_empty()),
+            log_format: global
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            log_level: global.log_level.clone().or(file.log_level),
+            web_listen: serve
+                .and_then(|s| s.web_listen)
+                .or(file.web.listen)
+                .unwrap_or(default_listen),
+            public_url: file.web.public_url,
+            checkpoint_interval: file
+                .audit
+                .checkpoint_interval
+                .unwrap_or(Duration::from_secs(60)),
+            signing_key,
+            data_dir,
+        })
+    }
+
+    /// Path of the embedded SQLite database.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("gatehouse.db")
+    }
+}
+
+/// Reads and parses the configuration file.
+pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    parse(&text).map_err(|(line, col, msg)| {
+        anyhow::anyhow!("config file {}:{line}:{col}: {msg}", path.display())
+    })
+}
+
+/// Parses configuration text; an error is (line, column, message), both 1-based.
+pub fn parse(text: &str) -> Result<FileConfig, (usize, usize, String)> {
+    toml::from_str(text).map_err(|e: toml::de::Error| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let (line, col) = line_col(text, offset);
+        (line, col, e.message().trim().to_string())
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_parses() {
+        let cfg = parse(
+            r#"
+            data_dir = "/var/lib/gatehouse"
+            database_url = "postgres://gatehouse@db/gatehouse"
+            log_format = "json"
+            [web]
+            listen = "0.0.0.0:8443"
+            public_url = "https://gatehouse.example"
+            [audit]
+            checkpoint_interval = "5m"
+            signing_key = "keys/k.pem"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.audit.checkpoint_interval,
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(cfg.log_format, Some(LogFormat::Json));
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let (line, col, msg) = parse("data_dir = \"x\"\n[web]\nlisten = \"nope\"\n").unwrap_err();
+        assert_eq!((line, col), (3, 10), "{msg}");
+        assert!(msg.contains("invalid socket address"), "{msg}");
+        let (line, _, msg) = parse("\n\ndatabase_ulr = \"x\"").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(msg.contains("unknown field `database_ulr`"), "{msg}");
+        let (line, _, _) = parse("[audit]\ncheckpoint_interval = \"often\"").unwrap_err();
+        assert_eq!(line, 2);
+        let (line, col, _) = parse("a = [").unwrap_err();
+        assert_eq!((line, col), (1, 6));
+    }
+}

@@ -1,0 +1,76 @@
+//! The `gatehouse` binary: parses the command line and configuration, then runs one command.
+//! Errors end as one line on standard error, never a panic or a backtrace.
+
+mod audit_cmd;
+mod cli;
+mod config;
+mod context;
+mod logging;
+mod serve;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use config::Settings;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let serve_args = match &cli.command {
+        Command::Serve(args) => Some(args),
+        _ => None,
+    };
+    let settings = Settings::resolve(&cli.global, serve_args)?;
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,sqlx=warn",
+        _ => "warn",
+    };
+    logging::init(
+        settings.log_format,
+        settings.log_level.as_deref().unwrap_or(default_filter),
+    )?;
+
+    match cli.command {
+        Command::Serve(_) => serve::run(settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate => {
+            let store = context::open_store(&settings, context::Schema::Migrate).await?;
+            println!(
+                "{}: schema version {} (migrations are applied)",
+                store.describe(),
+                store.schema_version()
+            );
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(cmd) => audit_cmd::run(settings, cmd).await,
+        Command::Version => {
+            use gatehouse_broker::store::{Backend, latest_schema_version};
+            println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "database schema: {} (sqlite, the embedded default), {} (postgres)",
+                latest_schema_version(Backend::Sqlite),
+                latest_schema_version(Backend::Postgres)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

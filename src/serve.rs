@@ -1,0 +1,131 @@
+//! `gatehouse serve`: open and migrate the database, make sure there is a way in for the first
+//! administrator, serve the web listener, sign audit checkpoints periodically, stop cleanly.
+
+use crate::config::Settings;
+use crate::context::{self, Schema};
+use anyhow::Context;
+use gatehouse_broker::audit::checkpoint;
+use gatehouse_broker::keys::SigningKeyPair;
+use gatehouse_broker::secrets::Secret;
+use gatehouse_broker::{Clock, SharedClock, Store, SystemClock, bootstrap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let store = context::open_store(&settings, Schema::Migrate).await?;
+    tracing::info!(database = %store.describe(), schema = store.schema_version(), "database ready");
+    if settings.database_url.is_some() {
+        context::prepare_data_dir(&settings.data_dir)?;
+    }
+    let signer = Arc::new(context::signing_key(&settings)?);
+    let clock: SharedClock = Arc::new(SystemClock);
+
+    let listener = tokio::net::TcpListener::bind(settings.web_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.web_listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address; put TLS in front");
+    }
+    tracing::info!(%addr, "web listener bound");
+
+    let bootstrap_token = std::env::var("GATEHOUSE_BOOTSTRAP_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    match bootstrap::on_start(&store, clock.now_ms(), bootstrap_token.as_ref()).await? {
+        bootstrap::Outcome::AdminCreated => {
+            tracing::info!(
+                "created administrator `admin`; its API token is GATEHOUSE_BOOTSTRAP_TOKEN"
+            )
+        }
+        bootstrap::Outcome::AdminExists if bootstrap_token.is_some() => {
+            tracing::info!("an administrator exists; GATEHOUSE_BOOTSTRAP_TOKEN was not used")
+        }
+        bootstrap::Outcome::AdminExists => {}
+        bootstrap::Outcome::SetupCode { code, .. } => {
+            let base = settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"));
+            // Printed, not logged: the link is a credential and logs travel further than a console.
+            eprintln!(
+                "\nGatehouse has no administrator yet. Open this one-time link within an hour to create one:\n\n    {}/setup?code={}\n\n(Or restart with GATEHOUSE_BOOTSTRAP_TOKEN set to create `admin` without a browser.)\n",
+                base.trim_end_matches('/'),
+                code.expose()
+            );
+        }
+    }
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let checkpoints = tokio::spawn(checkpoint_loop(
+        store.clone(),
+        clock.clone(),
+        signer.clone(),
+        settings.checkpoint_interval,
+        shutdown.clone(),
+    ));
+
+    let state = gatehouse_web::AppState {
+        store: store.clone(),
+        clock: clock.clone(),
+    };
+    let served = gatehouse_web::serve(listener, state, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = checkpoints.await;
+    sign_checkpoint(&store, clock.as_ref(), &signer).await;
+    store.close().await;
+    tracing::info!("stopped");
+    served.context("web listener failed")
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+}
+
+async fn checkpoint_loop(
+    store: Store,
+    clock: SharedClock,
+    signer: Arc<SigningKeyPair>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => sign_checkpoint(&store, clock.as_ref(), &signer).await,
+        }
+    }
+}
+
+async fn sign_checkpoint(store: &Store, clock: &dyn Clock, signer: &SigningKeyPair) {
+    match checkpoint::create(store, clock.now_ms(), signer).await {
+        Ok(Some(cp)) => tracing::debug!(size = cp.size, "audit checkpoint"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "could not sign an audit checkpoint"),
+    }
+}
