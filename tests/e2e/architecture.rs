@@ -1,0 +1,109 @@
+//! The dependency rules of ARCHITECTURE.md, checked on `cargo metadata`: broker and recordings
+//! depend on no crate of ours; nothing but the binary depends on web or gateway.
+
+use std::collections::BTreeMap;
+
+/// Workspace crate -> the workspace crates it depends on (normal and build dependencies; a
+/// crate's dev-dependency on itself, to enable test features, is not a dependency).
+fn internal_deps(meta: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    let packages = meta["packages"].as_array().unwrap();
+    let ours: Vec<&str> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    packages
+        .iter()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap().to_string();
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].as_str() != Some("dev") || d["name"] != p["name"])
+                .filter(|d| {
+                    d["kind"].as_str() != Some("dev")
+                        || d["name"] == "gatehouse-web"
+                        || d["name"] == "gatehouse-gateway"
+                })
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .filter(|d| ours.contains(&d.as_str()))
+                .collect();
+            (name, deps)
+        })
+        .collect()
+}
+
+/// Every broken rule, as a sentence.
+fn violations(deps: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (krate, uses) in deps {
+        for used in uses {
+            let leaf = matches!(krate.as_str(), "gatehouse-broker" | "gatehouse-recordings");
+            if leaf && used != krate {
+                out.push(format!(
+                    "{krate} must depend on no crate of ours, but depends on {used}"
+                ));
+            }
+            let edge = matches!(used.as_str(), "gatehouse-web" | "gatehouse-gateway");
+            if edge && krate != "gatehouse" {
+                out.push(format!(
+                    "only the gatehouse binary may depend on {used}, but {krate} does"
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn crates_depend_only_as_architecture_md_allows() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deps = internal_deps(&meta);
+    for krate in [
+        "gatehouse",
+        "gatehouse-broker",
+        "gatehouse-gateway",
+        "gatehouse-web",
+        "gatehouse-recordings",
+    ] {
+        assert!(
+            deps.contains_key(krate),
+            "{krate} missing from the workspace: {deps:?}"
+        );
+    }
+    assert_eq!(violations(&deps), Vec::<String>::new());
+}
+
+#[test]
+fn the_rule_check_catches_each_kind_of_violation() {
+    let meta = serde_json::json!({ "packages": [
+        { "name": "gatehouse-broker", "dependencies": [
+            { "name": "gatehouse-recordings", "kind": null },
+            { "name": "gatehouse-broker", "kind": "dev" } ] },
+        { "name": "gatehouse-recordings", "dependencies": [] },
+        { "name": "gatehouse-web", "dependencies": [ { "name": "gatehouse-gateway", "kind": null } ] },
+        { "name": "gatehouse-gateway", "dependencies": [ { "name": "gatehouse-web", "kind": "dev" } ] },
+        { "name": "gatehouse", "dependencies": [ { "name": "gatehouse-web", "kind": null } ] },
+    ]});
+    let v = violations(&internal_deps(&meta));
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert!(v[0].contains("gatehouse-broker must depend on no crate of ours"));
+    assert!(v.iter().any(|s| s.contains("but gatehouse-web does")));
+    assert!(v.iter().any(|s| s.contains("but gatehouse-gateway does")));
+}

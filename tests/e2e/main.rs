@@ -1,0 +1,9 @@
+//! End-to-end tests of the real `gatehouse` binary: started as a user would start it, against
+//! SQLite in a temporary data directory and against the real PostgreSQL server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod architecture;
+mod audit;
+mod harness;
+mod serve;
+mod usage;
