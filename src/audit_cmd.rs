@@ -99,7 +99,7 @@ async fn verify_cmd(
 }
 
 fn progress_bar(total: i64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() || total < verify::PROGRESS_EVERY {
+    if !std::io::stderr().is_terminal() || total < gatehouse_broker::audit::scan::PAGE {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));

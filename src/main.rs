@@ -42,7 +42,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::resolve(&cli.global, serve_args)?;
     let default_filter = match cli.command {
         Command::Serve(_) => "info,sqlx=warn",
-        _ => "warn",
+        // Streaming a long audit log is expected to be slow; sqlx would warn about it.
+        _ => "warn,sqlx=error",
     };
     logging::init(
         settings.log_format,

@@ -58,7 +58,7 @@ mod tests {
     }
 
     #[test]
-    fn secret_debug_hides_value() {
+    fn security_secret_debug_hides_value() {
         let s = Secret::new("hunter2-very-secret");
         assert!(!format!("{s:?}").contains("hunter2"));
     }

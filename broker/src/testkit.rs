@@ -73,31 +73,28 @@ impl TestDb {
     /// Runs raw SQL as an attacker with database access would, bypassing append-only triggers.
     pub async fn tamper(&self, sql: &str) {
         let mut conn = self.store.pool().acquire().await.unwrap();
-        match self.backend {
-            Backend::Sqlite => {
-                conn.execute(
-                    "DROP TRIGGER IF EXISTS audit_events_no_update; \
-                     DROP TRIGGER IF EXISTS audit_events_no_delete; \
-                     DROP TRIGGER IF EXISTS audit_checkpoints_no_update; \
-                     DROP TRIGGER IF EXISTS audit_checkpoints_no_delete;",
-                )
-                .await
-                .unwrap();
-                conn.execute(sqlx::AssertSqlSafe(sql.to_string()))
-                    .await
-                    .unwrap();
-            }
-            Backend::Postgres => {
-                let script = format!(
-                    "ALTER TABLE audit_events DISABLE TRIGGER USER; \
-                     ALTER TABLE audit_checkpoints DISABLE TRIGGER USER; {sql}; \
-                     ALTER TABLE audit_events ENABLE TRIGGER USER; \
-                     ALTER TABLE audit_checkpoints ENABLE TRIGGER USER;"
-                );
-                conn.execute(sqlx::AssertSqlSafe(script)).await.unwrap();
-            }
-        }
+        tamper(&mut conn, self.backend, sql).await;
     }
+}
+
+/// Runs `sql` on `conn` with the append-only triggers of the audit tables out of the way, as
+/// someone with write access to the database (or the SQLite file) can.
+pub async fn tamper(conn: &mut AnyConnection, backend: Backend, sql: &str) {
+    let script = match backend {
+        Backend::Sqlite => format!(
+            "DROP TRIGGER IF EXISTS audit_events_no_update; \
+             DROP TRIGGER IF EXISTS audit_events_no_delete; \
+             DROP TRIGGER IF EXISTS audit_checkpoints_no_update; \
+             DROP TRIGGER IF EXISTS audit_checkpoints_no_delete; {sql}"
+        ),
+        Backend::Postgres => format!(
+            "ALTER TABLE audit_events DISABLE TRIGGER USER; \
+             ALTER TABLE audit_checkpoints DISABLE TRIGGER USER; {sql}; \
+             ALTER TABLE audit_events ENABLE TRIGGER USER; \
+             ALTER TABLE audit_checkpoints ENABLE TRIGGER USER;"
+        ),
+    };
+    conn.execute(sqlx::AssertSqlSafe(script)).await.unwrap();
 }
 
 /// Creates an empty PostgreSQL database; returns its name and URL.

@@ -49,15 +49,17 @@ on_both_backends!(
     groups_hold_members,
     ssh_keys_belong_to_one_identity,
     targets_and_roles_round_trip,
-    api_tokens_are_stored_hashed_and_checked,
-    bootstrap_token_creates_admin_once,
-    setup_code_is_one_time,
+    security_api_tokens_are_stored_hashed_and_checked,
+    security_bootstrap_token_creates_admin_once,
+    security_setup_code_is_one_time_and_expires,
     rolled_back_change_leaves_no_audit,
     audit_rows_are_append_only,
     edited_audit_row_is_named_by_verify,
     deleted_tail_fails_against_checkpoint,
     concurrent_appends_keep_one_chain,
     batch_append_matches_single_appends,
+    verify_reads_a_consistent_snapshot_while_appending,
+    verify_names_problems_across_page_boundaries,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -323,7 +325,7 @@ mod suite {
         assert_eq!(actions(&db.store).await, ["target.create", "role.create"]);
     }
 
-    pub async fn api_tokens_are_stored_hashed_and_checked(db: &TestDb) {
+    pub async fn security_api_tokens_are_stored_hashed_and_checked(db: &TestDb) {
         add_identity(&db.store, "alice").await;
         let mut tx = db.store.begin().await.unwrap();
         let (tok, secret) =
@@ -402,7 +404,7 @@ mod suite {
         );
     }
 
-    pub async fn bootstrap_token_creates_admin_once(db: &TestDb) {
+    pub async fn security_bootstrap_token_creates_admin_once(db: &TestDb) {
         let short = Secret::new("too-short");
         let err = bootstrap::on_start(&db.store, T0, Some(&short))
             .await
@@ -440,7 +442,7 @@ mod suite {
         assert_eq!(count(&db.store, "api_tokens").await, 1);
     }
 
-    pub async fn setup_code_is_one_time(db: &TestDb) {
+    pub async fn security_setup_code_is_one_time_and_expires(db: &TestDb) {
         let first = match bootstrap::on_start(&db.store, T0, None).await.unwrap() {
             bootstrap::Outcome::SetupCode { code, .. } => code,
             other => panic!("{other:?}"),
@@ -622,6 +624,61 @@ mod suite {
         }
         let report = audit::verify::verify(&db.store, None, None).await.unwrap();
         assert_eq!((report.events, report.problem), (200, None));
+    }
+
+    pub async fn verify_reads_a_consistent_snapshot_while_appending(db: &TestDb) {
+        let writer = {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    let mut tx = store.begin().await.unwrap();
+                    audit::append(
+                        &mut tx,
+                        T0,
+                        NewEvent::new("system", "test.event", format!("w:{i}")),
+                    )
+                    .await
+                    .unwrap();
+                    tx.commit().await.unwrap();
+                }
+            })
+        };
+        while !writer.is_finished() {
+            let report = audit::verify::verify(&db.store, None, None).await.unwrap();
+            assert_eq!(report.problem, None, "a live log is not a damaged log");
+        }
+        writer.await.unwrap();
+        let report = audit::verify::verify(&db.store, None, None).await.unwrap();
+        assert_eq!((report.events, report.problem), (150, None));
+    }
+
+    pub async fn verify_names_problems_across_page_boundaries(db: &TestDb) {
+        let page = audit::scan::PAGE;
+        let events: Vec<NewEvent> = (0..2 * page + 1)
+            .map(|i| NewEvent::new("system", "test.page", format!("n:{i}")))
+            .collect();
+        let mut tx = db.store.begin().await.unwrap();
+        audit::append_batch(&mut tx, T0, events).await.unwrap();
+        tx.commit().await.unwrap();
+        let ok = audit::verify::verify(&db.store, None, None).await.unwrap();
+        assert_eq!((ok.events, ok.problem), (2 * page + 1, None));
+
+        db.tamper(&format!(
+            "UPDATE audit_events SET object = 'n:x' WHERE seq = {}",
+            page + 5
+        ))
+        .await;
+        let report = audit::verify::verify(&db.store, None, None).await.unwrap();
+        assert_eq!(report.problem.unwrap().seq, page + 5);
+        assert_eq!(report.events, page + 4);
+
+        db.tamper(&format!(
+            "DELETE FROM audit_events WHERE seq = {}",
+            page + 1
+        ))
+        .await;
+        let report = audit::verify::verify(&db.store, None, None).await.unwrap();
+        assert_eq!(report.problem.unwrap().seq, page + 1, "first row of a page");
     }
 
     pub async fn batch_append_matches_single_appends(db: &TestDb) {

@@ -37,22 +37,25 @@ async fn open(dir: &Path) -> Store {
 
 /// What someone with write access to the file does: drop the append-only triggers, then edit.
 async fn tamper(dir: &Path, sql: &str) {
-    {
-        use sqlx::{Connection, Executor};
-        let mut conn = sqlx::SqliteConnection::connect(&sqlite_url(&dir.join("gatehouse.db")))
-            .await
-            .unwrap();
-        conn.execute(
-            "DROP TRIGGER IF EXISTS audit_events_no_update; DROP TRIGGER IF EXISTS audit_events_no_delete; \
-             DROP TRIGGER IF EXISTS audit_checkpoints_no_delete;",
-        )
+    use sqlx::{AnyConnection, Connection};
+    let mut conn = AnyConnection::connect(&sqlite_url(&dir.join("gatehouse.db")))
         .await
         .unwrap();
-        conn.execute(sqlx::AssertSqlSafe(sql.to_string()))
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+    gatehouse_broker::testkit::tamper(&mut conn, gatehouse_broker::Backend::Sqlite, sql).await;
+    conn.close().await.unwrap();
+}
+
+/// `gatehouse audit verify --public-key KEY --checkpoint FILE`.
+fn verify_against(dir: &Path, public_key: &str, checkpoint: &Path) -> std::process::Output {
+    run(gatehouse(dir)
+        .args([
+            "audit",
+            "verify",
+            "--public-key",
+            public_key,
+            "--checkpoint",
+        ])
+        .arg(checkpoint))
 }
 
 #[tokio::test]
@@ -71,11 +74,14 @@ async fn untouched_log_verifies() {
 async fn every_edited_column_is_caught_and_named() {
     let columns = [
         ("time", "time + 1"),
+        ("time", "'noon'"),
+        ("seq", "seq + 100"),
         ("actor", "'mallory'"),
         ("action", "'test.nothing'"),
         ("object", "'thing:x'"),
         ("outcome", "'failure'"),
         ("details", "'{}'"),
+        ("details", "CAST(x'c328' AS TEXT)"),
         ("prev_hash", "'00'"),
         ("hash", "upper(hash)"),
     ];
@@ -122,16 +128,9 @@ async fn deleting_the_last_rows_fails_against_a_saved_checkpoint() {
         .unwrap()
         .to_string();
 
-    // Only the public key and the kept checkpoint are needed.
-    let ok = run(gatehouse(dir.path())
-        .args([
-            "audit",
-            "verify",
-            "--public-key",
-            &public_key,
-            "--checkpoint",
-        ])
-        .arg(&saved));
+    // Only the public key and the kept checkpoint are needed: no private key on the auditor's side.
+    std::fs::remove_dir_all(dir.path().join("keys")).unwrap();
+    let ok = verify_against(dir.path(), &public_key, &saved);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
 
     // Delete the tail, cover the tracks in the head row and the stored checkpoints.
@@ -148,15 +147,7 @@ async fn deleting_the_last_rows_fails_against_a_saved_checkpoint() {
         "undetectable without a kept checkpoint: {}",
         stderr(&plain)
     );
-    let out = run(gatehouse(dir.path())
-        .args([
-            "audit",
-            "verify",
-            "--public-key",
-            &public_key,
-            "--checkpoint",
-        ])
-        .arg(&saved));
+    let out = verify_against(dir.path(), &public_key, &saved);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("audit log damaged at seq 10"),

@@ -102,6 +102,28 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// Status of `GET /api/v1/whoami` with `token`.
+    pub async fn whoami_status(&self, token: &str) -> u16 {
+        let resp = reqwest::Client::new()
+            .get(self.url("/api/v1/whoami"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    }
+
+    /// Status of `POST /setup` with a setup code.
+    pub async fn redeem_setup_status(&self, code: &str) -> u16 {
+        let resp = reqwest::Client::new()
+            .post(self.url("/setup"))
+            .form(&[("code", code)])
+            .send()
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    }
+
     /// Everything written to standard error so far.
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().join("\n")

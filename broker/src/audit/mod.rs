@@ -3,9 +3,11 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod scan;
 pub mod verify;
 
 use crate::error::{Error, Result};
+use crate::store::Backend;
 use futures_util::stream::{BoxStream, StreamExt};
 use serde::Serialize;
 use sqlx::AnyConnection;
@@ -137,7 +139,7 @@ pub async fn append(conn: &mut AnyConnection, now_ms: i64, event: NewEvent) -> R
 }
 
 /// Rows per multi-row INSERT (9 parameters each; SQLite allows 32,766 per statement).
-const ROWS_PER_INSERT: usize = 500;
+const ROWS_PER_INSERT: usize = 1000;
 
 /// Appends several events inside the caller's transaction, in order, with one lock of the chain
 /// head and multi-row inserts: the fast path for callers that produce events in bulk.
@@ -183,10 +185,16 @@ pub async fn append_batch(
         });
     }
 
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = insert_sql(chunk.len());
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for r in chunk {
+    // The new head hash is written with the last rows: on PostgreSQL in the same statement (one
+    // round trip fewer while the head row is locked), on SQLite (in-process) as its own statement.
+    let backend = crate::store::backend_of(conn);
+    let head_hash = hex::encode(prev);
+    let chunks: Vec<&[Event]> = rows.chunks(ROWS_PER_INSERT).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        let with_head = last && backend == Backend::Postgres;
+        let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len(), backend, with_head)));
+        for r in chunk.iter() {
             q = q
                 .bind(r.seq)
                 .bind(r.time_ms)
@@ -198,18 +206,30 @@ pub async fn append_batch(
                 .bind(r.prev_hash.as_str())
                 .bind(r.hash.as_str());
         }
+        if with_head {
+            q = q.bind(head_hash.as_str());
+        }
         q.execute(&mut *conn).await?;
     }
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(hex::encode(prev))
-        .execute(&mut *conn)
-        .await?;
+    if backend == Backend::Sqlite {
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            .bind(head_hash.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(Appended { seq: last_seq })
 }
 
 /// `INSERT ... VALUES ($1..$9), ($10..$18), ...` for `rows` rows; placeholders only, no data.
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
+/// SQLite gets anonymous `?` placeholders: its driver looks every named one up in a list, which
+/// makes a statement with thousands of `$N` quadratic. With `set_head` (PostgreSQL), the
+/// statement also sets the head hash from one more parameter.
+fn insert_sql(rows: usize, backend: Backend, set_head: bool) -> String {
+    let mut sql = String::new();
+    if set_head {
+        sql.push_str("WITH appended AS (");
+    }
+    sql.push_str(
         "INSERT INTO audit_events \
          (seq, time, actor, action, object, outcome, details, prev_hash, hash) VALUES ",
     );
@@ -222,9 +242,18 @@ fn insert_sql(rows: usize) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * 9 + c + 1));
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push_str(&format!("${}", r * 9 + c + 1)),
+            }
         }
         sql.push(')');
+    }
+    if set_head {
+        sql.push_str(&format!(
+            ") UPDATE audit_head SET hash = ${} WHERE id = 1",
+            rows * 9 + 1
+        ));
     }
     sql
 }
@@ -308,7 +337,18 @@ mod tests {
 
     #[test]
     fn insert_sql_numbers_placeholders_across_rows() {
-        let sql = insert_sql(2);
+        let sql = insert_sql(2, Backend::Postgres, false);
         assert!(sql.ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9), ($10, $11, $12, $13, $14, $15, $16, $17, $18)"), "{sql}");
+        let sql = insert_sql(1, Backend::Postgres, true);
+        assert!(sql.starts_with("WITH appended AS (INSERT"), "{sql}");
+        assert!(
+            sql.ends_with("$9)) UPDATE audit_head SET hash = $10 WHERE id = 1"),
+            "{sql}"
+        );
+        let sql = insert_sql(2, Backend::Sqlite, false);
+        assert!(
+            sql.ends_with("(?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            "{sql}"
+        );
     }
 }

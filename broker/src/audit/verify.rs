@@ -4,11 +4,11 @@
 
 use super::Event;
 use super::chain::{self, GENESIS};
-use super::checkpoint::{self, Checkpoint};
+use super::checkpoint::Checkpoint;
+use super::scan::{Row, Snapshot};
 use crate::error::{Error, Result};
 use crate::keys::PublicKey;
 use crate::store::Store;
-use futures_util::StreamExt;
 use std::collections::BTreeMap;
 
 /// The first thing found wrong, at the first sequence number that is not trustworthy.
@@ -44,13 +44,18 @@ pub struct VerifyReport {
     pub problem: Option<Problem>,
 }
 
+/// Checkpoint sizes and the hash each says event `size` has.
+type Anchors = BTreeMap<i64, [u8; 32]>;
+
 /// Walks events one by one; a pure state machine, independent of where the events come from.
 #[derive(Debug)]
 pub struct ChainWalker {
     next_seq: i64,
     prev: [u8; 32],
+    /// `prev` in lower-case hex, as stored.
+    prev_hex: [u8; 64],
     /// size -> expected hash of event `size`, from signed checkpoints.
-    anchors: BTreeMap<i64, [u8; 32]>,
+    anchors: Anchors,
     anchors_checked: usize,
 }
 
@@ -60,6 +65,7 @@ impl ChainWalker {
         Self {
             next_seq: 1,
             prev: GENESIS,
+            prev_hex: [b'0'; 64],
             anchors: anchors.into_iter().collect(),
             anchors_checked: 0,
         }
@@ -78,6 +84,15 @@ impl ChainWalker {
                 problem(ev.seq, "event out of order or duplicated")
             });
         }
+        let content = ev.content();
+        let computed = chain::event_hash(&content, &self.prev);
+        let mut computed_hex = [0u8; 64];
+        hex::encode_to_slice(computed, &mut computed_hex).map_err(|_| problem(seq, "hex"))?;
+        // Fast path: both stored hashes are exactly the canonical lower-case hex of the chain.
+        if ev.prev_hash.as_bytes() == self.prev_hex && ev.hash.as_bytes() == computed_hex {
+            return self.accept(seq, computed, computed_hex);
+        }
+        // Otherwise decode them, to tell upper-case hex (accepted) from damage (named).
         let stored_hash = chain::parse_hash(&ev.hash)
             .ok_or_else(|| problem(seq, "stored hash is not a 64-digit hex value (row edited)"))?;
         let stored_prev = chain::parse_hash(&ev.prev_hash).ok_or_else(|| {
@@ -86,7 +101,6 @@ impl ChainWalker {
                 "stored prev_hash is not a 64-digit hex value (row edited)",
             )
         })?;
-        let content = ev.content();
         if stored_prev != self.prev {
             // Either this row's prev_hash was edited, or the previous row was rewritten together
             // with its hash. A row consistent with its own stored prev_hash points at the latter.
@@ -103,10 +117,18 @@ impl ChainWalker {
                 )
             });
         }
-        let computed = chain::event_hash(&content, &self.prev);
         if computed != stored_hash {
             return Err(problem(seq, "content does not match its hash (row edited)"));
         }
+        self.accept(seq, computed, computed_hex)
+    }
+
+    fn accept(
+        &mut self,
+        seq: i64,
+        computed: [u8; 32],
+        computed_hex: [u8; 64],
+    ) -> Result<(), Problem> {
         if let Some(anchor) = self.anchors.get(&seq) {
             if *anchor != computed {
                 return Err(problem(
@@ -117,6 +139,7 @@ impl ChainWalker {
             self.anchors_checked += 1;
         }
         self.prev = computed;
+        self.prev_hex = computed_hex;
         self.next_seq += 1;
         Ok(())
     }
@@ -179,88 +202,37 @@ pub async fn verify(
     verify_with_progress(store, trusted, kept, &|_| {}).await
 }
 
-/// Events between two progress reports.
-pub const PROGRESS_EVERY: i64 = 10_000;
-
-/// [`verify`], calling `progress(events_checked)` every [`PROGRESS_EVERY`] events.
+/// [`verify`], calling `progress(events_checked)` after every page of events.
 pub async fn verify_with_progress(
     store: &Store,
     trusted: Option<&PublicKey>,
     kept: Option<&Checkpoint>,
     progress: &(dyn Fn(i64) + Send + Sync),
 ) -> Result<VerifyReport> {
-    let mut conn = store.pool().acquire().await?;
-    let stored = checkpoint::all(&mut conn).await?;
-    let (recorded_head, _) = super::head(&mut conn).await?;
-    drop(conn);
-
-    let mut anchors = Vec::new();
-    let mut early_problem = None;
-    for cp in stored.iter().chain(kept) {
-        let Some(key) = trusted else {
-            return Err(Error::Key(format!(
-                "{} signed checkpoint(s) to check but no public key: give --public-key",
-                stored.len() + usize::from(kept.is_some())
-            )));
-        };
-        if !cp.signed_by(key) {
-            early_problem.get_or_insert_with(|| {
-                problem(
-                    cp.size,
-                    format!(
-                        "checkpoint at size {} has no valid signature by {key}",
-                        cp.size
-                    ),
-                )
-            });
-            continue;
-        }
-        let Some(root) = chain::parse_hash(&cp.root_hash) else {
-            early_problem.get_or_insert_with(|| problem(cp.size, "checkpoint root is malformed"));
-            continue;
-        };
-        anchors.push((cp.size, root));
-    }
-    // Two checkpoints of the same size must agree (a kept one against a stored one).
-    let mut walker = ChainWalker::new(Vec::new());
-    for (size, root) in anchors {
-        match walker.anchors.get(&size) {
-            Some(existing) if *existing != root => {
-                early_problem.get_or_insert_with(|| {
-                    problem(
-                        size,
-                        "two signed checkpoints disagree about this event (log rewritten)",
-                    )
-                });
-            }
-            _ => {
-                walker.anchors.insert(size, root);
-            }
-        }
-    }
+    let mut snapshot = Snapshot::open(store).await?;
+    let (anchors, early_problem) = trusted_anchors(&snapshot.checkpoints, kept, trusted)?;
+    let mut walker = ChainWalker::new(anchors);
 
     let mut found = None;
-    let mut events = super::stream_all(store.pool());
-    while let Some(ev) = events.next().await {
-        if let Err(p) = walker.push(&ev?) {
-            found = Some(p);
-            break;
-        }
-        if walker.len() % PROGRESS_EVERY == 0 {
-            progress(walker.len());
-        }
-    }
-    drop(events);
-    let checkpoints = match &found {
-        Some(_) => walker.anchors_checked,
-        None => match walker.finish(recorded_head) {
-            Ok(n) => n,
-            Err(p) => {
+    'pages: while let Some(page) = snapshot.next_page().await {
+        for row in page? {
+            let pushed = match &row {
+                Row::Event(ev) => walker.push(ev),
+                Row::Unreadable { seq, message } => Err(problem(*seq, message.clone())),
+            };
+            if let Err(p) = pushed {
                 found = Some(p);
-                walker.anchors_checked
+                break 'pages;
             }
-        },
-    };
+        }
+        progress(walker.len());
+    }
+    let checkpoints = walker.anchors_checked;
+    if found.is_none()
+        && let Err(p) = walker.finish(snapshot.head)
+    {
+        found = Some(p);
+    }
     // Report the earliest problem: a bad signature on an early checkpoint beats a later break.
     let problem = match (found, early_problem) {
         (Some(a), Some(b)) => Some(if b.seq < a.seq { b } else { a }),
@@ -272,6 +244,54 @@ pub async fn verify_with_progress(
         checkpoints,
         problem,
     })
+}
+
+/// The (size, root) pairs of checkpoints signed by `trusted`, and the first problem found among
+/// them (a bad signature, or two checkpoints disagreeing about the same event).
+fn trusted_anchors(
+    stored: &[Checkpoint],
+    kept: Option<&Checkpoint>,
+    trusted: Option<&PublicKey>,
+) -> Result<(Anchors, Option<Problem>)> {
+    let mut anchors = BTreeMap::new();
+    let mut first_problem: Option<Problem> = None;
+    let mut note = |p: Problem| {
+        if first_problem.as_ref().is_none_or(|f| p.seq < f.seq) {
+            first_problem = Some(p);
+        }
+    };
+    for cp in stored.iter().chain(kept) {
+        let Some(key) = trusted else {
+            return Err(Error::Key(format!(
+                "{} signed checkpoint(s) to check but no public key: give --public-key",
+                stored.len() + usize::from(kept.is_some())
+            )));
+        };
+        if !cp.signed_by(key) {
+            note(problem(
+                cp.size,
+                format!(
+                    "checkpoint at size {} has no valid signature by {key}",
+                    cp.size
+                ),
+            ));
+            continue;
+        }
+        let Some(root) = chain::parse_hash(&cp.root_hash) else {
+            note(problem(cp.size, "checkpoint root is malformed"));
+            continue;
+        };
+        match anchors.get(&cp.size) {
+            Some(existing) if *existing != root => note(problem(
+                cp.size,
+                "two signed checkpoints disagree about this event (log rewritten)",
+            )),
+            _ => {
+                anchors.insert(cp.size, root);
+            }
+        }
+    }
+    Ok((anchors, first_problem))
 }
 
 #[cfg(test)]

@@ -57,6 +57,14 @@ pub fn latest_schema_version(backend: Backend) -> i64 {
         .unwrap_or(0)
 }
 
+/// The backend behind a connection of a [`Store`].
+pub fn backend_of(conn: &AnyConnection) -> Backend {
+    match conn.backend_name() {
+        "PostgreSQL" => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Gatehouse builds and tests with, if any is missing (idempotent:
+# nothing is downloaded when all are present). Sourced by start.sh and test.sh.
+# Usage: scripts/packages.sh [build|test]
+set -euo pipefail
+
+packages=(ca-certificates gcc libc6-dev pkg-config curl)
+if [ "${1:-build}" = test ]; then
+  packages+=(postgresql postgresql-client)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
