@@ -65,11 +65,10 @@ impl Server {
         let sink = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["fields"]["message"] == "web listener bound" {
-                        let _ =
-                            tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
-                    }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["fields"]["message"] == "web listener bound"
+                {
+                    let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -88,10 +87,10 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = reqwest::get(server.url("/healthz")).await {
-                if r.status() == 200 {
-                    return server;
-                }
+            if let Ok(r) = reqwest::get(server.url("/healthz")).await
+                && r.status() == 200
+            {
+                return server;
             }
             assert!(Instant::now() < deadline, "healthz never answered 200");
             tokio::time::sleep(Duration::from_millis(50)).await;
