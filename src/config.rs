@@ -3,6 +3,7 @@
 
 use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
 use anyhow::Context;
+use gatehouse_broker::secrets::Secret;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,8 +55,8 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
-    /// `None`: SQLite in the data directory.
-    pub database_url: Option<String>,
+    /// `None`: SQLite in the data directory. May hold a password: hidden in `Debug`.
+    pub database_url: Option<Secret>,
     pub log_format: LogFormat,
     pub log_level: Option<String>,
     pub web_listen: SocketAddr,
@@ -97,7 +98,8 @@ impl Settings {
                 .database_url
                 .clone()
                 .or(file.database_url)
-                .filter(|u| !u.is_empty()),
+                .filter(|u| !u.is_empty())
+                .map(Secret::new),
             log_format: global
                 .log_format
                 .or(file.log_format)
@@ -173,6 +175,23 @@ mod tests {
             Some(Duration::from_secs(300))
         );
         assert_eq!(cfg.log_format, Some(LogFormat::Json));
+    }
+
+    #[test]
+    fn security_settings_debug_hides_the_database_password() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from([
+            "gatehouse",
+            "--database-url",
+            "postgres://gh:hunter2@db/gatehouse",
+            "migrate",
+        ]);
+        let settings = Settings::resolve(&cli.global, None).unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert_eq!(
+            settings.database_url.as_ref().map(Secret::expose),
+            Some("postgres://gh:hunter2@db/gatehouse")
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 /// Opens the configured database (SQLite in the data directory unless a URL is given).
 pub async fn open_store(settings: &Settings, schema: Schema) -> anyhow::Result<Store> {
     let url = match &settings.database_url {
-        Some(url) => url.clone(),
+        Some(url) => url.expose().to_string(),
         None => {
             let path = settings.sqlite_path();
             if schema == Schema::RequireCurrent && !path.exists() {

@@ -40,8 +40,14 @@ async fn serve_on_sqlite_answers_healthz_and_bootstraps_admin() {
     let again = Server::start(&data, &[], &[("GATEHOUSE_BOOTSTRAP_TOKEN", TOKEN)]).await;
     assert_eq!(again.whoami_status(TOKEN).await, 200);
     assert!(again.stop().success());
+    // Each stop signs a final checkpoint; verify checks it with the key in the data directory.
     let verify = run(gatehouse(&data).args(["audit", "verify"]));
     assert!(verify.status.success(), "{}", stderr(&verify));
+    let report = crate::harness::stdout(&verify);
+    assert!(
+        report.contains("events") && !report.contains(" 0 signed checkpoint"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
