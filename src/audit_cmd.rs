@@ -92,7 +92,10 @@ async fn verify_cmd(
                 "error: audit log damaged at seq {}: {}",
                 problem.seq, problem.message
             );
-            eprintln!("({} events before it verified)", report.events);
+            match report.events {
+                0 => eprintln!("(no event before it verified)"),
+                n => eprintln!("(events 1 to {n} before it verified)"),
+            }
             Ok(ExitCode::from(1))
         }
     }
