@@ -60,6 +60,7 @@ on_both_backends!(
     batch_append_matches_single_appends,
     verify_reads_a_consistent_snapshot_while_appending,
     verify_names_problems_across_page_boundaries,
+    appended_hashes_match_the_documented_encoding,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -679,6 +680,33 @@ mod suite {
         .await;
         let report = audit::verify::verify(&db.store, None, None).await.unwrap();
         assert_eq!(report.problem.unwrap().seq, page + 1, "first row of a page");
+    }
+
+    /// On PostgreSQL single events are hashed by the database; both paths must produce exactly
+    /// `chain::event_hash`, multi-byte UTF-8 and escapes included.
+    pub async fn appended_hashes_match_the_documented_encoding(db: &TestDb) {
+        let odd = || {
+            NewEvent::new("identity:zoë", "test.unicode", "target:数据库")
+                .details(serde_json::json!({ "note": "quote \" back\\slash 🚀 \u{0}" }))
+        };
+        let mut tx = db.store.begin().await.unwrap();
+        audit::append(&mut tx, T0, odd()).await.unwrap();
+        audit::append_batch(&mut tx, T0 + 1, vec![odd(), odd()])
+            .await
+            .unwrap();
+        audit::append(&mut tx, T0 + 2, odd()).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut conn = db.store.pool().acquire().await.unwrap();
+        let mut events = audit::recent(&mut conn, 10).await.unwrap();
+        events.reverse();
+        let mut prev = audit::chain::GENESIS;
+        for ev in &events {
+            assert_eq!(ev.prev_hash, hex::encode(prev), "seq {}", ev.seq);
+            prev = audit::chain::event_hash(&ev.content(), &prev);
+            assert_eq!(ev.hash, hex::encode(prev), "seq {}", ev.seq);
+        }
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[0].actor, "identity:zoë");
     }
 
     pub async fn batch_append_matches_single_appends(db: &TestDb) {
