@@ -49,9 +49,9 @@ for backend in sqlite postgres; do
 done
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-printf '\nAudit log, %s events, %s, %s cores, %s\n\n' "$EVENTS" "$(uname -m)" "$(nproc)" "$(date -u +%Y-%m-%d)"
+cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs)
+printf '\nAudit log, %s events; %s, %s cores; %s\n\n' "$EVENTS" "$cpu" "$(nproc)" "$(date -u +%Y-%m-%d)"
 printf '| measure | SQLite | PostgreSQL | goal |\n|---|---|---|---|\n'
-for b in sqlite postgres; do :; done
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
 row "append, 1 event per transaction (events/s)" "${R[sqlite.single_chain_per_s]}" "${R[postgres.single_chain_per_s]}" "≥ 1,000"
 row "  anchor: plain insert, 1 row per transaction" "${R[sqlite.single_plain_per_s]}" "${R[postgres.single_plain_per_s]}" ""
@@ -64,3 +64,4 @@ row "\`gatehouse audit verify\`, $EVENTS events (s, best of 3)" "${R[sqlite.veri
 row "  verify in-process (s)" "${R[sqlite.verify_inproc_s]}" "${R[postgres.verify_inproc_s]}" ""
 row "  anchor: bare scan of the log, no hashing (s)" "${R[sqlite.scan_s]}" "${R[postgres.scan_s]}" ""
 row "  ratio verify / scan" "$(ratio "${R[sqlite.verify_inproc_s]}" "${R[sqlite.scan_s]}")" "$(ratio "${R[postgres.verify_inproc_s]}" "${R[postgres.scan_s]}")" ""
+row "  for comparison: naive row-by-row stream, no hashing (s)" "${R[sqlite.row_stream_s]}" "${R[postgres.row_stream_s]}" ""

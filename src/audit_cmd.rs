@@ -18,8 +18,8 @@ pub async fn run(settings: Settings, cmd: AuditCommand) -> anyhow::Result<ExitCo
             public_key,
         } => verify_cmd(&settings, checkpoint.as_deref(), public_key.as_deref()).await,
         AuditCommand::Checkpoint { output } => {
+            let signer = context::existing_signing_key(&settings)?;
             let store = context::open_store(&settings, Schema::RequireCurrent).await?;
-            let signer = context::signing_key(&settings)?;
             let cp = checkpoint::create(&store, SystemClock.now_ms(), &signer).await?;
             store.close().await;
             let Some(cp) = cp else {
@@ -80,7 +80,7 @@ async fn verify_cmd(
     match report.problem {
         None => {
             println!(
-                "audit log intact: {} events, head {}, {} signed checkpoint(s) matched",
+                "audit log intact: {} event(s), head {}, {} signed checkpoint(s) matched",
                 report.events,
                 report.head_hash.as_deref().unwrap_or("(empty)"),
                 report.checkpoints

@@ -68,13 +68,25 @@ pub async fn open_store(settings: &Settings, schema: Schema) -> anyhow::Result<S
     Ok(store)
 }
 
-/// The signing key, created on first use.
+/// The signing key for `serve`: created on first start.
 pub fn signing_key(settings: &Settings) -> anyhow::Result<SigningKeyPair> {
     let (key, created) = SigningKeyPair::load_or_create(&settings.signing_key)?;
     if created {
         tracing::info!(path = %settings.signing_key.display(), public_key = %key.public(), "created the Gatehouse signing key");
     }
     Ok(key)
+}
+
+/// The signing key for one-off commands: never created here, so a command run from the wrong
+/// directory cannot sign with a stray key that later makes the real log look forged.
+pub fn existing_signing_key(settings: &Settings) -> anyhow::Result<SigningKeyPair> {
+    if !settings.signing_key.exists() {
+        bail!(
+            "no signing key at {}: `gatehouse serve` creates it on first start; point --data-dir or audit.signing_key at it",
+            settings.signing_key.display()
+        );
+    }
+    Ok(SigningKeyPair::load(&settings.signing_key)?)
 }
 
 /// The public key to trust: given explicitly (`ed25519:...` or a file holding it), else the

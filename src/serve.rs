@@ -19,6 +19,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         context::prepare_data_dir(&settings.data_dir)?;
     }
     let signer = Arc::new(context::signing_key(&settings)?);
+    warn_if_another_key_signed(&store, &signer).await;
     let clock: SharedClock = Arc::new(SystemClock);
 
     let listener = tokio::net::TcpListener::bind(settings.web_listen)
@@ -81,6 +82,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     served.context("web listener failed")
+}
+
+/// Instances sharing a database must share the signing key, or each one's checkpoints look
+/// forged to whoever verifies with the other's key.
+async fn warn_if_another_key_signed(store: &Store, signer: &SigningKeyPair) {
+    let latest = match store.pool().acquire().await {
+        Ok(mut conn) => checkpoint::latest(&mut conn).await.ok().flatten(),
+        Err(_) => None,
+    };
+    if let Some(cp) = latest
+        && cp.key != signer.public()
+    {
+        tracing::warn!(
+            checkpoint_key = %cp.key,
+            our_key = %signer.public(),
+            path = %signer.path().display(),
+            "the newest audit checkpoint was signed by another key: instances sharing this database should share audit.signing_key"
+        );
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

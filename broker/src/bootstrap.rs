@@ -118,11 +118,20 @@ pub async fn redeem_setup_code(
     Ok((identity, token))
 }
 
-/// Creates (or promotes a fresh, source-`bootstrap`) `admin` with the admin privilege and `token`.
+/// Creates `admin` with the admin privilege and `token`. An `admin` made by an earlier bootstrap
+/// that is no longer active (no active administrator is why we are here) is re-activated, which
+/// is audited; an `admin` from anywhere else is never promoted.
 async fn create_admin(tx: &mut Tx, now_ms: i64, via: &str, token: &Secret) -> Result<Identity> {
     let actor = Actor::System;
     let identity = match identities::by_username(tx, ADMIN).await? {
-        Some(existing) if existing.source == "bootstrap" => existing,
+        Some(existing) if existing.source == "bootstrap" => {
+            if existing.status == identities::Status::Active {
+                existing
+            } else {
+                identities::set_status(tx, &actor, now_ms, ADMIN, identities::Status::Active)
+                    .await?
+            }
+        }
         Some(_) => {
             return Err(Error::Conflict(format!(
                 "an identity named {ADMIN} exists but is not an administrator; refusing to promote it"
@@ -148,6 +157,13 @@ async fn create_admin(tx: &mut Tx, now_ms: i64, via: &str, token: &Secret) -> Re
         token,
         None,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        Error::Conflict(_) => Error::Conflict(
+            "GATEHOUSE_BOOTSTRAP_TOKEN was used before (and may be revoked): choose a new value"
+                .into(),
+        ),
+        other => other,
+    })?;
     Ok(identity)
 }

@@ -64,8 +64,9 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
             sqlx::Error::RowNotFound => Error::NotFound("row".into()),
+            // The database's own message names tables and constraints: keep it out of answers.
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                Error::Conflict(db.message().to_string())
+                Error::Conflict("already exists".into())
             }
             sqlx::Error::Database(db) if is_connection_lost(db.code().as_deref()) => {
                 Error::Unavailable(db.message().to_string())

@@ -441,6 +441,31 @@ mod suite {
         let other = bootstrap::on_start(&db.store, T0, None).await.unwrap();
         assert!(matches!(other, bootstrap::Outcome::AdminExists));
         assert_eq!(count(&db.store, "api_tokens").await, 1);
+
+        // The only admin is disabled: bootstrapping again re-activates it (audited), with a new
+        // token; the old value is refused with a reason.
+        let mut tx = db.store.begin().await.unwrap();
+        identities::set_status(&mut tx, &Actor::Cli, T0, "admin", Status::Disabled)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let err = bootstrap::on_start(&db.store, T0, Some(&token))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("used before"), "{err}");
+        let fresh = Secret::new("bootstrap-token-fedcba9876543210");
+        let out = bootstrap::on_start(&db.store, T0, Some(&fresh))
+            .await
+            .unwrap();
+        assert!(matches!(out, bootstrap::Outcome::AdminCreated), "{out:?}");
+        let mut conn = db.store.pool().acquire().await.unwrap();
+        assert_eq!(
+            tokens::authenticate(&mut conn, fresh.expose(), T0)
+                .await
+                .unwrap()
+                .username,
+            "admin"
+        );
     }
 
     pub async fn security_setup_code_is_one_time_and_expires(db: &TestDb) {

@@ -99,7 +99,7 @@ CREATE TABLE setup_codes (
 -- The audit log: an append-only hash chain. hash = SHA-256 over the canonical encoding of the
 -- row including prev_hash (see docs/audit.md). Hashes are lower-case hex.
 CREATE TABLE audit_events (
-    seq       BIGINT PRIMARY KEY,
+    seq       INTEGER PRIMARY KEY CHECK (seq > 0),
     time      BIGINT NOT NULL,
     actor     TEXT NOT NULL,
     action    TEXT NOT NULL,

@@ -12,6 +12,9 @@ async fn data_dir_with_events(n: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let out = run(gatehouse(dir.path()).arg("migrate"));
     assert!(out.status.success(), "{}", stderr(&out));
+    // The key `serve` would have created on first start.
+    let key = dir.path().join("keys/signing-key.pem");
+    gatehouse_broker::keys::SigningKeyPair::load_or_create(&key).unwrap();
     let store = open(dir.path()).await;
     for i in 0..n {
         let mut tx = store.begin().await.unwrap();
@@ -64,7 +67,7 @@ async fn untouched_log_verifies() {
     let out = run(gatehouse(dir.path()).args(["audit", "verify"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("audit log intact: 20 events"),
+        stdout(&out).contains("audit log intact: 20 event(s)"),
         "{}",
         stdout(&out)
     );
@@ -177,9 +180,26 @@ async fn a_forged_checkpoint_file_is_refused() {
         .arg(&forged));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("no valid signature"),
+        stderr(&out).contains("invalid signature"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn checkpoint_never_signs_with_a_stray_key() {
+    let dir = data_dir_with_events(2).await;
+    std::fs::remove_dir_all(dir.path().join("keys")).unwrap();
+    let out = run(gatehouse(dir.path()).args(["audit", "checkpoint"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no signing key at"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join("keys").exists(),
+        "no key may be created by a one-off command"
     );
 }
 

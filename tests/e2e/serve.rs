@@ -45,7 +45,7 @@ async fn serve_on_sqlite_answers_healthz_and_bootstraps_admin() {
     assert!(verify.status.success(), "{}", stderr(&verify));
     let report = crate::harness::stdout(&verify);
     assert!(
-        report.contains("events") && !report.contains(" 0 signed checkpoint"),
+        report.contains("event(s)") && !report.contains(" 0 signed checkpoint"),
         "{report}"
     );
 }

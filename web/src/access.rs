@@ -32,12 +32,23 @@ pub const RULES: &[(Method, &str, Requirement)] = &[
     (Method::GET, "/api/v1/whoami", Requirement::Authenticated),
 ];
 
-/// The requirement for a matched route, if it is listed.
+/// The requirement for a matched route, if it is listed. HEAD is answered by GET handlers, so
+/// it has GET's requirement.
 pub fn requirement(method: &Method, path: &str) -> Option<Requirement> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     RULES
         .iter()
         .find(|(m, p, _)| m == method && *p == path)
         .map(|(_, _, r)| *r)
+}
+
+/// Whether some method of `path` is listed.
+fn path_is_listed(path: &str) -> bool {
+    RULES.iter().any(|(_, p, _)| *p == path)
 }
 
 /// The identity a request was authenticated as, for handlers.
@@ -51,10 +62,19 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
     else {
-        // No route matched: let the fallback answer 404 (it reveals nothing and does nothing).
-        return next.run(req).await;
+        // No route matched: answer here rather than pass an unchecked request on.
+        return crate::error::not_found().await.into_response();
     };
     let Some(rule) = requirement(req.method(), &path) else {
+        if path_is_listed(&path) {
+            // A known path with a method it does not have: nothing to log.
+            return ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            )
+            .into_response();
+        }
         tracing::error!(method = %req.method(), path, "route has no access rule; refusing");
         return ApiError::new(
             StatusCode::FORBIDDEN,

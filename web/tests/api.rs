@@ -186,6 +186,17 @@ async fn security_route_without_access_rule_is_refused() {
 }
 
 #[tokio::test]
+async fn head_and_unknown_methods_get_their_own_answers() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let head = s.http.head(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let delete = s.http.delete(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(delete.status(), 405);
+    let head = s.http.head(s.url("/api/v1/whoami")).send().await.unwrap();
+    assert_eq!(head.status(), 401, "HEAD needs what GET needs");
+}
+
+#[tokio::test]
 async fn disabled_identity_token_stops_working() {
     let s = TestServer::with_admin(Backend::Sqlite).await;
     let mut tx = s.db.store.begin().await.unwrap();

@@ -3,7 +3,7 @@
 
 use super::{Event, NewEvent, chain};
 use crate::error::{Error, Result};
-use crate::store::{Backend, backend_of};
+use crate::store::{Backend, Tx, backend_of};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 /// Where an append landed.
@@ -14,10 +14,12 @@ pub struct Appended {
 }
 
 /// Appends one event inside the caller's transaction.
-pub async fn append(conn: &mut AnyConnection, now_ms: i64, event: NewEvent) -> Result<Appended> {
+/// Only inside a transaction: the event must commit or roll back with the change it records.
+pub async fn append(tx: &mut Tx, now_ms: i64, event: NewEvent) -> Result<Appended> {
+    let conn: &mut AnyConnection = tx;
     match backend_of(conn) {
         Backend::Postgres => append_one_pg(conn, now_ms, event).await,
-        Backend::Sqlite => append_batch(conn, now_ms, vec![event]).await,
+        Backend::Sqlite => append_batch(tx, now_ms, vec![event]).await,
     }
 }
 
@@ -26,11 +28,8 @@ const ROWS_PER_INSERT: usize = 1000;
 
 /// Appends several events inside the caller's transaction, in order, with one lock of the chain
 /// head and multi-row inserts: the fast path for callers that produce events in bulk.
-pub async fn append_batch(
-    conn: &mut AnyConnection,
-    now_ms: i64,
-    events: Vec<NewEvent>,
-) -> Result<Appended> {
+pub async fn append_batch(tx: &mut Tx, now_ms: i64, events: Vec<NewEvent>) -> Result<Appended> {
+    let conn: &mut AnyConnection = tx;
     let n = i64::try_from(events.len()).map_err(|_| Error::invalid("too many events"))?;
     if n == 0 {
         return Err(Error::invalid("no events to append"));
@@ -147,7 +146,7 @@ fn insert_sql(rows: usize, backend: Backend, set_head: bool) -> String {
 /// instead of two while the head row is locked.
 const APPEND_ONE_PG: &str = "WITH head AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE), \
     ev AS (SELECT head.seq + 1 AS seq, head.hash AS prev_hash, encode(sha256( \
-        '\\x67617465686f7573652e61756469742e763100'::bytea \
+        decode('67617465686f7573652e61756469742e763100', 'hex') \
         || int8send(head.seq + 1) || int8send($1::bigint) \
         || int4send(octet_length(convert_to($2, 'UTF8'))) || convert_to($2, 'UTF8') \
         || int4send(octet_length(convert_to($3, 'UTF8'))) || convert_to($3, 'UTF8') \

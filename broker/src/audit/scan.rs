@@ -39,8 +39,10 @@ type Pages = mpsc::Sender<Result<Vec<Row>>>;
 pub struct Snapshot {
     /// `audit_head.seq`: how many events the chain head says there are.
     pub head: i64,
-    /// The highest stored seq (0 when empty).
-    pub last_seq: i64,
+    /// `audit_head.hash`: what the chain head says the last event's hash is.
+    pub head_hash: String,
+    /// How many rows `audit_events` holds, whatever their seq.
+    pub rows: i64,
     /// Stored checkpoints, smallest first.
     pub checkpoints: Vec<Checkpoint>,
     pages: mpsc::Receiver<Result<Vec<Row>>>,
@@ -55,18 +57,17 @@ impl Snapshot {
             Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
         };
         let mut tx = store.pool().begin_with(begin).await?;
-        let (head, _) = super::head(&mut tx).await?;
-        let last_seq: Option<i64> = sqlx::query("SELECT MAX(seq) FROM audit_events")
+        let (head, head_hash) = super::head(&mut tx).await?;
+        let rows: i64 = sqlx::query("SELECT COUNT(*) FROM audit_events")
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-        let last_seq = last_seq.unwrap_or(0);
         let checkpoints = checkpoint::all(&mut tx).await?;
         let (send, pages) = mpsc::channel(2);
         tokio::spawn(async move {
             let read = match backend {
-                Backend::Sqlite => json_pages(&mut tx, last_seq, &send).await,
-                Backend::Postgres => streamed_pages(&mut tx, last_seq, &send).await,
+                Backend::Sqlite => json_pages(&mut tx, &send).await,
+                Backend::Postgres => streamed_pages(&mut tx, &send).await,
             };
             if let Err(e) = read {
                 let _ = send.send(Err(e)).await;
@@ -75,7 +76,8 @@ impl Snapshot {
         });
         Ok(Self {
             head,
-            last_seq,
+            head_hash,
+            rows,
             checkpoints,
             pages,
         })
@@ -87,58 +89,75 @@ impl Snapshot {
     }
 }
 
-/// SQLite: page `k + 1` is aggregated by the database while page `k` is parsed here.
-async fn json_pages(tx: &mut Tx, last_seq: i64, send: &Pages) -> Result<()> {
-    let mut lo = 0;
-    let mut text = match last_seq > 0 {
-        true => Some(fetch_json(tx, lo).await?),
-        false => None,
-    };
-    while let Some(current) = text.take() {
-        let next_lo = lo + PAGE;
+/// One page as SQLite renders it.
+struct JsonPage {
+    /// The rows as a JSON array; `None` if the database could not render them as text.
+    text: Option<String>,
+    /// The highest seq in the page, where the next page starts; `None` if unreadable.
+    last: Option<i64>,
+    /// Rows in the page.
+    count: i64,
+}
+
+/// SQLite: pages by key (`seq > after`, ascending, `PAGE` rows); page `k + 1` is aggregated by
+/// the database while page `k` is parsed here.
+async fn json_pages(tx: &mut Tx, send: &Pages) -> Result<()> {
+    let mut after = i64::MIN;
+    let mut current = fetch_json(tx, after).await?;
+    while current.count > 0 {
         let (next, parsed) = tokio::join!(
             async {
-                match next_lo < last_seq {
-                    true => Some(fetch_json(tx, next_lo).await),
-                    false => None,
+                match current.last {
+                    Some(last) => Some(fetch_json(tx, last).await),
+                    None => None,
                 }
             },
-            async { current.as_deref().and_then(parse) },
+            async { current.text.as_deref().and_then(parse) },
         );
-        let page = match parsed {
-            Some(rows) => rows,
-            None => row_by_row(tx, lo).await?,
+        let (page, last) = match (parsed, current.last) {
+            (Some(rows), Some(last)) => (rows, last),
+            // Something in this page is not what the schema says (only tampering does that):
+            // read it row by row to name the row.
+            _ => row_by_row(tx, after).await?,
         };
-        if send.send(Ok(page)).await.is_err() {
+        if send.send(Ok(page)).await.is_err() || last <= after {
             return Ok(());
         }
-        text = next.transpose()?;
-        lo = next_lo;
+        current = match next {
+            Some(next) if current.last == Some(last) => next?,
+            _ => fetch_json(tx, last).await?,
+        };
+        after = last;
     }
     Ok(())
 }
 
-/// The JSON text of page `lo < seq <= lo + PAGE`; `None` when the database could not render it
-/// as text (a value that is not what the schema says): the page is then read row by row.
-async fn fetch_json(tx: &mut Tx, lo: i64) -> Result<Option<String>> {
+/// Page `seq > after` as one JSON text. Errors other than a lost database become an unreadable
+/// page, which is then read row by row.
+async fn fetch_json(tx: &mut Tx, after: i64) -> Result<JsonPage> {
     // The subquery yields rows in key order; `parse` sorts them anyway, so the result does not
     // depend on the aggregate keeping that order.
     let sql = "SELECT json_group_array(json_array(seq, time, actor, action, object, outcome, \
-               details, prev_hash, hash)) FROM (SELECT * FROM audit_events \
-               WHERE seq > $1 AND seq <= $2 ORDER BY seq)";
+               details, prev_hash, hash)), MAX(seq), COUNT(*) FROM (SELECT * FROM audit_events \
+               WHERE seq > $1 ORDER BY seq LIMIT $2)";
     match sqlx::query(sql)
-        .bind(lo)
-        .bind(lo + PAGE)
+        .bind(after)
+        .bind(PAGE)
         .fetch_one(&mut **tx)
         .await
     {
-        Ok(row) => Ok(row
-            .try_get::<Option<String>, _>(0)
-            .ok()
-            .map(Option::unwrap_or_default)),
+        Ok(row) => Ok(JsonPage {
+            text: row.try_get::<Option<String>, _>(0).ok().flatten(),
+            last: row.try_get::<Option<i64>, _>(1).ok().flatten(),
+            count: row.try_get::<i64, _>(2).unwrap_or(1),
+        }),
         Err(e) => match Error::from(e) {
             e @ Error::Unavailable(_) => Err(e),
-            _ => Ok(None),
+            _ => Ok(JsonPage {
+                text: None,
+                last: None,
+                count: 1,
+            }),
         },
     }
 }
@@ -158,9 +177,6 @@ struct JsonRow(
 
 /// The events of a page's JSON text; `None` when a row does not have the shape of an event.
 fn parse(text: &str) -> Option<Vec<Row>> {
-    if text.is_empty() {
-        return Some(Vec::new());
-    }
     let mut rows: Vec<JsonRow> = serde_json::from_str(text).ok()?;
     rows.sort_by_key(|r| r.0);
     Some(
@@ -194,24 +210,27 @@ fn parse(text: &str) -> Option<Vec<Row>> {
     )
 }
 
-/// Reads page `lo < seq <= lo + PAGE` row by row, naming the rows that cannot be read.
-async fn row_by_row(tx: &mut Tx, lo: i64) -> Result<Vec<Row>> {
-    let seqs =
-        sqlx::query("SELECT seq FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq")
-            .bind(lo)
-            .bind(lo + PAGE)
-            .fetch_all(&mut **tx)
-            .await?;
+/// Reads page `seq > after` one row at a time, naming the rows that cannot be read (a text
+/// that is not UTF-8 fails the whole page, so rows are fetched singly); returns them and the
+/// highest seq read.
+async fn row_by_row(tx: &mut Tx, after: i64) -> Result<(Vec<Row>, i64)> {
+    let seqs = sqlx::query("SELECT seq FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut last = after;
     let mut out = Vec::with_capacity(seqs.len());
     for s in seqs {
         let seq: i64 = s.try_get(0)?;
+        last = last.max(seq);
         let row = sqlx::query(AssertSqlSafe(format!("{SELECT_EVENTS} WHERE seq = $1")))
             .bind(seq)
             .fetch_one(&mut **tx)
             .await;
         out.push(read_row(row.map_err(Error::from), seq)?);
     }
-    Ok(out)
+    Ok((out, last))
 }
 
 /// An event from a fetched row; a row that does not decode is `Unreadable`, a lost database
@@ -228,14 +247,16 @@ fn read_row(row: Result<sqlx::any::AnyRow>, seq: i64) -> Result<Row> {
 }
 
 /// PostgreSQL: one ordered query whose rows are cut into pages as they arrive.
-async fn streamed_pages(tx: &mut Tx, last_seq: i64, send: &Pages) -> Result<()> {
-    let sql = AssertSqlSafe(format!("{SELECT_EVENTS} WHERE seq <= $1 ORDER BY seq"));
-    let mut rows = sqlx::query(sql).bind(last_seq).fetch(&mut **tx);
+async fn streamed_pages(tx: &mut Tx, send: &Pages) -> Result<()> {
+    let sql = AssertSqlSafe(format!("{SELECT_EVENTS} ORDER BY seq"));
+    let mut rows = sqlx::query(sql).fetch(&mut **tx);
     let mut page = Vec::new();
-    let mut prev_seq = 0;
+    let mut prev_seq: i64 = 0;
     while let Some(row) = rows.next().await {
         let row = row.map_err(Error::from)?;
-        let seq = row.try_get::<i64, _>(0).unwrap_or(prev_seq + 1);
+        let seq = row
+            .try_get::<i64, _>(0)
+            .unwrap_or(prev_seq.saturating_add(1));
         prev_seq = seq;
         page.push(read_row(Ok(row), seq)?);
         if page.len() as i64 == PAGE && send.send(Ok(std::mem::take(&mut page))).await.is_err() {

@@ -75,14 +75,7 @@ impl ChainWalker {
     pub fn push(&mut self, ev: &Event) -> Result<(), Problem> {
         let seq = self.next_seq;
         if ev.seq != seq {
-            return Err(if ev.seq > seq {
-                problem(
-                    seq,
-                    format!("event missing (the next stored event is seq {})", ev.seq),
-                )
-            } else {
-                problem(ev.seq, "event out of order or duplicated")
-            });
+            return Err(self.misplaced(ev.seq));
         }
         let content = ev.content();
         let computed = chain::event_hash(&content, &self.prev);
@@ -108,7 +101,9 @@ impl ChainWalker {
             return Err(if self_consistent && seq > 1 {
                 problem(
                     seq - 1,
-                    format!("event rewritten: seq {seq} was chained to a different hash"),
+                    format!(
+                        "event rewritten (or seq {seq} forged): seq {seq} is chained to a different hash"
+                    ),
                 )
             } else {
                 problem(
@@ -144,6 +139,29 @@ impl ChainWalker {
         Ok(())
     }
 
+    /// The problem with a row whose seq is not the next one expected.
+    fn misplaced(&self, found: i64) -> Problem {
+        let seq = self.next_seq;
+        if found > seq {
+            problem(
+                seq,
+                format!("event missing (the next stored event is seq {found})"),
+            )
+        } else if found < 1 {
+            problem(found, "a row stands outside the chain (seq starts at 1)")
+        } else {
+            problem(found, "event out of order or duplicated")
+        }
+    }
+
+    /// A row that could not be read as an event: a gap before it comes first.
+    pub fn push_unreadable(&mut self, seq: i64, message: &str) -> Result<(), Problem> {
+        if seq != self.next_seq {
+            return Err(self.misplaced(seq));
+        }
+        Err(problem(seq, message))
+    }
+
     /// Number of events accepted so far.
     pub fn len(&self) -> i64 {
         self.next_seq - 1
@@ -154,9 +172,9 @@ impl ChainWalker {
         self.len() == 0
     }
 
-    /// Ends the walk: every anchor must have been reached, and the log must end where the
-    /// recorded head says it does.
-    pub fn finish(&self, recorded_head: i64) -> Result<usize, Problem> {
+    /// Ends the walk: every anchor must have been reached, the log must end where the chain
+    /// head says and with the hash it records, and no stored row may stand outside the chain.
+    pub fn finish(&self, head: i64, head_hash: &str, rows: i64) -> Result<usize, Problem> {
         let size = self.len();
         if let Some((&cp_size, _)) = self.anchors.range(size + 1..).next_back() {
             return Err(problem(
@@ -166,18 +184,34 @@ impl ChainWalker {
                 ),
             ));
         }
-        if recorded_head > size {
+        if head > size {
             return Err(problem(
                 size + 1,
                 format!(
-                    "log truncated: the chain head records {recorded_head} events, the log ends at seq {size}"
+                    "log truncated: the chain head records {head} events, the log ends at seq {size}"
                 ),
             ));
         }
-        if recorded_head < size {
+        if head < size {
             return Err(problem(
-                recorded_head + 1,
-                format!("events beyond the recorded chain head ({recorded_head}) were inserted"),
+                head + 1,
+                format!("events beyond the recorded chain head ({head}) were inserted"),
+            ));
+        }
+        if head_hash.as_bytes() != self.prev_hex && chain::parse_hash(head_hash) != Some(self.prev)
+        {
+            return Err(problem(
+                size.max(1),
+                "the last event does not match the chain head's hash (rewritten)",
+            ));
+        }
+        if rows != size {
+            return Err(problem(
+                size + 1,
+                format!(
+                    "{} stored row(s) stand outside the chain of {size} events",
+                    rows - size
+                ),
             ));
         }
         Ok(self.anchors_checked)
@@ -218,7 +252,7 @@ pub async fn verify_with_progress(
         for row in page? {
             let pushed = match &row {
                 Row::Event(ev) => walker.push(ev),
-                Row::Unreadable { seq, message } => Err(problem(*seq, message.clone())),
+                Row::Unreadable { seq, message } => walker.push_unreadable(*seq, message),
             };
             if let Err(p) = pushed {
                 found = Some(p);
@@ -229,7 +263,7 @@ pub async fn verify_with_progress(
     }
     let checkpoints = walker.anchors_checked;
     if found.is_none()
-        && let Err(p) = walker.finish(snapshot.head)
+        && let Err(p) = walker.finish(snapshot.head, &snapshot.head_hash, snapshot.rows)
     {
         found = Some(p);
     }
@@ -268,13 +302,18 @@ fn trusted_anchors(
             )));
         };
         if !cp.signed_by(key) {
-            note(problem(
-                cp.size,
+            let what = if cp.key == *key {
                 format!(
-                    "checkpoint at size {} has no valid signature by {key}",
+                    "checkpoint at size {} has an invalid signature (forged or edited)",
                     cp.size
-                ),
-            ));
+                )
+            } else {
+                format!(
+                    "checkpoint at size {} is signed by {}, not by the trusted key {key} (another instance's key, or forged)",
+                    cp.size, cp.key
+                )
+            };
+            note(problem(cp.size, what));
             continue;
         }
         let Some(root) = chain::parse_hash(&cp.root_hash) else {
@@ -321,11 +360,22 @@ mod tests {
     }
 
     fn walk(events: &[Event], anchors: Vec<(i64, [u8; 32])>, head: i64) -> Result<usize, Problem> {
+        let head_hash = events.last().map_or("0".repeat(64), |e| e.hash.clone());
+        walk_with(events, anchors, head, &head_hash, events.len() as i64)
+    }
+
+    fn walk_with(
+        events: &[Event],
+        anchors: Vec<(i64, [u8; 32])>,
+        head: i64,
+        head_hash: &str,
+        rows: i64,
+    ) -> Result<usize, Problem> {
         let mut w = ChainWalker::new(anchors);
         for e in events {
             w.push(e)?;
         }
-        w.finish(head)
+        w.finish(head, head_hash, rows)
     }
 
     fn hash_of(ev: &Event) -> [u8; 32] {
@@ -394,6 +444,46 @@ mod tests {
         }
         assert_eq!(walk(&forged, vec![], 10), Ok(0));
         assert_eq!(walk(&forged, vec![anchor], 10).unwrap_err().seq, 6);
+    }
+
+    #[test]
+    fn rewritten_last_event_is_caught_by_the_head_hash() {
+        let mut evs = chain_of(5);
+        let head_hash = evs[4].hash.clone();
+        evs[4].actor = "mallory".into();
+        let prev = chain::parse_hash(&evs[4].prev_hash).unwrap();
+        evs[4].hash = hex::encode(chain::event_hash(&evs[4].content(), &prev));
+        let err = walk_with(&evs, vec![], 5, &head_hash, 5).unwrap_err();
+        assert_eq!(err.seq, 5, "{err}");
+        // Upper-case hex in the head is the same hash.
+        let evs = chain_of(5);
+        assert_eq!(
+            walk_with(&evs, vec![], 5, &evs[4].hash.to_uppercase(), 5),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn rows_outside_the_chain_are_counted() {
+        let evs = chain_of(3);
+        let err = walk_with(&evs, vec![], 3, &evs[2].hash, 4).unwrap_err();
+        assert_eq!(err.seq, 4);
+        assert!(err.message.contains("outside the chain"), "{err}");
+        let mut w = ChainWalker::new(vec![]);
+        let mut zero = chain_of(1).remove(0);
+        zero.seq = 0;
+        assert_eq!(w.push(&zero).unwrap_err().seq, 0);
+    }
+
+    #[test]
+    fn an_unreadable_row_after_a_gap_names_the_gap() {
+        let evs = chain_of(4);
+        let mut w = ChainWalker::new(vec![]);
+        for e in &evs {
+            w.push(e).unwrap();
+        }
+        assert_eq!(w.push_unreadable(6, "bad").unwrap_err().seq, 5);
+        assert_eq!(w.push_unreadable(5, "bad").unwrap_err().seq, 5);
     }
 
     #[test]
