@@ -240,7 +240,8 @@ impl Store {
 
     /// Starts a write transaction. On SQLite it takes the process-wide write gate and
     /// `BEGIN IMMEDIATE`, so the transaction holds the write lock from its first statement and
-    /// never fails half-way with a busy snapshot.
+    /// never fails half-way with a busy snapshot. Never call it while holding a `Tx`: on SQLite
+    /// it would wait for itself.
     pub async fn begin(&self) -> Result<Tx> {
         match self.backend() {
             Backend::Sqlite => {

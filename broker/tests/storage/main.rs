@@ -1,0 +1,156 @@
+//! The storage suite: every scenario runs against SQLite and against the real PostgreSQL server,
+//! each on a fresh database of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gatehouse_broker::audit::{self, NewEvent, Outcome, checkpoint};
+use gatehouse_broker::identities::{self, NewIdentity, Status};
+use gatehouse_broker::keys::SigningKeyPair;
+use gatehouse_broker::secrets::Secret;
+use gatehouse_broker::targets::{self, Kind, NewTarget};
+use gatehouse_broker::testkit::TestDb;
+use gatehouse_broker::{
+    Actor, Backend, Error, Store, StoreOptions, bootstrap, groups, privileges, roles, ssh_keys,
+    tokens,
+};
+use sqlx::Row;
+
+const T0: i64 = 1_764_000_000_000;
+const ALICE_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINIA111t8AegBYeJ2SJ8AJ8MPbP8SzqkdjxX3NOENKGg alice@laptop";
+
+/// Generates one `#[tokio::test]` per backend for each scenario in `suite`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = gatehouse_broker::testkit::TestDb::new(gatehouse_broker::Backend::Sqlite).await;
+                    super::suite::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = gatehouse_broker::testkit::TestDb::new(gatehouse_broker::Backend::Postgres).await;
+                    super::suite::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_are_idempotent,
+    identities_round_trip_and_are_audited,
+    duplicate_and_invalid_names_are_refused,
+    groups_hold_members,
+    ssh_keys_belong_to_one_identity,
+    targets_and_roles_round_trip,
+    security_api_tokens_are_stored_hashed_and_checked,
+    security_bootstrap_token_creates_admin_once,
+    security_setup_code_is_one_time_and_expires,
+    rolled_back_change_leaves_no_audit,
+    audit_rows_are_append_only,
+    edited_audit_row_is_named_by_verify,
+    deleted_tail_fails_against_checkpoint,
+    concurrent_appends_keep_one_chain,
+    batch_append_matches_single_appends,
+    verify_reads_a_consistent_snapshot_while_appending,
+    verify_names_problems_across_page_boundaries,
+    appended_hashes_match_the_documented_encoding,
+);
+
+async fn count(store: &Store, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
+}
+
+async fn actions(store: &Store) -> Vec<String> {
+    sqlx::query("SELECT action FROM audit_events ORDER BY seq")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect()
+}
+
+async fn add_identity(store: &Store, name: &str) -> identities::Identity {
+    let mut tx = store.begin().await.unwrap();
+    let i = identities::create(&mut tx, &Actor::Cli, T0, NewIdentity::named(name))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    i
+}
+
+fn signer() -> (tempfile::TempDir, SigningKeyPair) {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, _) = SigningKeyPair::load_or_create(&dir.path().join("k.pem")).unwrap();
+    (dir, k)
+}
+
+mod audit_log;
+mod model;
+
+/// The scenarios `on_both_backends!` runs.
+mod suite {
+    pub use super::audit_log::*;
+    pub use super::model::*;
+}
+
+/// Both migration sets must describe the same tables and columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_and_postgres_schemas_match() {
+    let lite = TestDb::sqlite().await;
+    let pg = TestDb::postgres().await;
+    let cols = |rows: Vec<sqlx::any::AnyRow>| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        v.retain(|(t, _)| !t.starts_with("_sqlx") && !t.starts_with("sqlite_"));
+        v.sort();
+        v
+    };
+    let a = cols(
+        sqlx::query(
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table'",
+        )
+        .fetch_all(lite.store.pool())
+        .await
+        .unwrap(),
+    );
+    let b = cols(
+        sqlx::query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public'",
+        )
+        .fetch_all(pg.store.pool())
+        .await
+        .unwrap(),
+    );
+    assert!(a.len() > 40, "{a:?}");
+    assert_eq!(a, b);
+}
+
+/// An unreachable PostgreSQL is an `Unavailable` error naming host and port, not a hang or panic.
+#[tokio::test]
+async fn unreachable_postgres_names_the_host() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("postgres://gh:secret-pw@127.0.0.1:{port}/gatehouse");
+    let err = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert!(!msg.contains("secret-pw"), "{msg}");
+}
