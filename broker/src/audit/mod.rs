@@ -9,7 +9,7 @@ pub mod verify;
 
 use crate::error::{Error, Result};
 use futures_util::stream::{BoxStream, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -81,8 +81,9 @@ impl NewEvent {
     }
 }
 
-/// An event as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An event as stored. The field order is also the column order of `SELECT_EVENTS` and of the
+/// JSON arrays `scan` reads: keep them in step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: i64,
     pub time_ms: i64,

@@ -15,7 +15,6 @@ use super::{Event, SELECT_EVENTS, event_from_row};
 use crate::error::{Error, Result};
 use crate::store::{Backend, Store};
 use futures_util::StreamExt;
-use serde::Deserialize;
 use sqlx::Row as _;
 use sqlx::{Any, AssertSqlSafe};
 use tokio::sync::mpsc;
@@ -162,52 +161,12 @@ async fn fetch_json(tx: &mut Tx, after: i64) -> Result<JsonPage> {
     }
 }
 
-#[derive(Deserialize)]
-struct JsonRow(
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-);
-
-/// The events of a page's JSON text; `None` when a row does not have the shape of an event.
+/// The events of a page's JSON text (an array of `[seq, time, actor, ...]` arrays, the field
+/// order of [`Event`]); `None` when a row does not have the shape of an event.
 fn parse(text: &str) -> Option<Vec<Row>> {
-    let mut rows: Vec<JsonRow> = serde_json::from_str(text).ok()?;
-    rows.sort_by_key(|r| r.0);
-    Some(
-        rows.into_iter()
-            .map(
-                |JsonRow(
-                    seq,
-                    time_ms,
-                    actor,
-                    action,
-                    object,
-                    outcome,
-                    details,
-                    prev_hash,
-                    hash,
-                )| {
-                    Row::Event(Event {
-                        seq,
-                        time_ms,
-                        actor,
-                        action,
-                        object,
-                        outcome,
-                        details,
-                        prev_hash,
-                        hash,
-                    })
-                },
-            )
-            .collect(),
-    )
+    let mut events: Vec<Event> = serde_json::from_str(text).ok()?;
+    events.sort_by_key(|e| e.seq);
+    Some(events.into_iter().map(Row::Event).collect())
 }
 
 /// Reads page `seq > after` one row at a time, naming the rows that cannot be read (a text
