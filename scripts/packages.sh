@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(ca-certificates gcc libc6-dev pkg-config curl)
 if [ "${1:-build}" = test ]; then
-  packages+=(postgresql postgresql-client)
+  packages+=(postgresql postgresql-client procps)
 fi
 
 missing=()
