@@ -158,12 +158,11 @@ async fn create_admin(tx: &mut Tx, now_ms: i64, via: &str, token: &Secret) -> Re
         None,
     )
     .await
-    .map_err(|e| match e {
-        Error::Conflict(_) => Error::Conflict(
+    .map_err(|e| {
+        e.on_conflict(|| {
             "GATEHOUSE_BOOTSTRAP_TOKEN was used before (and may be revoked): choose a new value"
-                .into(),
-        ),
-        other => other,
+                .into()
+        })
     })?;
     Ok(identity)
 }

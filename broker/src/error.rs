@@ -53,6 +53,14 @@ impl Error {
     pub(crate) fn invalid(msg: impl fmt::Display) -> Self {
         Error::Invalid(msg.to_string())
     }
+
+    /// A conflict reworded for the caller (`identity alice already exists`); other errors unchanged.
+    pub(crate) fn on_conflict(self, msg: impl FnOnce() -> String) -> Self {
+        match self {
+            Error::Conflict(_) => Error::Conflict(msg()),
+            other => other,
+        }
+    }
 }
 
 impl From<sqlx::Error> for Error {

@@ -156,14 +156,9 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewIdentity) -
     .bind(now_ms)
     .execute(&mut **tx)
     .await;
-    if let Err(e) = inserted {
-        return Err(match Error::from(e) {
-            Error::Conflict(_) => {
-                Error::Conflict(format!("identity {} already exists", identity.username))
-            }
-            other => other,
-        });
-    }
+    inserted.map_err(|e| {
+        Error::from(e).on_conflict(|| format!("identity {} already exists", identity.username))
+    })?;
     audit::append(
         tx,
         now_ms,

@@ -45,10 +45,7 @@ pub async fn create(
     .bind(now_ms)
     .execute(&mut **tx)
     .await
-    .map_err(|e| match Error::from(e) {
-        Error::Conflict(_) => Error::Conflict(format!("role {name} already exists")),
-        other => other,
-    })?;
+    .map_err(|e| Error::from(e).on_conflict(|| format!("role {name} already exists")))?;
     audit::append(
         tx,
         now_ms,

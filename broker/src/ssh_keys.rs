@@ -124,10 +124,7 @@ pub async fn add(
     .bind(now_ms)
     .execute(&mut **tx)
     .await
-    .map_err(|e| match Error::from(e) {
-        Error::Conflict(_) => Error::Conflict(format!("SSH key {} is already registered", key.fingerprint)),
-        other => other,
-    })?;
+    .map_err(|e| Error::from(e).on_conflict(|| format!("SSH key {} is already registered", key.fingerprint)))?;
     audit::append(
         tx,
         now_ms,

@@ -125,10 +125,7 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
     .bind(now_ms)
     .execute(&mut **tx)
     .await
-    .map_err(|e| match Error::from(e) {
-        Error::Conflict(_) => Error::Conflict(format!("target {} already exists", target.name)),
-        other => other,
-    })?;
+    .map_err(|e| Error::from(e).on_conflict(|| format!("target {} already exists", target.name)))?;
     audit::append(
         tx,
         now_ms,

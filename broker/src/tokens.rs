@@ -77,10 +77,7 @@ pub(crate) async fn insert(
     .bind(expires_at_ms)
     .execute(&mut **tx)
     .await
-    .map_err(|e| match Error::from(e) {
-        Error::Conflict(_) => Error::Conflict("that token value is already in use".into()),
-        other => other,
-    })?;
+    .map_err(|e| Error::from(e).on_conflict(|| "that token value is already in use".into()))?;
     audit::append(
         tx,
         now_ms,

@@ -262,44 +262,24 @@ pub async fn security_api_tokens_are_stored_hashed_and_checked(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(who.username, "alice");
+    drop(conn);
     for bad in ["", "ght_nope", &"x".repeat(10_000)] {
-        assert!(matches!(
-            tokens::authenticate(&mut conn, bad, T0).await,
-            Err(Error::Unauthenticated)
-        ));
+        assert!(refused(db, bad, T0).await, "{bad:.20}");
     }
-    // Expired.
-    assert!(matches!(
-        tokens::authenticate(&mut conn, secret.expose(), T0 + 60_000).await,
-        Err(Error::Unauthenticated)
-    ));
-    drop(conn);
-    // Disabled identity.
+    assert!(refused(db, secret.expose(), T0 + 60_000).await, "expired");
+
+    set_status(db, "alice", Status::Disabled).await;
+    assert!(refused(db, secret.expose(), T0).await, "disabled identity");
+
+    set_status(db, "alice", Status::Active).await;
+    assert!(!refused(db, secret.expose(), T0).await);
     let mut tx = db.store.begin().await.unwrap();
-    identities::set_status(&mut tx, &Actor::Cli, T0, "alice", Status::Disabled)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let mut conn = db.store.pool().acquire().await.unwrap();
-    assert!(matches!(
-        tokens::authenticate(&mut conn, secret.expose(), T0).await,
-        Err(Error::Unauthenticated)
-    ));
-    drop(conn);
-    // Revoked.
-    let mut tx = db.store.begin().await.unwrap();
-    identities::set_status(&mut tx, &Actor::Cli, T0, "alice", Status::Active)
-        .await
-        .unwrap();
     tokens::revoke(&mut tx, &Actor::Cli, T0, &tok.id)
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    assert!(refused(db, secret.expose(), T0).await, "revoked");
     let mut conn = db.store.pool().acquire().await.unwrap();
-    assert!(matches!(
-        tokens::authenticate(&mut conn, secret.expose(), T0).await,
-        Err(Error::Unauthenticated)
-    ));
     assert_eq!(
         tokens::of_identity(&mut conn, &who.id).await.unwrap()[0].revoked_at_ms,
         Some(T0)
@@ -345,11 +325,7 @@ pub async fn security_bootstrap_token_creates_admin_once(db: &TestDb) {
 
     // The only admin is disabled: bootstrapping again re-activates it (audited), with a new
     // token; the old value is refused with a reason.
-    let mut tx = db.store.begin().await.unwrap();
-    identities::set_status(&mut tx, &Actor::Cli, T0, "admin", Status::Disabled)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    set_status(db, "admin", Status::Disabled).await;
     let err = bootstrap::on_start(&db.store, T0, Some(&token))
         .await
         .unwrap_err();
@@ -413,4 +389,21 @@ pub async fn security_setup_code_is_one_time_and_expires(db: &TestDb) {
             .await
             .contains(&"setup_code.issue".to_string())
     );
+}
+
+/// Whether `token` is refused as `Unauthenticated` at `now`.
+async fn refused(db: &TestDb, token: &str, now: i64) -> bool {
+    let mut conn = db.store.pool().acquire().await.unwrap();
+    matches!(
+        tokens::authenticate(&mut conn, token, now).await,
+        Err(Error::Unauthenticated)
+    )
+}
+
+async fn set_status(db: &TestDb, username: &str, status: Status) {
+    let mut tx = db.store.begin().await.unwrap();
+    identities::set_status(&mut tx, &Actor::Cli, T0, username, status)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
 }
