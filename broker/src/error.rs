@@ -27,6 +27,10 @@ pub enum Error {
     /// A valid identity lacks the right to do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A rule of the access model refuses this, and the caller may know which: self-approval,
+    /// an SoD conflict, a missing fresh MFA, not an approver, not eligible. `.0` is the stable code.
+    #[error("{1}")]
+    Refused(&'static str, String),
     /// A key file could not be read, created or parsed.
     #[error("key: {0}")]
     Key(String),
@@ -45,9 +49,14 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::Unauthenticated => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
+            Error::Refused(code, _) => code,
             Error::Key(_) => "key",
             Error::Storage(_) => "storage",
         }
+    }
+
+    pub(crate) fn refused(code: &'static str, msg: impl fmt::Display) -> Self {
+        Error::Refused(code, msg.to_string())
     }
 
     pub(crate) fn invalid(msg: impl fmt::Display) -> Self {

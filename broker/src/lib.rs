@@ -1,19 +1,29 @@
-//! The Gatehouse domain: identities, groups, targets, roles, API tokens, the hash-chained audit
-//! log and the storage they live in. No HTTP and no SSH here: the gateway and the web crates call
+//! The Gatehouse domain: identities, groups, targets, roles and assignments, grants, requests and
+//! approvals, SoD, Cedar decisions, API tokens, the hash-chained audit log and the storage they
+//! live in. No HTTP and no SSH here: the gateway and the web crates call
 //! into this crate, never the other way round.
 
 pub mod actor;
+pub mod assignments;
 pub mod audit;
 pub mod bootstrap;
 pub mod clock;
 pub mod error;
+pub mod events;
+pub mod grants;
 pub mod groups;
 pub mod identities;
 pub mod ids;
 pub mod keys;
+pub mod outbox;
+pub mod policy;
 pub mod privileges;
+pub mod requests;
+pub mod reviews;
+pub mod role_spec;
 pub mod roles;
 pub mod secrets;
+pub mod sod;
 pub mod ssh_keys;
 pub mod store;
 pub mod targets;

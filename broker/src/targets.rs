@@ -13,9 +13,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 /// How a target is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    #[default]
     Ssh,
     Http,
 }
@@ -51,10 +52,14 @@ pub struct Target {
     pub labels: Map<String, Value>,
     pub host_key: Option<String>,
     pub description: String,
+    /// Who owns it (`group:NAME` or a username): the `target_owner` approver set.
+    pub owner: Option<String>,
+    /// `apply` when managed by `gatehouse apply`, else `api`.
+    pub source: String,
 }
 
-/// What it takes to create a target.
-#[derive(Debug, Clone)]
+/// What it takes to create (or, by name, replace) a target.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewTarget {
     pub name: String,
     pub kind: Kind,
@@ -62,6 +67,9 @@ pub struct NewTarget {
     pub labels: Map<String, Value>,
     pub host_key: Option<String>,
     pub description: String,
+    pub owner: Option<String>,
+    /// Empty means `api`.
+    pub source: String,
 }
 
 /// Target names appear in `ssh LOGIN@TARGET@gatehouse`: the username rules apply.
@@ -84,13 +92,15 @@ fn from_row(row: &AnyRow) -> Result<Target> {
             .map_err(|e| Error::Storage(format!("target labels are not a JSON object: {e}")))?,
         host_key: row.try_get(5)?,
         description: row.try_get(6)?,
+        owner: row.try_get(7)?,
+        source: row.try_get(8)?,
     })
 }
 
-const SELECT: &str = "SELECT id, name, kind, address, labels, host_key, description FROM targets";
+const SELECT: &str =
+    "SELECT id, name, kind, address, labels, host_key, description, owner, source FROM targets";
 
-/// Creates a target; audited as `target.create`.
-pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> Result<Target> {
+fn check(new: &NewTarget) -> Result<()> {
     validate_name(&new.name)?;
     if new.address.trim().is_empty() {
         return Err(Error::invalid(format!(
@@ -102,6 +112,24 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
         crate::ssh_keys::parse(k)
             .map_err(|e| Error::invalid(format!("target {} host_key: {e}", new.name)))?;
     }
+    for (k, v) in &new.labels {
+        if !v.is_string() {
+            return Err(Error::invalid(format!(
+                "target {} label {k}: values are strings",
+                new.name
+            )));
+        }
+    }
+    if let Some(o) = &new.owner {
+        crate::assignments::Subject::parse(o)
+            .map_err(|e| Error::invalid(format!("target {} owner: {e}", new.name)))?;
+    }
+    Ok(())
+}
+
+/// Creates a target; audited as `target.create`.
+pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> Result<Target> {
+    check(&new)?;
     let target = Target {
         id: ids::new_id(),
         name: new.name,
@@ -110,10 +138,16 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
         labels: new.labels,
         host_key: new.host_key,
         description: new.description,
+        owner: new.owner,
+        source: if new.source.is_empty() {
+            "api".into()
+        } else {
+            new.source
+        },
     };
     sqlx::query(
-        "INSERT INTO targets (id, name, kind, address, labels, host_key, description, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO targets (id, name, kind, address, labels, host_key, description, owner, \
+         source, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
     )
     .bind(target.id.as_str())
     .bind(target.name.as_str())
@@ -122,6 +156,8 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
     .bind(Value::Object(target.labels.clone()).to_string())
     .bind(target.host_key.as_deref())
     .bind(target.description.as_str())
+    .bind(target.owner.as_deref())
+    .bind(target.source.as_str())
     .bind(now_ms)
     .execute(&mut **tx)
     .await
@@ -143,6 +179,72 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
     )
     .await?;
     Ok(target)
+}
+
+/// Replaces a target's settings (found by `new.name`); audited as `target.update`.
+pub async fn update(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> Result<Target> {
+    check(&new)?;
+    let before = by_name(tx, &new.name)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("target {}", new.name)))?;
+    sqlx::query(
+        "UPDATE targets SET kind = $1, address = $2, labels = $3, host_key = $4, description = $5, \
+         owner = $6, updated_at = $7 WHERE id = $8",
+    )
+    .bind(new.kind.as_str())
+    .bind(new.address.as_str())
+    .bind(Value::Object(new.labels.clone()).to_string())
+    .bind(new.host_key.as_deref())
+    .bind(new.description.as_str())
+    .bind(new.owner.as_deref())
+    .bind(now_ms)
+    .bind(before.id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "target.update",
+            format!("target:{}", new.name),
+        )
+        .details(serde_json::json!({
+            "kind": new.kind,
+            "address": new.address,
+            "labels": new.labels,
+            "owner": new.owner,
+            "host_key_pinned": new.host_key.is_some(),
+        })),
+    )
+    .await?;
+    Ok(Target {
+        kind: new.kind,
+        address: new.address,
+        labels: new.labels,
+        host_key: new.host_key,
+        description: new.description,
+        owner: new.owner,
+        ..before
+    })
+}
+
+/// Deletes a target; audited as `target.delete`.
+pub async fn delete(tx: &mut Tx, actor: &Actor, now_ms: i64, name: &str) -> Result<()> {
+    let done = sqlx::query("DELETE FROM targets WHERE name = $1")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(format!("target {name}")));
+    }
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(actor.to_string(), "target.delete", format!("target:{name}")),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Looks a target up by name.

@@ -33,7 +33,7 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::Refused(..) => StatusCode::FORBIDDEN,
             Error::Key(_) | Error::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {

@@ -16,11 +16,24 @@ pub struct Appended {
 /// Appends one event inside the caller's transaction.
 /// Only inside a transaction: the event must commit or roll back with the change it records.
 pub async fn append(tx: &mut Tx, now_ms: i64, event: NewEvent) -> Result<Appended> {
+    if changes_access(&event.action) {
+        tx.mark_access_changed();
+    }
     let conn: &mut AnyConnection = tx;
     match backend_of(conn) {
         Backend::Postgres => append_one_pg(conn, now_ms, event).await,
         Backend::Sqlite => append_batch(tx, now_ms, vec![event]).await,
     }
+}
+
+/// Whether an audited action may change a decision. Every change is audited, so deciding it here
+/// means no repository function can forget to tell the caches; the default is "yes" (a spare
+/// reload costs less than a stale allow).
+fn changes_access(action: &str) -> bool {
+    const INERT: &[&str] = &[
+        "authorize", "token.", "setup.", "review.", "webhook.", "audit.",
+    ];
+    !INERT.iter().any(|p| action.starts_with(p))
 }
 
 /// Rows per multi-row INSERT (9 parameters each; SQLite allows 32,766 per statement).
@@ -29,6 +42,9 @@ const ROWS_PER_INSERT: usize = 1000;
 /// Appends several events inside the caller's transaction, in order, with one lock of the chain
 /// head and multi-row inserts: the fast path for callers that produce events in bulk.
 pub async fn append_batch(tx: &mut Tx, now_ms: i64, events: Vec<NewEvent>) -> Result<Appended> {
+    if events.iter().any(|e| changes_access(&e.action)) {
+        tx.mark_access_changed();
+    }
     let conn: &mut AnyConnection = tx;
     let n = i64::try_from(events.len()).map_err(|_| Error::invalid("too many events"))?;
     if n == 0 {

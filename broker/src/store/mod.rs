@@ -10,6 +10,7 @@ mod location;
 pub use location::{DatabaseLocation, sqlite_url};
 
 use crate::error::{Error, Result};
+use crate::events::{self, AccessEvent};
 use sqlx::AnyConnection;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
@@ -17,7 +18,7 @@ use sqlx::{Any, AnyPool, Connection, Executor};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, broadcast};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -91,6 +92,12 @@ pub struct Store {
     /// SQLite allows one writer at a time; queueing writers here (fairly) instead of in SQLite's
     /// busy handler keeps latency flat under contention. Unused on PostgreSQL.
     write_gate: Arc<Mutex<()>>,
+    /// The in-process access event stream (see [`crate::events`]).
+    events: broadcast::Sender<AccessEvent>,
+    /// The connection URL, kept for PostgreSQL's LISTEN connection. Never shown.
+    url: Arc<crate::secrets::Secret>,
+    /// Whether the LISTEN task runs (PostgreSQL).
+    listening: Arc<std::sync::OnceLock<()>>,
 }
 
 /// A write transaction. Derefs to the connection, so repository functions take
@@ -98,6 +105,12 @@ pub struct Store {
 pub struct Tx {
     tx: sqlx::Transaction<'static, Any>,
     _gate: Option<OwnedMutexGuard<()>>,
+    backend: Backend,
+    bus: broadcast::Sender<AccessEvent>,
+    /// Events sent once the transaction commits.
+    pending: Vec<AccessEvent>,
+    /// Whether something that decisions depend on changed.
+    access_changed: bool,
 }
 
 impl std::fmt::Debug for Tx {
@@ -107,10 +120,46 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    /// Makes the transaction durable.
-    pub async fn commit(self) -> Result<()> {
+    /// Makes the transaction durable. If it changed access, it also bumps `access_version` (so
+    /// caches in this and other processes notice) and sends its events: on PostgreSQL with
+    /// NOTIFY, delivered at commit to every instance (this one included); on SQLite to this
+    /// process's subscribers once committed.
+    pub async fn commit(mut self) -> Result<()> {
+        if self.access_changed || !self.pending.is_empty() {
+            sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1")
+                .execute(&mut *self.tx)
+                .await?;
+            self.pending.push(AccessEvent::AccessChanged);
+            if self.backend == Backend::Postgres {
+                for event in &self.pending {
+                    let payload = serde_json::to_string(event)
+                        .map_err(|e| Error::Storage(format!("event encoding: {e}")))?;
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(events::CHANNEL)
+                        .bind(payload)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+            }
+        }
         self.tx.commit().await?;
+        if self.backend == Backend::Sqlite {
+            for event in self.pending.drain(..) {
+                // No subscriber is not an error.
+                let _ = self.bus.send(event);
+            }
+        }
         Ok(())
+    }
+
+    /// Queues an event to send when the transaction commits (never if it rolls back).
+    pub fn publish(&mut self, event: AccessEvent) {
+        self.pending.push(event);
+    }
+
+    /// Records that this transaction changes what decisions see.
+    pub(crate) fn mark_access_changed(&mut self) {
+        self.access_changed = true;
     }
 
     /// Abandons the transaction (also what happens on drop).
@@ -194,6 +243,9 @@ impl Store {
             pool,
             location: Arc::new(location),
             write_gate: Arc::new(Mutex::new(())),
+            events: broadcast::channel(events::CAPACITY).0,
+            url: Arc::new(crate::secrets::Secret::new(url.to_owned())),
+            listening: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -247,16 +299,46 @@ impl Store {
             Backend::Sqlite => {
                 let gate = self.write_gate.clone().lock_owned().await;
                 let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                Ok(Tx {
-                    tx,
-                    _gate: Some(gate),
-                })
+                Ok(self.tx(tx, Some(gate)))
             }
-            Backend::Postgres => Ok(Tx {
-                tx: self.pool.begin().await?,
-                _gate: None,
-            }),
+            Backend::Postgres => Ok(self.tx(self.pool.begin().await?, None)),
         }
+    }
+
+    fn tx(&self, tx: sqlx::Transaction<'static, Any>, gate: Option<OwnedMutexGuard<()>>) -> Tx {
+        Tx {
+            tx,
+            _gate: gate,
+            backend: self.backend(),
+            bus: self.events.clone(),
+            pending: Vec::new(),
+            access_changed: false,
+        }
+    }
+
+    /// Subscribes to the access event stream. On PostgreSQL the first call starts this process's
+    /// LISTEN connection, which forwards every instance's events (after a lost connection it
+    /// sends `AccessChanged`, since events may have been missed while it reconnected).
+    pub fn subscribe(&self) -> broadcast::Receiver<AccessEvent> {
+        let rx = self.events.subscribe();
+        if self.backend() == Backend::Postgres {
+            self.listening.get_or_init(|| {
+                tokio::spawn(listen(self.url.clone(), self.events.clone()));
+            });
+        }
+        rx
+    }
+
+    /// Sends an event to this process's subscribers only (the SQLite change watcher uses it).
+    pub fn publish_local(&self, event: AccessEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// The access version: bumped by every committed change that decisions depend on.
+    pub async fn access_version(conn: &mut AnyConnection) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT version FROM access_version WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?)
     }
 
     /// The pool, for reads outside a transaction.
@@ -277,5 +359,38 @@ impl Store {
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Forwards NOTIFY payloads on [`events::CHANNEL`] to the in-process broadcast, for ever.
+async fn listen(url: Arc<crate::secrets::Secret>, bus: broadcast::Sender<AccessEvent>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(url.expose()).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(events::CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot LISTEN for access events; retrying");
+                } else {
+                    // Anything may have happened while we were not listening.
+                    let _ = bus.send(AccessEvent::AccessChanged);
+                    loop {
+                        match listener.recv().await {
+                            Ok(n) => match serde_json::from_str::<AccessEvent>(n.payload()) {
+                                Ok(event) => {
+                                    let _ = bus.send(event);
+                                }
+                                Err(e) => tracing::warn!(error = %e, "unreadable access event"),
+                            },
+                            Err(e) => {
+                                tracing::warn!(error = %e, "access event connection lost");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect to LISTEN for access events"),
+        }
+        let _ = bus.send(AccessEvent::AccessChanged);
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -196,6 +196,7 @@ pub async fn targets_and_roles_round_trip(db: &TestDb) {
             labels,
             host_key: Some(ALICE_KEY.into()),
             description: String::new(),
+            ..Default::default()
         },
     )
     .await
@@ -220,6 +221,7 @@ pub async fn targets_and_roles_round_trip(db: &TestDb) {
         labels: Default::default(),
         host_key: None,
         description: String::new(),
+        ..Default::default()
     };
     assert!(matches!(
         targets::create(&mut tx, &Actor::Cli, T0, bad).await,
