@@ -26,6 +26,21 @@ pub async fn append(tx: &mut Tx, now_ms: i64, event: NewEvent) -> Result<Appende
     }
 }
 
+/// The value with every object's keys in sorted order, whatever order the map type keeps (a
+/// dependency may turn on serde_json's `preserve_order`): details are stored canonically.
+fn sorted(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Whether an audited action may change a decision. Every change is audited, so deciding it here
 /// means no repository function can forget to tell the caches; the default is "yes" (a spare
 /// reload costs less than a stale allow).
@@ -63,7 +78,7 @@ pub async fn append_batch(tx: &mut Tx, now_ms: i64, events: Vec<NewEvent>) -> Re
 
     let mut rows = Vec::with_capacity(events.len());
     for (seq, ev) in (last_seq - n + 1..).zip(events) {
-        let details = serde_json::to_string(&ev.details)
+        let details = serde_json::to_string(&sorted(&ev.details))
             .map_err(|e| Error::invalid(format!("audit details: {e}")))?;
         let stored = Event {
             seq,
@@ -176,7 +191,7 @@ const APPEND_ONE_PG: &str = "WITH head AS (SELECT seq, hash FROM audit_head WHER
     RETURNING audit_head.seq";
 
 async fn append_one_pg(conn: &mut AnyConnection, now_ms: i64, event: NewEvent) -> Result<Appended> {
-    let details = serde_json::to_string(&event.details)
+    let details = serde_json::to_string(&sorted(&event.details))
         .map_err(|e| Error::invalid(format!("audit details: {e}")))?;
     let row = sqlx::query(APPEND_ONE_PG)
         .bind(now_ms)
