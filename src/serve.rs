@@ -74,6 +74,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let state = gatehouse_web::AppState {
         store: store.clone(),
         clock: clock.clone(),
+        cache: Default::default(),
     };
     let served = gatehouse_web::serve(listener, state, shutdown.clone()).await;
     shutdown.cancel();

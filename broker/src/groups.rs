@@ -35,12 +35,24 @@ pub async fn create(
     name: &str,
     description: &str,
 ) -> Result<Group> {
+    create_with_source(tx, actor, now_ms, name, description, "local").await
+}
+
+/// Creates a group recording where it came from (`apply`, `hr`, `scim`, `ldap`, ...).
+pub async fn create_with_source(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    name: &str,
+    description: &str,
+    source: &str,
+) -> Result<Group> {
     validate_name(name)?;
     let group = Group {
         id: ids::new_id(),
         name: name.into(),
         description: description.into(),
-        source: "local".into(),
+        source: source.into(),
     };
     sqlx::query(
         "INSERT INTO groups (id, name, description, source, created_at, updated_at) \
@@ -61,6 +73,51 @@ pub async fn create(
     )
     .await?;
     Ok(group)
+}
+
+/// Every group, by name.
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Group>> {
+    let rows = sqlx::query("SELECT id, name, description, source FROM groups ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Group {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                description: r.try_get(2)?,
+                source: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes a group, its memberships and the role assignments made to it; audited as
+/// `group.delete`.
+pub async fn delete(tx: &mut Tx, actor: &Actor, now_ms: i64, name: &str) -> Result<()> {
+    let g = by_name(tx, name)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("group {name}")))?;
+    let assigned: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM role_assignments WHERE subject_kind = 'group' AND subject_id = $1",
+    )
+    .bind(g.id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    for a in assigned {
+        crate::assignments::remove(tx, actor, now_ms, &a).await?;
+    }
+    sqlx::query("DELETE FROM groups WHERE id = $1")
+        .bind(g.id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(actor.to_string(), "group.delete", format!("group:{name}")),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Looks a group up by name.

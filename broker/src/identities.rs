@@ -205,8 +205,64 @@ pub async fn set_status(
         .details(serde_json::json!({ "from": before.status, "to": status })),
     )
     .await?;
+    if status != Status::Active {
+        tx.publish(crate::events::AccessEvent::IdentityDisabled {
+            identity: username.into(),
+        });
+    }
     Ok(Identity {
         status,
+        updated_at_ms: now_ms,
+        ..before
+    })
+}
+
+/// Replaces an identity's display name, email and attributes; audited as `identity.update`
+/// with the attribute keys that changed.
+pub async fn update(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    username: &str,
+    display_name: &str,
+    email: Option<&str>,
+    attributes: &Map<String, Value>,
+) -> Result<Identity> {
+    let before = by_username(tx, username)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
+    sqlx::query(
+        "UPDATE identities SET display_name = $1, email = $2, attributes = $3, updated_at = $4 \
+         WHERE id = $5",
+    )
+    .bind(display_name)
+    .bind(email)
+    .bind(Value::Object(attributes.clone()).to_string())
+    .bind(now_ms)
+    .bind(before.id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    let mut changed: Vec<&String> = attributes
+        .iter()
+        .filter(|(k, v)| before.attributes.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .chain(before.attributes.keys().filter(|k| !attributes.contains_key(*k)))
+        .collect();
+    changed.sort();
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(actor.to_string(), "identity.update", format!("identity:{username}"))
+            .details(serde_json::json!({
+                "attributes_changed": changed,
+                "email_changed": before.email.as_deref() != email,
+            })),
+    )
+    .await?;
+    Ok(Identity {
+        display_name: display_name.into(),
+        email: email.map(str::to_owned),
+        attributes: attributes.clone(),
         updated_at_ms: now_ms,
         ..before
     })

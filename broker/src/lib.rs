@@ -4,6 +4,7 @@
 //! into this crate, never the other way round.
 
 pub mod actor;
+pub mod apply;
 pub mod assignments;
 pub mod audit;
 pub mod bootstrap;

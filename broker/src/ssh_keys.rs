@@ -139,6 +139,27 @@ pub async fn add(
     Ok(key)
 }
 
+/// Removes one of an identity's keys by id; audited as `ssh_key.remove`.
+pub async fn remove(tx: &mut Tx, actor: &Actor, now_ms: i64, username: &str, key_id: &str) -> Result<()> {
+    let fp: Option<String> = sqlx::query_scalar(
+        "DELETE FROM ssh_keys WHERE id = $1 AND identity_id = \
+         (SELECT id FROM identities WHERE username = $2) RETURNING fingerprint",
+    )
+    .bind(key_id)
+    .bind(username)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let fp = fp.ok_or_else(|| Error::NotFound(format!("SSH key {key_id} of {username}")))?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(actor.to_string(), "ssh_key.remove", format!("identity:{username}"))
+            .details(serde_json::json!({ "fingerprint": fp })),
+    )
+    .await?;
+    Ok(())
+}
+
 /// The identity id owning an active key with this fingerprint.
 pub async fn owner_of(conn: &mut AnyConnection, fingerprint: &str) -> Result<Option<String>> {
     let row = sqlx::query(

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     pub store: Store,
     pub clock: SharedClock,
+    /// The decision cache (`authorize`).
+    pub cache: gatehouse_broker::policy::CatalogCache,
 }
 
 /// Largest request body accepted anywhere (bytes).

@@ -4,6 +4,7 @@
 mod append;
 pub mod chain;
 pub mod checkpoint;
+pub mod query;
 pub mod scan;
 pub mod verify;
 

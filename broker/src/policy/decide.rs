@@ -224,6 +224,21 @@ pub fn decide(cat: &Catalog, req: &AccessRequest, now_ms: i64) -> Decision {
         }
         allowed.push((c, login));
     }
+    // Without a login, the access must allow exactly one across everything that carries it.
+    if req.login.is_none() {
+        let mut logins: Vec<&String> = allowed.iter().map(|(_, l)| l).collect();
+        logins.sort();
+        logins.dedup();
+        if logins.len() > 1 {
+            let names: Vec<&str> = logins.iter().map(|l| l.as_str()).collect();
+            return Decision::deny(format!(
+                "several logins are allowed on {} ({}): name one as LOGIN@{}",
+                target.name,
+                names.join(", "),
+                target.name
+            ));
+        }
+    }
     // Several may allow: keep the one that lasts longest (no end counts as longest).
     allowed.sort_by_key(|(c, _)| std::cmp::Reverse(c.grant.not_after_ms.unwrap_or(i64::MAX)));
     match allowed.into_iter().next() {

@@ -11,6 +11,8 @@ use gatehouse_web::{AppState, router};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+mod workflow;
+
 const ADMIN_TOKEN: &str = "test-bootstrap-token-0123456789";
 
 /// A server on 127.0.0.1:0 over a fresh database; stops when dropped.
@@ -27,11 +29,19 @@ impl TestServer {
     }
 
     async fn start_with(backend: Backend, app: impl FnOnce(AppState) -> Router) -> Self {
+        Self::start_full(backend, Arc::new(SystemClock), app).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        clock: SharedClock,
+        app: impl FnOnce(AppState) -> Router,
+    ) -> Self {
         let db = TestDb::new(backend).await;
-        let clock: SharedClock = Arc::new(SystemClock);
         let state = AppState {
             store: db.store.clone(),
             clock,
+            cache: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -129,10 +139,10 @@ async fn security_every_protected_route_refuses_missing_or_spoofed_credentials()
     let s = TestServer::with_admin(Backend::Sqlite).await;
     let protected: Vec<_> = RULES
         .iter()
-        .filter(|(_, _, r)| *r != Requirement::Public)
+        .filter(|(_, _, r, _)| *r != Requirement::Public)
         .collect();
     assert!(!protected.is_empty());
-    for (method, path, _) in protected {
+    for (method, path, _, _) in protected {
         let attempts = [
             s.http.request(method.clone(), s.url(path)),
             s.http
