@@ -86,8 +86,85 @@ pub enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
 
+    /// Apply a policy-as-code TOML file (identities, groups, targets, roles, assignments, SoD
+    /// rules) and print the plan: + create, ~ update, - delete.
+    ///
+    /// Idempotent: applying the same file again changes nothing. Things apply created and the
+    /// file no longer names are deleted (identities are disabled); things made elsewhere (API,
+    /// HR, SCIM, LDAP) are left alone. Format: docs/policy-as-code.md.
+    ///
+    /// With --server (or GATEHOUSE_SERVER) it goes through that server's API with the token in
+    /// GATEHOUSE_TOKEN; otherwise it writes to the database of --data-dir / --database-url, and a
+    /// server running on it acts on the change within a second.
+    Apply(ApplyArgs),
+
+    /// Policy files: validate without applying.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+
+    /// What-if: explain whether IDENTITY may reach TARGET as LOGIN now, and why. Changes nothing.
+    ///
+    /// Exits 0 when allowed and 1 when denied.
+    Authorize(AuthorizeArgs),
+
+    /// Segregation of duties.
+    #[command(subcommand)]
+    Sod(SodCommand),
+
     /// Print the version, the database schema version and the supported backends.
     Version,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The TOML file.
+    pub file: PathBuf,
+    /// Print the plan only; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Base URL of a running server (http://127.0.0.1:8080); the token comes from GATEHOUSE_TOKEN.
+    #[arg(long, env = "GATEHOUSE_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file: TOML shape (errors name line and column), names, durations, SSH
+    /// keys, and every role's Cedar condition against the Gatehouse schema. Warns about
+    /// references the file does not define. Exits 0 when valid, 1 when not.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// Username.
+    #[arg(long)]
+    pub identity: String,
+    /// Target name.
+    #[arg(long)]
+    pub target: String,
+    /// Account on the target [default: the only one allowed].
+    #[arg(long)]
+    pub login: Option<String>,
+    /// ssh or http.
+    #[arg(long, default_value = "ssh")]
+    pub protocol: String,
+    /// Source address the decision should assume.
+    #[arg(long, value_name = "IP")]
+    pub source_ip: Option<std::net::IpAddr>,
+    /// Seconds since the identity's last multi-factor check [default: none].
+    #[arg(long, value_name = "SECONDS")]
+    pub mfa_age: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SodCommand {
+    /// List existing violations: identities whose roles (standing, eligible or granted) break an
+    /// SoD rule, and whether an exception covers them. Exits 1 when an uncovered one exists.
+    Scan,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,17 @@ pub struct FileConfig {
     pub web: WebConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Where request notifications are POSTed (JSON with a Slack-compatible `text`).
+    pub webhook_url: Option<String>,
+    /// Where break-glass alerts go [default: webhook_url].
+    pub alert_webhook_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +74,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub checkpoint_interval: Duration,
     pub signing_key: PathBuf,
+    /// Webhook for notifications (may embed a secret in its path: hidden in `Debug`).
+    pub webhook_url: Option<Secret>,
+    /// Webhook for break-glass alerts.
+    pub alert_webhook_url: Option<Secret>,
 }
 
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
@@ -116,6 +131,12 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(60)),
             signing_key,
             data_dir,
+            webhook_url: file.notifications.webhook_url.clone().map(Secret::new),
+            alert_webhook_url: file
+                .notifications
+                .alert_webhook_url
+                .or(file.notifications.webhook_url)
+                .map(Secret::new),
         })
     }
 

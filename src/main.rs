@@ -1,7 +1,9 @@
 //! The `gatehouse` binary: parses the command line and configuration, then runs one command.
 //! Errors end as one line on standard error, never a panic or a backtrace.
 
+mod access_cmd;
 mod audit_cmd;
+mod background;
 mod cli;
 mod config;
 mod context;
@@ -63,6 +65,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(cmd) => audit_cmd::run(settings, cmd).await,
+        Command::Apply(args) => access_cmd::apply(&settings, args).await,
+        Command::Policy(cli::PolicyCommand::Check { file }) => access_cmd::check(&file),
+        Command::Authorize(args) => access_cmd::authorize(&settings, args).await,
+        Command::Sod(cli::SodCommand::Scan) => access_cmd::sod_scan(&settings).await,
         Command::Version => {
             use gatehouse_broker::store::{Backend, latest_schema_version};
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));

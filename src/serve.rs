@@ -63,6 +63,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(crate::background::webhooks(
+        store.clone(),
+        clock.clone(),
+        settings.webhook_url.clone(),
+        settings.alert_webhook_url.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::background::watch_access(store.clone(), shutdown.clone()));
     let checkpoints = tokio::spawn(checkpoint_loop(
         store.clone(),
         clock.clone(),

@@ -2,6 +2,7 @@
 //! SQLite in a temporary data directory and against the real PostgreSQL server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access;
 mod architecture;
 mod audit;
 mod harness;

@@ -24,6 +24,10 @@ fn every_command_explains_itself() {
         vec!["audit", "checkpoint", "--help"],
         vec!["audit", "export", "--help"],
         vec!["version", "--help"],
+        vec!["apply", "--help"],
+        vec!["policy", "check", "--help"],
+        vec!["authorize", "--help"],
+        vec!["sod", "scan", "--help"],
     ] {
         let out = run(Command::new(BIN).args(&args));
         assert!(out.status.success(), "{args:?}");
