@@ -39,7 +39,14 @@ pub async fn apply(settings: &Settings, args: ApplyArgs) -> anyhow::Result<ExitC
         Some(server) => remote_apply(server, &text, args.dry_run).await?,
         None => {
             let store = context::open_store(settings, Schema::Migrate).await?;
-            let plan = apply::apply(&store, &Actor::Cli, SystemClock.now_ms(), &doc, args.dry_run).await;
+            let plan = apply::apply(
+                &store,
+                &Actor::Cli,
+                SystemClock.now_ms(),
+                &doc,
+                args.dry_run,
+            )
+            .await;
             store.close().await;
             plan?
         }
@@ -51,7 +58,10 @@ pub async fn apply(settings: &Settings, args: ApplyArgs) -> anyhow::Result<ExitC
 async fn remote_apply(server: &str, text: &str, dry_run: bool) -> anyhow::Result<Vec<Change>> {
     let token = std::env::var("GATEHOUSE_TOKEN")
         .context("GATEHOUSE_TOKEN must hold an API token of an admin to apply through --server")?;
-    let url = format!("{}/api/v1/apply?dry_run={dry_run}", server.trim_end_matches('/'));
+    let url = format!(
+        "{}/api/v1/apply?dry_run={dry_run}",
+        server.trim_end_matches('/')
+    );
     let resp = reqwest::Client::new()
         .post(&url)
         .bearer_auth(token.trim())
@@ -112,7 +122,11 @@ pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("{}: invalid: {}", file.display(), e.to_string().replace("invalid input: ", ""));
+            println!(
+                "{}: invalid: {}",
+                file.display(),
+                e.to_string().replace("invalid input: ", "")
+            );
             Ok(ExitCode::from(1))
         }
     }
@@ -143,18 +157,29 @@ pub async fn authorize(settings: &Settings, a: AuthorizeArgs) -> anyhow::Result<
             .not_after_ms
             .map(gatehouse_broker::clock::format_ms)
             .unwrap_or_else(|| "no end".into());
-        println!("  carried by: {} {} (role {}), until {until}", g.kind, g.id, g.role);
+        println!(
+            "  carried by: {} {} (role {}), until {until}",
+            g.kind, g.id, g.role
+        );
     }
     for r in &d.reasons {
         println!("  - {r}");
     }
-    Ok(if d.allow { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if d.allow {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub async fn sod_scan(settings: &Settings) -> anyhow::Result<ExitCode> {
     let store = context::open_store(settings, Schema::RequireCurrent).await?;
     let found = {
-        let mut conn = store.pool().acquire().await.map_err(gatehouse_broker::Error::from)?;
+        let mut conn = store
+            .pool()
+            .acquire()
+            .await
+            .map_err(gatehouse_broker::Error::from)?;
         sod::scan(&mut conn, SystemClock.now_ms()).await
     };
     store.close().await;
@@ -172,5 +197,9 @@ pub async fn sod_scan(settings: &Settings) -> anyhow::Result<ExitCode> {
         println!("{tag}: {}: {}", c.identity, c.describe());
     }
     println!("{} violation(s), {open} without an exception.", found.len());
-    Ok(if open > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if open > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -70,7 +70,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.alert_webhook_url.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(crate::background::watch_access(store.clone(), shutdown.clone()));
+    tokio::spawn(crate::background::watch_access(
+        store.clone(),
+        shutdown.clone(),
+    ));
     let checkpoints = tokio::spawn(checkpoint_loop(
         store.clone(),
         clock.clone(),

@@ -25,11 +25,7 @@ pub enum Subject {
 impl Subject {
     /// Parses `group:NAME`, `user:NAME` or `NAME`.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = || {
-            Error::invalid(format!(
-                "subject {s:?}: use \"group:NAME\" or a username"
-            ))
-        };
+        let bad = || Error::invalid(format!("subject {s:?}: use \"group:NAME\" or a username"));
         if let Some(g) = s.strip_prefix("group:") {
             crate::groups::validate_name(g).map_err(|_| bad())?;
             return Ok(Subject::Group(g.into()));
@@ -119,7 +115,8 @@ pub struct Assignment {
 impl Assignment {
     /// Whether the assignment's window includes `now_ms`.
     pub fn in_window(&self, now_ms: i64) -> bool {
-        self.not_before_ms.is_none_or(|t| t <= now_ms) && self.not_after_ms.is_none_or(|t| now_ms < t)
+        self.not_before_ms.is_none_or(|t| t <= now_ms)
+            && self.not_after_ms.is_none_or(|t| now_ms < t)
     }
 }
 
@@ -177,11 +174,18 @@ pub async fn resolve(conn: &mut AnyConnection, subject: &Subject) -> Result<Stri
 }
 
 /// Assigns a role; audited as `assignment.add`.
-pub async fn add(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewAssignment) -> Result<Assignment> {
+pub async fn add(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    new: NewAssignment,
+) -> Result<Assignment> {
     if let (Some(a), Some(b)) = (new.not_before_ms, new.not_after_ms)
         && a >= b
     {
-        return Err(Error::invalid("assignment: the window ends before it starts"));
+        return Err(Error::invalid(
+            "assignment: the window ends before it starts",
+        ));
     }
     let role = crate::roles::by_name(tx, &new.role)
         .await?
@@ -230,13 +234,16 @@ pub async fn add(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewAssignment) ->
     audit::append(
         tx,
         now_ms,
-        NewEvent::new(actor.to_string(), "assignment.add", format!("role:{}", a.role)).details(
-            serde_json::json!({
-                "id": a.id, "subject": a.subject, "kind": a.kind,
-                "not_before": a.not_before_ms.map(crate::clock::format_ms),
-                "not_after": a.not_after_ms.map(crate::clock::format_ms),
-            }),
-        ),
+        NewEvent::new(
+            actor.to_string(),
+            "assignment.add",
+            format!("role:{}", a.role),
+        )
+        .details(serde_json::json!({
+            "id": a.id, "subject": a.subject, "kind": a.kind,
+            "not_before": a.not_before_ms.map(crate::clock::format_ms),
+            "not_after": a.not_after_ms.map(crate::clock::format_ms),
+        })),
     )
     .await?;
     Ok(a)
@@ -255,8 +262,12 @@ pub async fn remove(tx: &mut Tx, actor: &Actor, now_ms: i64, id: &str) -> Result
     audit::append(
         tx,
         now_ms,
-        NewEvent::new(actor.to_string(), "assignment.remove", format!("role:{}", a.role))
-            .details(serde_json::json!({ "id": a.id, "subject": a.subject, "kind": a.kind })),
+        NewEvent::new(
+            actor.to_string(),
+            "assignment.remove",
+            format!("role:{}", a.role),
+        )
+        .details(serde_json::json!({ "id": a.id, "subject": a.subject, "kind": a.kind })),
     )
     .await?;
     tx.publish(AccessEvent::AssignmentRemoved {
@@ -286,10 +297,12 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Assignment>> {
 
 /// The assignments of one role.
 pub async fn of_role(conn: &mut AnyConnection, role_id: &str) -> Result<Vec<Assignment>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE a.role_id = $1")))
-        .bind(role_id)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE a.role_id = $1"
+    )))
+    .bind(role_id)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter().map(from_row).collect()
 }
 

@@ -122,7 +122,7 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewGrant) -> R
     let targets = new
         .targets
         .as_ref()
-        .map(|t| serde_json::to_string(t))
+        .map(serde_json::to_string)
         .transpose()
         .map_err(|e| Error::Storage(format!("grant targets: {e}")))?;
     sqlx::query(
@@ -182,7 +182,10 @@ pub async fn revoke(
         .await?
         .ok_or_else(|| Error::NotFound(format!("grant {id}")))?;
     if grant.revoked_at_ms.is_some() || grant.not_after_ms <= now_ms {
-        return Err(Error::Conflict(format!("grant {id} is already {}", grant.state(now_ms))));
+        return Err(Error::Conflict(format!(
+            "grant {id} is already {}",
+            grant.state(now_ms)
+        )));
     }
     sqlx::query(
         "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4",
@@ -268,7 +271,11 @@ pub async fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Grant>> 
 }
 
 /// The grants of an identity that are active or scheduled at `now_ms` (not ended, not revoked).
-pub async fn active_of(conn: &mut AnyConnection, identity_id: &str, now_ms: i64) -> Result<Vec<Grant>> {
+pub async fn active_of(
+    conn: &mut AnyConnection,
+    identity_id: &str,
+    now_ms: i64,
+) -> Result<Vec<Grant>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE g.identity_id = $1 AND g.revoked_at IS NULL AND g.not_after > $2 \
          ORDER BY g.not_before"
@@ -281,7 +288,11 @@ pub async fn active_of(conn: &mut AnyConnection, identity_id: &str, now_ms: i64)
 }
 
 /// The live or scheduled grants of a role.
-pub async fn active_of_role(conn: &mut AnyConnection, role_id: &str, now_ms: i64) -> Result<Vec<Grant>> {
+pub async fn active_of_role(
+    conn: &mut AnyConnection,
+    role_id: &str,
+    now_ms: i64,
+) -> Result<Vec<Grant>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE g.role_id = $1 AND g.revoked_at IS NULL AND g.not_after > $2"
     )))
@@ -304,25 +315,28 @@ pub async fn all_active(conn: &mut AnyConnection, now_ms: i64) -> Result<Vec<Gra
 }
 
 /// Grants, newest first, optionally of one identity, at most `limit`.
-pub async fn list(conn: &mut AnyConnection, identity_id: Option<&str>, limit: i64) -> Result<Vec<Grant>> {
-    let rows = match identity_id {
-        Some(id) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+pub async fn list(
+    conn: &mut AnyConnection,
+    identity_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Grant>> {
+    let rows =
+        match identity_id {
+            Some(id) => sqlx::query(sqlx::AssertSqlSafe(format!(
                 "{SELECT} WHERE g.identity_id = $1 ORDER BY g.created_at DESC, g.id DESC LIMIT $2"
             )))
             .bind(id)
             .bind(limit)
             .fetch_all(&mut *conn)
-            .await?
-        }
-        None => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{SELECT} ORDER BY g.created_at DESC, g.id DESC LIMIT $1"
-            )))
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-    };
+            .await?,
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{SELECT} ORDER BY g.created_at DESC, g.id DESC LIMIT $1"
+                )))
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?
+            }
+        };
     rows.iter().map(from_row).collect()
 }

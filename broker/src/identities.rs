@@ -246,17 +246,26 @@ pub async fn update(
         .iter()
         .filter(|(k, v)| before.attributes.get(*k) != Some(*v))
         .map(|(k, _)| k)
-        .chain(before.attributes.keys().filter(|k| !attributes.contains_key(*k)))
+        .chain(
+            before
+                .attributes
+                .keys()
+                .filter(|k| !attributes.contains_key(*k)),
+        )
         .collect();
     changed.sort();
     audit::append(
         tx,
         now_ms,
-        NewEvent::new(actor.to_string(), "identity.update", format!("identity:{username}"))
-            .details(serde_json::json!({
-                "attributes_changed": changed,
-                "email_changed": before.email.as_deref() != email,
-            })),
+        NewEvent::new(
+            actor.to_string(),
+            "identity.update",
+            format!("identity:{username}"),
+        )
+        .details(serde_json::json!({
+            "attributes_changed": changed,
+            "email_changed": before.email.as_deref() != email,
+        })),
     )
     .await?;
     Ok(Identity {

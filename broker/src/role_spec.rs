@@ -169,7 +169,10 @@ impl RoleSpec {
         }
         for a in &self.approvals {
             if a.count == 0 {
-                return bad(format!("approver set {:?} needs a count of at least 1", a.from));
+                return bad(format!(
+                    "approver set {:?} needs a count of at least 1",
+                    a.from
+                ));
             }
             if let Err(e) = a.source() {
                 return bad(e.to_string().replace("invalid input: ", ""));
@@ -211,7 +214,10 @@ mod tests {
         };
         let labels = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
         assert!(s.matches("web-01", &labels(json!({}))));
-        assert!(s.matches("db-01", &labels(json!({"env": "prod", "tier": "db", "x": "y"}))));
+        assert!(s.matches(
+            "db-01",
+            &labels(json!({"env": "prod", "tier": "db", "x": "y"}))
+        ));
         assert!(!s.matches("db-02", &labels(json!({"env": "prod"}))));
         assert!(!TargetSelector::default().matches("db-01", &labels(json!({}))));
     }

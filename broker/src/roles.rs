@@ -58,7 +58,16 @@ pub async fn create(
     name: &str,
     description: &str,
 ) -> Result<Role> {
-    create_with(tx, actor, now_ms, name, description, RoleSpec::default(), "api").await
+    create_with(
+        tx,
+        actor,
+        now_ms,
+        name,
+        description,
+        RoleSpec::default(),
+        "api",
+    )
+    .await
 }
 
 /// Creates a role with its spec; audited as `role.create` with the whole spec.

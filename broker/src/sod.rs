@@ -53,8 +53,18 @@ pub fn conflicts(
 ) -> Vec<Conflict> {
     let mut out = Vec::new();
     for r in rules {
-        let left: Vec<String> = r.left.iter().filter(|x| roles.contains(*x)).cloned().collect();
-        let right: Vec<String> = r.right.iter().filter(|x| roles.contains(*x)).cloned().collect();
+        let left: Vec<String> = r
+            .left
+            .iter()
+            .filter(|x| roles.contains(*x))
+            .cloned()
+            .collect();
+        let right: Vec<String> = r
+            .right
+            .iter()
+            .filter(|x| roles.contains(*x))
+            .cloned()
+            .collect();
         if left.is_empty() || right.is_empty() {
             continue;
         }
@@ -101,28 +111,39 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Rule>> {
 }
 
 fn check(name: &str, left: &[String], right: &[String]) -> Result<()> {
-    crate::roles::validate_name(name)
-        .map_err(|_| Error::invalid(format!("SoD rule name {name:?}: use lower-case letters, digits, '.', '_' or '-'")))?;
+    crate::roles::validate_name(name).map_err(|_| {
+        Error::invalid(format!(
+            "SoD rule name {name:?}: use lower-case letters, digits, '.', '_' or '-'"
+        ))
+    })?;
     if left.is_empty() || right.is_empty() {
-        return Err(Error::invalid(format!("SoD rule {name}: left and right each need a role")));
+        return Err(Error::invalid(format!(
+            "SoD rule {name}: left and right each need a role"
+        )));
     }
     if let Some(both) = left.iter().find(|l| right.contains(l)) {
-        return Err(Error::invalid(format!("SoD rule {name}: role {both} is on both sides")));
+        return Err(Error::invalid(format!(
+            "SoD rule {name}: role {both} is on both sides"
+        )));
     }
     Ok(())
 }
 
+/// What it takes to create or replace a rule.
+#[derive(Debug, Clone, Default)]
+pub struct NewRule {
+    pub name: String,
+    pub left: Vec<String>,
+    pub right: Vec<String>,
+    pub description: String,
+    /// Empty means `api`.
+    pub source: String,
+}
+
 /// Creates or replaces a rule by name; audited as `sod_rule.create` / `sod_rule.update`.
-pub async fn put(
-    tx: &mut Tx,
-    actor: &Actor,
-    now_ms: i64,
-    name: &str,
-    left: &[String],
-    right: &[String],
-    description: &str,
-    source: &str,
-) -> Result<()> {
+pub async fn put(tx: &mut Tx, actor: &Actor, now_ms: i64, rule: &NewRule) -> Result<()> {
+    let (name, left, right) = (rule.name.as_str(), &rule.left, &rule.right);
+    let (description, source) = (rule.description.as_str(), rule.source.as_str());
     check(name, left, right)?;
     let l = serde_json::to_string(left).map_err(|e| Error::Storage(e.to_string()))?;
     let r = serde_json::to_string(right).map_err(|e| Error::Storage(e.to_string()))?;
@@ -153,7 +174,11 @@ pub async fn put(
         .execute(&mut **tx)
         .await?;
     }
-    let action = if updated == 0 { "sod_rule.create" } else { "sod_rule.update" };
+    let action = if updated == 0 {
+        "sod_rule.create"
+    } else {
+        "sod_rule.update"
+    };
     audit::append(
         tx,
         now_ms,
@@ -177,7 +202,11 @@ pub async fn delete(tx: &mut Tx, actor: &Actor, now_ms: i64, name: &str) -> Resu
     audit::append(
         tx,
         now_ms,
-        NewEvent::new(actor.to_string(), "sod_rule.delete", format!("sod_rule:{name}")),
+        NewEvent::new(
+            actor.to_string(),
+            "sod_rule.delete",
+            format!("sod_rule:{name}"),
+        ),
     )
     .await?;
     Ok(())
@@ -223,11 +252,15 @@ pub async fn add_exception(
     audit::append(
         tx,
         now_ms,
-        NewEvent::new(actor.to_string(), "sod_exception.create", format!("sod_rule:{rule}"))
-            .details(serde_json::json!({
-                "identity": username, "reason": reason,
-                "expires_at": crate::clock::format_ms(expires_at_ms),
-            })),
+        NewEvent::new(
+            actor.to_string(),
+            "sod_exception.create",
+            format!("sod_rule:{rule}"),
+        )
+        .details(serde_json::json!({
+            "identity": username, "reason": reason,
+            "expires_at": crate::clock::format_ms(expires_at_ms),
+        })),
     )
     .await?;
     Ok(id)
@@ -251,7 +284,11 @@ pub async fn exceptions_of(
 
 /// The roles an identity holds now or may activate: assignments in their window (standing and
 /// eligible, direct and through groups) and live grants.
-pub async fn roles_held(conn: &mut AnyConnection, identity_id: &str, now_ms: i64) -> Result<BTreeSet<String>> {
+pub async fn roles_held(
+    conn: &mut AnyConnection,
+    identity_id: &str,
+    now_ms: i64,
+) -> Result<BTreeSet<String>> {
     let mut roles: BTreeSet<String> = crate::assignments::of_identity(conn, identity_id)
         .await?
         .into_iter()
@@ -302,7 +339,10 @@ pub async fn scan(conn: &mut AnyConnection, now_ms: i64) -> Result<Vec<(Conflict
         return Ok(out);
     }
     let mut users: HashMap<String, String> = HashMap::new();
-    for r in sqlx::query("SELECT id, username FROM identities").fetch_all(&mut *conn).await? {
+    for r in sqlx::query("SELECT id, username FROM identities")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         users.insert(r.try_get(0)?, r.try_get(1)?);
     }
     let mut ids: Vec<(&String, &String)> = users.iter().collect();
@@ -339,12 +379,20 @@ mod tests {
             description: String::new(),
             source: "api".into(),
         }];
-        let held: BTreeSet<String> = ["prod-deployer".into(), "change-approver".into(), "x".into()].into();
+        let held: BTreeSet<String> =
+            ["prod-deployer".into(), "change-approver".into(), "x".into()].into();
         assert_eq!(conflicts(&rules, "a", &held, None).len(), 1);
-        assert_eq!(conflicts(&rules, "a", &held, Some("change-approver")).len(), 1);
+        assert_eq!(
+            conflicts(&rules, "a", &held, Some("change-approver")).len(),
+            1
+        );
         assert!(conflicts(&rules, "a", &held, Some("x")).is_empty());
         let one: BTreeSet<String> = ["prod-deployer".into()].into();
         assert!(conflicts(&rules, "a", &one, None).is_empty());
-        assert!(conflicts(&rules, "a", &held, None)[0].describe().contains("deployer-vs-approver"));
+        assert!(
+            conflicts(&rules, "a", &held, None)[0]
+                .describe()
+                .contains("deployer-vs-approver")
+        );
     }
 }

@@ -140,7 +140,13 @@ pub async fn add(
 }
 
 /// Removes one of an identity's keys by id; audited as `ssh_key.remove`.
-pub async fn remove(tx: &mut Tx, actor: &Actor, now_ms: i64, username: &str, key_id: &str) -> Result<()> {
+pub async fn remove(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    username: &str,
+    key_id: &str,
+) -> Result<()> {
     let fp: Option<String> = sqlx::query_scalar(
         "DELETE FROM ssh_keys WHERE id = $1 AND identity_id = \
          (SELECT id FROM identities WHERE username = $2) RETURNING fingerprint",
@@ -153,8 +159,12 @@ pub async fn remove(tx: &mut Tx, actor: &Actor, now_ms: i64, username: &str, key
     audit::append(
         tx,
         now_ms,
-        NewEvent::new(actor.to_string(), "ssh_key.remove", format!("identity:{username}"))
-            .details(serde_json::json!({ "fingerprint": fp })),
+        NewEvent::new(
+            actor.to_string(),
+            "ssh_key.remove",
+            format!("identity:{username}"),
+        )
+        .details(serde_json::json!({ "fingerprint": fp })),
     )
     .await?;
     Ok(())

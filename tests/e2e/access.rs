@@ -10,7 +10,11 @@ fn policy_check_accepts_the_documented_example_and_names_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(gatehouse(dir.path()).args(["policy", "check", EXAMPLE]));
     assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains("valid (4 identities, 3 groups, 2 targets, 5 roles"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("valid (4 identities, 3 groups, 2 targets, 5 roles"),
+        "{}",
+        stdout(&out)
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[[roles]]\nname = \"x\"\nmax_duraton = \"1h\"\n").unwrap();
@@ -18,10 +22,18 @@ fn policy_check_accepts_the_documented_example_and_names_line_and_column() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("bad.toml:3:1"), "{}", stdout(&out));
 
-    std::fs::write(&bad, "[[roles]]\nname = \"x\"\ncondition = 'principal.shoe_size == 1'\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[[roles]]\nname = \"x\"\ncondition = 'principal.shoe_size == 1'\n",
+    )
+    .unwrap();
     let out = run(gatehouse(dir.path()).args(["policy", "check"]).arg(&bad));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("role x condition"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("role x condition"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -38,18 +50,39 @@ fn apply_plans_applies_and_is_idempotent_then_authorize_explains() {
 
     let out = run(gatehouse(dir.path()).args(["apply", EXAMPLE]));
     assert!(out.status.success());
-    assert!(stdout(&out).contains("change(s) applied"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("change(s) applied"),
+        "{}",
+        stdout(&out)
+    );
     let out = run(gatehouse(dir.path()).args(["apply", EXAMPLE]));
     assert!(stdout(&out).starts_with("No changes"), "{}", stdout(&out));
 
     // Standing staging-web allows deploy and root: a login must be named.
-    let out = run(gatehouse(dir.path()).args(["authorize", "--identity", "alice", "--target", "web-01"]));
+    let out =
+        run(gatehouse(dir.path()).args(["authorize", "--identity", "alice", "--target", "web-01"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("several logins"), "{}", stdout(&out));
-    let out = run(gatehouse(dir.path()).args(["authorize", "--identity", "alice", "--target", "web-01", "--login", "root"]));
+    let out = run(gatehouse(dir.path()).args([
+        "authorize",
+        "--identity",
+        "alice",
+        "--target",
+        "web-01",
+        "--login",
+        "root",
+    ]));
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("ALLOW"));
-    let out = run(gatehouse(dir.path()).args(["authorize", "--identity", "alice", "--target", "db-01", "--login", "postgres"]));
+    let out = run(gatehouse(dir.path()).args([
+        "authorize",
+        "--identity",
+        "alice",
+        "--target",
+        "db-01",
+        "--login",
+        "postgres",
+    ]));
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).starts_with("DENY"));
 
@@ -69,7 +102,11 @@ async fn apply_through_a_running_server_needs_an_admin_token() {
         .args(["apply", EXAMPLE, "--server", base.trim_end_matches('/')])
         .env("GATEHOUSE_TOKEN", "ght_wrong"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(crate::harness::stderr(&out).contains("refused (401"), "{}", crate::harness::stderr(&out));
+    assert!(
+        crate::harness::stderr(&out).contains("refused (401"),
+        "{}",
+        crate::harness::stderr(&out)
+    );
     let out = run(gatehouse(dir.path())
         .args(["apply", EXAMPLE, "--server", base.trim_end_matches('/')])
         .env("GATEHOUSE_TOKEN", token));

@@ -96,7 +96,13 @@ fn change(op: &'static str, object: String, detail: impl Into<String>) -> Change
     }
 }
 
-async fn run(tx: &mut Tx, actor: &Actor, now: i64, doc: &Document, plan: &mut Vec<Change>) -> Result<()> {
+async fn run(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: i64,
+    doc: &Document,
+    plan: &mut Vec<Change>,
+) -> Result<()> {
     // Identities.
     for i in &doc.identities {
         let obj = format!("identity {}", i.username);
@@ -130,7 +136,16 @@ async fn run(tx: &mut Tx, actor: &Actor, now: i64, doc: &Document, plan: &mut Ve
                     what.push("attributes");
                 }
                 if !what.is_empty() {
-                    identities::update(tx, actor, now, &i.username, &i.display_name, i.email.as_deref(), &i.attributes).await?;
+                    identities::update(
+                        tx,
+                        actor,
+                        now,
+                        &i.username,
+                        &i.display_name,
+                        i.email.as_deref(),
+                        &i.attributes,
+                    )
+                    .await?;
                     plan.push(change("update", obj.clone(), what.join(", ")));
                 }
                 if cur.status != Status::Active && cur.source == SOURCE {
@@ -150,17 +165,26 @@ async fn run(tx: &mut Tx, actor: &Actor, now: i64, doc: &Document, plan: &mut Ve
                 .collect();
             let mut want = BTreeSet::new();
             for line in keys {
-                let parsed = ssh_keys::parse(line).map_err(|e| Error::invalid(format!("{obj} ssh key: {e}")))?;
+                let parsed = ssh_keys::parse(line)
+                    .map_err(|e| Error::invalid(format!("{obj} ssh key: {e}")))?;
                 want.insert(parsed.fingerprint.clone());
                 if !have.contains_key(&parsed.fingerprint) {
                     ssh_keys::add(tx, actor, now, &i.username, line).await?;
-                    plan.push(change("create", format!("ssh key {} of {}", parsed.fingerprint, i.username), ""));
+                    plan.push(change(
+                        "create",
+                        format!("ssh key {} of {}", parsed.fingerprint, i.username),
+                        "",
+                    ));
                 }
             }
             for (fp, id) in &have {
                 if !want.contains(fp) {
                     ssh_keys::remove(tx, actor, now, &i.username, id).await?;
-                    plan.push(change("delete", format!("ssh key {fp} of {}", i.username), ""));
+                    plan.push(change(
+                        "delete",
+                        format!("ssh key {fp} of {}", i.username),
+                        "",
+                    ));
                 }
             }
         }
@@ -181,18 +205,28 @@ async fn run(tx: &mut Tx, actor: &Actor, now: i64, doc: &Document, plan: &mut Ve
                 groups::add_member(tx, actor, now, &g.name, m)
                     .await
                     .map_err(|e| Error::invalid(format!("{obj} member {m}: {e}")))?;
-                plan.push(change("create", format!("member {m} of group {}", g.name), ""));
+                plan.push(change(
+                    "create",
+                    format!("member {m} of group {}", g.name),
+                    "",
+                ));
             }
             for m in have.difference(&want) {
                 groups::remove_member(tx, actor, now, &g.name, m).await?;
-                plan.push(change("delete", format!("member {m} of group {}", g.name), ""));
+                plan.push(change(
+                    "delete",
+                    format!("member {m} of group {}", g.name),
+                    "",
+                ));
             }
         }
     }
     // Targets.
     for t in &doc.targets {
         let obj = format!("target {}", t.name);
-        let new = t.to_new(SOURCE).map_err(|e| Error::invalid(format!("{obj}: {e}")))?;
+        let new = t
+            .to_new(SOURCE)
+            .map_err(|e| Error::invalid(format!("{obj}: {e}")))?;
         match targets::by_name(tx, &t.name).await? {
             None => {
                 targets::create(tx, actor, now, new).await?;
@@ -200,12 +234,24 @@ async fn run(tx: &mut Tx, actor: &Actor, now: i64, doc: &Document, plan: &mut Ve
             }
             Some(cur) => {
                 let mut what = Vec::new();
-                if cur.kind != new.kind { what.push("kind"); }
-                if cur.address != new.address { what.push("address"); }
-                if cur.labels != new.labels { what.push("labels"); }
-                if cur.host_key != new.host_key { what.push("host_key"); }
-                if cur.owner != new.owner { what.push("owner"); }
-                if cur.description != new.description { what.push("description"); }
+                if cur.kind != new.kind {
+                    what.push("kind");
+                }
+                if cur.address != new.address {
+                    what.push("address");
+                }
+                if cur.labels != new.labels {
+                    what.push("labels");
+                }
+                if cur.host_key != new.host_key {
+                    what.push("host_key");
+                }
+                if cur.owner != new.owner {
+                    what.push("owner");
+                }
+                if cur.description != new.description {
+                    what.push("description");
+                }
                 if !what.is_empty() {
                     targets::update(tx, actor, now, new).await?;
                     plan.push(change("update", obj, what.join(", ")));
@@ -232,15 +278,23 @@ async fn run(tx: &mut Tx, actor: &Actor, now: i64, doc: &Document, plan: &mut Ve
     // Assignments: keyed by (role, subject, kind); the document's set replaces apply's own.
     let mut wanted = BTreeSet::new();
     for a in &doc.assignments {
-        let new = a.to_new(SOURCE).map_err(|e| Error::invalid(format!("assignment of role {}: {e}", a.role)))?;
-        let obj = format!("assignment {} → {} ({})", new.role, new.subject, new.kind.as_str());
+        let new = a
+            .to_new(SOURCE)
+            .map_err(|e| Error::invalid(format!("assignment of role {}: {e}", a.role)))?;
+        let obj = format!(
+            "assignment {} → {} ({})",
+            new.role,
+            new.subject,
+            new.kind.as_str()
+        );
         wanted.insert((new.role.clone(), new.subject.clone(), new.kind));
         let existing = assignments::list(tx)
             .await?
             .into_iter()
             .find(|x| x.role == new.role && x.subject == new.subject && x.kind == new.kind);
         match existing {
-            Some(x) if x.not_before_ms == new.not_before_ms && x.not_after_ms == new.not_after_ms => {}
+            Some(x)
+                if x.not_before_ms == new.not_before_ms && x.not_after_ms == new.not_after_ms => {}
             Some(x) => {
                 assignments::remove(tx, actor, now, &x.id).await?;
                 assignments::add(tx, actor, now, new).await?;
@@ -259,10 +313,22 @@ async fn run(tx: &mut Tx, actor: &Actor, now: i64, doc: &Document, plan: &mut Ve
     for r in &doc.sod_rules {
         let obj = format!("SoD rule {}", r.name);
         match current_rules.iter().find(|c| c.name == r.name) {
-            Some(c) if c.left == r.left && c.right == r.right && c.description == r.description => {}
+            Some(c) if c.left == r.left && c.right == r.right && c.description == r.description => {
+            }
             found => {
-                sod::put(tx, actor, now, &r.name, &r.left, &r.right, &r.description, SOURCE).await?;
-                plan.push(change(if found.is_some() { "update" } else { "create" }, obj, ""));
+                let rule = sod::NewRule {
+                    name: r.name.clone(),
+                    left: r.left.clone(),
+                    right: r.right.clone(),
+                    description: r.description.clone(),
+                    source: SOURCE.into(),
+                };
+                sod::put(tx, actor, now, &rule).await?;
+                plan.push(change(
+                    if found.is_some() { "update" } else { "create" },
+                    obj,
+                    "",
+                ));
             }
         }
     }
@@ -281,7 +347,12 @@ async fn run(tx: &mut Tx, actor: &Actor, now: i64, doc: &Document, plan: &mut Ve
             assignments::remove(tx, actor, now, &a.id).await?;
             plan.push(change(
                 "delete",
-                format!("assignment {} → {} ({})", a.role, a.subject, a.kind.as_str()),
+                format!(
+                    "assignment {} → {} ({})",
+                    a.role,
+                    a.subject,
+                    a.kind.as_str()
+                ),
                 "",
             ));
         }
@@ -330,31 +401,48 @@ pub fn check(doc: &Document) -> Result<Vec<String>> {
     for i in &doc.identities {
         identities::validate_username(&i.username)?;
         for k in i.ssh_keys.iter().flatten() {
-            ssh_keys::parse(k).map_err(|e| Error::invalid(format!("identity {} ssh key: {e}", i.username)))?;
+            ssh_keys::parse(k)
+                .map_err(|e| Error::invalid(format!("identity {} ssh key: {e}", i.username)))?;
         }
     }
     for t in &doc.targets {
-        t.to_new(SOURCE).map_err(|e| Error::invalid(format!("target {}: {e}", t.name)))?;
+        t.to_new(SOURCE)
+            .map_err(|e| Error::invalid(format!("target {}: {e}", t.name)))?;
         if let Some(k) = &t.host_key {
-            ssh_keys::parse(k).map_err(|e| Error::invalid(format!("target {} host_key: {e}", t.name)))?;
+            ssh_keys::parse(k)
+                .map_err(|e| Error::invalid(format!("target {} host_key: {e}", t.name)))?;
         }
     }
     for r in &doc.roles {
         r.to_spec()?;
     }
     let subject = |s: &Subject, ctx: String, warnings: &mut Vec<String>| match s {
-        Subject::Identity(u) if !users.contains(u) => warnings.push(format!("{ctx}: identity {u} is not in this file")),
-        Subject::Group(g) if !groups.contains(g) => warnings.push(format!("{ctx}: group {g} is not in this file")),
+        Subject::Identity(u) if !users.contains(u) => {
+            warnings.push(format!("{ctx}: identity {u} is not in this file"))
+        }
+        Subject::Group(g) if !groups.contains(g) => {
+            warnings.push(format!("{ctx}: group {g} is not in this file"))
+        }
         _ => {}
     };
     for g in &doc.groups {
         for m in g.members.iter().flatten() {
-            subject(&Subject::Identity(m.clone()), format!("group {}", g.name), &mut warnings);
+            subject(
+                &Subject::Identity(m.clone()),
+                format!("group {}", g.name),
+                &mut warnings,
+            );
         }
     }
     for a in &doc.assignments {
-        let new = a.to_new(SOURCE).map_err(|e| Error::invalid(format!("assignment of role {}: {e}", a.role)))?;
-        subject(&new.subject, format!("assignment of role {}", a.role), &mut warnings);
+        let new = a
+            .to_new(SOURCE)
+            .map_err(|e| Error::invalid(format!("assignment of role {}: {e}", a.role)))?;
+        subject(
+            &new.subject,
+            format!("assignment of role {}", a.role),
+            &mut warnings,
+        );
         if !roles.contains(&a.role) {
             warnings.push(format!("assignment: role {} is not in this file", a.role));
         }

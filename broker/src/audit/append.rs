@@ -34,7 +34,11 @@ fn sorted(v: &serde_json::Value) -> serde_json::Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
         }
         Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
         other => other.clone(),
@@ -46,7 +50,12 @@ fn sorted(v: &serde_json::Value) -> serde_json::Value {
 /// reload costs less than a stale allow).
 fn changes_access(action: &str) -> bool {
     const INERT: &[&str] = &[
-        "authorize", "token.", "setup.", "review.", "webhook.", "audit.",
+        "authorize",
+        "token.",
+        "setup.",
+        "review.",
+        "webhook.",
+        "audit.",
     ];
     !INERT.iter().any(|p| action.starts_with(p))
 }

@@ -26,7 +26,11 @@ pub async fn query(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Event>> {
     } else {
         (action, String::new())
     };
-    let limit = if (1..=1000).contains(&f.limit) { f.limit } else { 100 };
+    let limit = if (1..=1000).contains(&f.limit) {
+        f.limit
+    } else {
+        100
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE ($1 = '' OR actor = $1) AND ($2 = '' OR action = $2) \
          AND ($3 = '' OR action LIKE $3) AND ($4 = '' OR object = $4) \

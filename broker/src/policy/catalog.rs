@@ -58,6 +58,15 @@ pub struct TargetFacts {
     pub entity: Entity,
 }
 
+/// An identity row: id, username, active, attributes.
+pub type IdentityRow = (String, String, bool, Map<String, Value>);
+/// A membership row: identity id, group id, group name.
+pub type MembershipRow = (String, String, String);
+/// A target row: name, kind, labels, owner.
+pub type TargetRow = (String, String, Map<String, Value>, Option<String>);
+/// A role row: id, name, spec.
+pub type RoleRow = (String, String, RoleSpec);
+
 /// One consistent picture of who may reach what.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -77,17 +86,20 @@ impl Catalog {
     /// Builds a catalog from plain data (the loader and the benchmark both come through here).
     pub fn build(
         version: i64,
-        identities: Vec<(String, String, bool, Map<String, Value>)>,
-        memberships: Vec<(String, String, String)>,
-        targets: Vec<(String, String, Map<String, Value>, Option<String>)>,
-        roles: Vec<(String, String, RoleSpec)>,
+        identities: Vec<IdentityRow>,
+        memberships: Vec<MembershipRow>,
+        targets: Vec<TargetRow>,
+        roles: Vec<RoleRow>,
         assignments: Vec<assignments::Assignment>,
         grants: Vec<Grant>,
     ) -> Result<Self> {
         let mut groups_of: HashMap<String, Vec<String>> = HashMap::new();
         let mut members_of: HashMap<String, Vec<String>> = HashMap::new();
         for (identity_id, group_id, group_name) in memberships {
-            groups_of.entry(identity_id.clone()).or_default().push(group_name);
+            groups_of
+                .entry(identity_id.clone())
+                .or_default()
+                .push(group_name);
             members_of.entry(group_id).or_default().push(identity_id);
         }
         let mut held: HashMap<String, Vec<Held>> = HashMap::new();
@@ -203,7 +215,15 @@ impl Catalog {
             .collect();
         let assignments = assignments::list(conn).await?;
         let grants = crate::grants::all_active(conn, now_ms).await?;
-        Self::build(version, identities, memberships, targets, roles, assignments, grants)
+        Self::build(
+            version,
+            identities,
+            memberships,
+            targets,
+            roles,
+            assignments,
+            grants,
+        )
     }
 }
 
@@ -220,8 +240,8 @@ impl CatalogCache {
         let version = Store::access_version(conn).await?;
         if let Some(c) = self.inner.read().await.as_ref()
             && c.version == version
-            // Grants were loaded as "not yet ended" at load time; they carry their own times,
-            // so a stale-but-same-version catalog is still exact.
+        // Grants were loaded as "not yet ended" at load time; they carry their own times,
+        // so a stale-but-same-version catalog is still exact.
         {
             return Ok(c.clone());
         }

@@ -51,8 +51,13 @@ namespace Gatehouse {
 "#;
 
 /// Identity attributes that are also first-class Cedar attributes.
-pub const IDENTITY_ATTRIBUTES: [&str; 5] =
-    ["department", "title", "employment_type", "manager", "location"];
+pub const IDENTITY_ATTRIBUTES: [&str; 5] = [
+    "department",
+    "title",
+    "employment_type",
+    "manager",
+    "location",
+];
 
 fn schema() -> Result<&'static Schema> {
     static SCHEMA_CELL: OnceLock<std::result::Result<Schema, String>> = OnceLock::new();
@@ -103,7 +108,10 @@ pub fn check_condition(role: &str, condition: Option<&str>) -> Result<()> {
 }
 
 fn one_line(e: &impl std::fmt::Display) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn uid(kind: &str, id: &str) -> Result<EntityUid> {
@@ -121,13 +129,22 @@ fn string_of(v: &Value) -> String {
 }
 
 /// The Cedar entity of an identity.
-pub fn identity_entity(username: &str, attributes: &Map<String, Value>, groups: &[String]) -> Result<Entity> {
+pub fn identity_entity(
+    username: &str,
+    attributes: &Map<String, Value>,
+    groups: &[String],
+) -> Result<Entity> {
     let mut attrs: Vec<(String, RestrictedExpression)> = vec![
-        ("username".into(), RestrictedExpression::new_string(username.into())),
+        (
+            "username".into(),
+            RestrictedExpression::new_string(username.into()),
+        ),
         (
             "groups".into(),
             RestrictedExpression::new_set(
-                groups.iter().map(|g| RestrictedExpression::new_string(g.clone())),
+                groups
+                    .iter()
+                    .map(|g| RestrictedExpression::new_string(g.clone())),
             ),
         ),
     ];
@@ -145,8 +162,14 @@ pub fn identity_entity(username: &str, attributes: &Map<String, Value>, groups: 
 /// The Cedar entity of a target.
 pub fn target_entity(name: &str, kind: &str, labels: &Map<String, Value>) -> Result<Entity> {
     let attrs = [
-        ("name".to_string(), RestrictedExpression::new_string(name.into())),
-        ("kind".to_string(), RestrictedExpression::new_string(kind.into())),
+        (
+            "name".to_string(),
+            RestrictedExpression::new_string(name.into()),
+        ),
+        (
+            "kind".to_string(),
+            RestrictedExpression::new_string(kind.into()),
+        ),
     ];
     let tags = labels
         .iter()
@@ -176,23 +199,47 @@ fn context(f: &ContextFacts<'_>) -> Result<Context> {
         .map(|i| i.to_string())
         .unwrap_or_else(|| "0.0.0.0".into());
     Context::from_pairs([
-        ("login".into(), RestrictedExpression::new_string(f.login.into())),
-        ("protocol".into(), RestrictedExpression::new_string(f.protocol.into())),
-        ("now".into(), RestrictedExpression::new_long(f.now_ms / 1000)),
-        ("hour".into(), RestrictedExpression::new_long(i64::from(now.hour()))),
+        (
+            "login".into(),
+            RestrictedExpression::new_string(f.login.into()),
+        ),
+        (
+            "protocol".into(),
+            RestrictedExpression::new_string(f.protocol.into()),
+        ),
+        (
+            "now".into(),
+            RestrictedExpression::new_long(f.now_ms / 1000),
+        ),
+        (
+            "hour".into(),
+            RestrictedExpression::new_long(i64::from(now.hour())),
+        ),
         (
             "weekday".into(),
             RestrictedExpression::new_long(i64::from(now.weekday().number_from_monday())),
         ),
         ("source_ip".into(), RestrictedExpression::new_ip(ip)),
-        ("has_source_ip".into(), RestrictedExpression::new_bool(f.source_ip.is_some())),
-        ("mfa".into(), RestrictedExpression::new_bool(mfa_age.is_some())),
+        (
+            "has_source_ip".into(),
+            RestrictedExpression::new_bool(f.source_ip.is_some()),
+        ),
+        (
+            "mfa".into(),
+            RestrictedExpression::new_bool(mfa_age.is_some()),
+        ),
         (
             "mfa_age_seconds".into(),
             RestrictedExpression::new_long(mfa_age.unwrap_or(i64::MAX)),
         ),
-        ("reason".into(), RestrictedExpression::new_string(f.reason.into())),
-        ("ticket".into(), RestrictedExpression::new_string(f.ticket.into())),
+        (
+            "reason".into(),
+            RestrictedExpression::new_string(f.reason.into()),
+        ),
+        (
+            "ticket".into(),
+            RestrictedExpression::new_string(f.ticket.into()),
+        ),
     ])
     .map_err(|e| Error::Storage(format!("Cedar context: {e}")))
 }
@@ -219,11 +266,7 @@ pub fn evaluate(
     let entities = Entities::from_entities([principal.clone(), resource.clone()], None)
         .map_err(|e| format!("Cedar entities: {e}"))?;
     let response = Authorizer::new().is_authorized(&request, policies, &entities);
-    let errors: Vec<String> = response
-        .diagnostics()
-        .errors()
-        .map(|e| one_line(e))
-        .collect();
+    let errors: Vec<String> = response.diagnostics().errors().map(one_line).collect();
     match response.decision() {
         CedarDecision::Allow => Ok(()),
         CedarDecision::Deny if errors.is_empty() => Err("condition not met".into()),
@@ -278,7 +321,10 @@ mod tests {
         assert!(ok(r#"principal.employment_type == "employee""#).is_ok());
         assert!(ok(r#"principal.employment_type == "contractor""#).is_err());
         assert!(ok(r#"principal.getTag("cost_center") == "42""#).is_ok());
-        assert!(ok(r#"resource.getTag("env") == "prod" && principal.groups.contains("engineering")"#).is_ok());
+        assert!(
+            ok(r#"resource.getTag("env") == "prod" && principal.groups.contains("engineering")"#)
+                .is_ok()
+        );
         assert!(ok(r#"context.source_ip.isInRange(ip("10.0.0.0/8"))"#).is_ok());
         assert!(ok(r#"context.mfa && context.mfa_age_seconds < 300"#).is_ok());
         assert!(ok(r#"context.mfa_age_seconds < 30"#).is_err());

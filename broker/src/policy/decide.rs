@@ -2,8 +2,8 @@
 //! could carry the access (standing assignments in their window, live grants), narrows by target,
 //! protocol and login, then evaluates the role's Cedar condition. Deny by default.
 
-use super::cedar::{self, ContextFacts};
 use super::catalog::{Catalog, IdentityFacts, RoleFacts, TargetFacts};
+use super::cedar::{self, ContextFacts};
 use crate::assignments::Kind as AssignmentKind;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -81,7 +81,9 @@ fn candidates<'a>(
         if h.kind != AssignmentKind::Standing {
             continue;
         }
-        let Some(role) = cat.roles.get(&h.role_id) else { continue };
+        let Some(role) = cat.roles.get(&h.role_id) else {
+            continue;
+        };
         if !role.spec.targets.matches(&target.name, &target.labels) {
             continue;
         }
@@ -89,7 +91,9 @@ fn candidates<'a>(
             Some(g) => format!("standing role {} (through group {g})", role.name),
             None => format!("standing role {}", role.name),
         };
-        if h.not_before_ms.is_some_and(|t| now_ms < t) || h.not_after_ms.is_some_and(|t| now_ms >= t) {
+        if h.not_before_ms.is_some_and(|t| now_ms < t)
+            || h.not_after_ms.is_some_and(|t| now_ms >= t)
+        {
             reasons.push(format!("{label} is outside its validity window"));
             continue;
         }
@@ -111,9 +115,11 @@ fn candidates<'a>(
         });
     }
     for g in &who.grants {
-        let Some(role) = cat.roles.get(&g.role_id) else { continue };
+        let Some(role) = cat.roles.get(&g.role_id) else {
+            continue;
+        };
         let selected = role.spec.targets.matches(&target.name, &target.labels)
-            && g.targets.as_ref().is_none_or(|t| t.iter().any(|n| *n == target.name));
+            && g.targets.as_ref().is_none_or(|t| t.contains(&target.name));
         if !selected {
             continue;
         }
@@ -127,7 +133,13 @@ fn candidates<'a>(
             continue;
         }
         let logins = match &g.login {
-            Some(l) => role.spec.logins.iter().filter(|x| *x == l).cloned().collect(),
+            Some(l) => role
+                .spec
+                .logins
+                .iter()
+                .filter(|x| *x == l)
+                .cloned()
+                .collect(),
             None => role.spec.logins.clone(),
         };
         out.push(Candidate {

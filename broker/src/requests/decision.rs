@@ -34,7 +34,9 @@ async fn members_of(conn: &mut AnyConnection, subject: &Subject) -> Result<BTree
             .bind(g.as_str())
             .fetch_all(&mut *conn)
             .await?;
-            rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?
+            rows.iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?
         }
     })
 }
@@ -52,10 +54,12 @@ pub async fn seats(conn: &mut AnyConnection, req: &Request) -> Result<Vec<Seats>
         let mut members = match set.source()? {
             ApproverSource::Group(g) => members_of(conn, &Subject::Group(g)).await?,
             ApproverSource::Identity(u) => members_of(conn, &Subject::Identity(u)).await?,
-            ApproverSource::Manager => match requester.attributes.get("manager").and_then(|m| m.as_str()) {
-                Some(m) => members_of(conn, &Subject::Identity(m.into())).await?,
-                None => BTreeSet::new(),
-            },
+            ApproverSource::Manager => {
+                match requester.attributes.get("manager").and_then(|m| m.as_str()) {
+                    Some(m) => members_of(conn, &Subject::Identity(m.into())).await?,
+                    None => BTreeSet::new(),
+                }
+            }
             ApproverSource::TargetOwner => {
                 let names = match &req.targets {
                     Some(t) => t.clone(),
@@ -63,7 +67,9 @@ pub async fn seats(conn: &mut AnyConnection, req: &Request) -> Result<Vec<Seats>
                 };
                 let mut all = BTreeSet::new();
                 for n in names {
-                    if let Some(owner) = crate::targets::by_name(conn, &n).await?.and_then(|t| t.owner)
+                    if let Some(owner) = crate::targets::by_name(conn, &n)
+                        .await?
+                        .and_then(|t| t.owner)
                         && let Ok(s) = Subject::parse(&owner)
                     {
                         all.extend(members_of(conn, &s).await?);
@@ -137,7 +143,10 @@ async fn admissible(
     {
         return Err(Error::refused(
             "mfa_required",
-            format!("role {} requires a fresh multi-factor check to approve", role.name),
+            format!(
+                "role {} requires a fresh multi-factor check to approve",
+                role.name
+            ),
         ));
     }
     let already: Option<String> = sqlx::query_scalar(
@@ -199,13 +208,16 @@ pub async fn approve(
     audit::append(
         tx,
         now_ms,
-        NewEvent::new(actor.to_string(), "request.approve", format!("request:{id}")).details(
-            serde_json::json!({
-                "requester": req.requester, "role": req.role, "comment": comment,
-                "mfa_at": mfa_at_ms.map(crate::clock::format_ms),
-                "quorum_met": missing.is_empty(), "waiting_for": waiting_for,
-            }),
-        ),
+        NewEvent::new(
+            actor.to_string(),
+            "request.approve",
+            format!("request:{id}"),
+        )
+        .details(serde_json::json!({
+            "requester": req.requester, "role": req.role, "comment": comment,
+            "mfa_at": mfa_at_ms.map(crate::clock::format_ms),
+            "quorum_met": missing.is_empty(), "waiting_for": waiting_for,
+        })),
     )
     .await?;
     if missing.is_empty() {
@@ -278,7 +290,11 @@ pub async fn deny(
 }
 
 /// Pending requests `approver` may decide (their approver queue).
-pub async fn queue(conn: &mut AnyConnection, approver: &Identity, now_ms: i64) -> Result<Vec<Request>> {
+pub async fn queue(
+    conn: &mut AnyConnection,
+    approver: &Identity,
+    now_ms: i64,
+) -> Result<Vec<Request>> {
     let pending = super::list(
         conn,
         &super::Filter {
@@ -294,7 +310,11 @@ pub async fn queue(conn: &mut AnyConnection, approver: &Identity, now_ms: i64) -
         if r.state != "pending" || r.requester_id == approver.id {
             continue;
         }
-        if seats(conn, &r).await?.iter().any(|s| s.members.contains(&approver.id)) {
+        if seats(conn, &r)
+            .await?
+            .iter()
+            .any(|s| s.members.contains(&approver.id))
+        {
             out.push(r);
         }
     }

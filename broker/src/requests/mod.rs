@@ -175,11 +175,15 @@ pub async fn may_request(
         return Ok(false);
     }
     let groups = crate::groups::of_identity(conn, &who.username).await?;
-    Ok(role.spec.requestable_by.iter().any(|s| match Subject::parse(s) {
-        Ok(Subject::Identity(u)) => u == who.username,
-        Ok(Subject::Group(g)) => groups.contains(&g),
-        Err(_) => false,
-    }))
+    Ok(role
+        .spec
+        .requestable_by
+        .iter()
+        .any(|s| match Subject::parse(s) {
+            Ok(Subject::Identity(u)) => u == who.username,
+            Ok(Subject::Group(g)) => groups.contains(&g),
+            Err(_) => false,
+        }))
 }
 
 /// The targets a role selects, by name.
@@ -255,22 +259,34 @@ pub async fn create(tx: &mut Tx, who: &Identity, now_ms: i64, new: NewRequest) -
         )));
     }
     if (spec.require_reason || spec.break_glass) && new.reason.trim().is_empty() {
-        return Err(Error::invalid(format!("role {} requires a reason", role.name)));
+        return Err(Error::invalid(format!(
+            "role {} requires a reason",
+            role.name
+        )));
     }
     let ticket = new.ticket.filter(|t| !t.trim().is_empty());
     if spec.require_ticket && ticket.is_none() {
-        return Err(Error::invalid(format!("role {} requires a ticket", role.name)));
+        return Err(Error::invalid(format!(
+            "role {} requires a ticket",
+            role.name
+        )));
     }
     let covered = targets_of_role(tx, &role).await?;
     for t in &new.targets {
         if !covered.contains(t) {
-            return Err(Error::invalid(format!("role {} does not cover target {t}", role.name)));
+            return Err(Error::invalid(format!(
+                "role {} does not cover target {t}",
+                role.name
+            )));
         }
     }
     if let Some(l) = &new.login
         && !spec.logins.contains(l)
     {
-        return Err(Error::invalid(format!("role {} does not allow login {l}", role.name)));
+        return Err(Error::invalid(format!(
+            "role {} does not allow login {l}",
+            role.name
+        )));
     }
     let start_at_ms = match &new.start_at {
         Some(s) => Some(
@@ -345,7 +361,15 @@ pub async fn create(tx: &mut Tx, who: &Identity, now_ms: i64, new: NewRequest) -
             format_ms(grant.not_after_ms),
             new.reason
         );
-        crate::reviews::open(tx, now_ms, "break_glass", &who.id, Some(&grant.id), &summary).await?;
+        crate::reviews::open(
+            tx,
+            now_ms,
+            "break_glass",
+            &who.id,
+            Some(&grant.id),
+            &summary,
+        )
+        .await?;
         outbox::enqueue(
             tx,
             now_ms,
@@ -370,8 +394,15 @@ pub async fn create(tx: &mut Tx, who: &Identity, now_ms: i64, new: NewRequest) -
                 who.username,
                 role.name,
                 new.duration.trim(),
-                targets.as_ref().map(|t| format!(" on {}", t.join(", "))).unwrap_or_default(),
-                if new.reason.is_empty() { "(none)" } else { new.reason.as_str() },
+                targets
+                    .as_ref()
+                    .map(|t| format!(" on {}", t.join(", ")))
+                    .unwrap_or_default(),
+                if new.reason.is_empty() {
+                    "(none)"
+                } else {
+                    new.reason.as_str()
+                },
                 spec.approvals
                     .iter()
                     .map(|a| format!("{} of {}", a.count, a.from))

@@ -27,7 +27,15 @@ pub fn missing(sets: &[Seats], approvers: &[String]) -> Vec<(String, u32)> {
     let mut taken: Vec<Option<usize>> = vec![None; seats.len()];
     for seat in 0..seats.len() {
         let mut seen = vec![false; approvers.len()];
-        augment(seat, &seats, sets, approvers, &mut seen, &mut seat_of, &mut taken);
+        augment(
+            seat,
+            &seats,
+            sets,
+            approvers,
+            &mut seen,
+            &mut seat_of,
+            &mut taken,
+        );
     }
     let mut out = Vec::new();
     for (i, s) in sets.iter().enumerate() {
@@ -89,9 +97,15 @@ mod tests {
 
     #[test]
     fn and_of_sets_needs_each_set() {
-        let sets = [set("group:db-owners", 1, &["bob", "dave"]), set("group:security", 1, &["carol"])];
+        let sets = [
+            set("group:db-owners", 1, &["bob", "dave"]),
+            set("group:security", 1, &["carol"]),
+        ];
         assert_eq!(missing(&sets, &v(&[])).len(), 2);
-        assert_eq!(missing(&sets, &v(&["bob"])), vec![("group:security".into(), 1)]);
+        assert_eq!(
+            missing(&sets, &v(&["bob"])),
+            vec![("group:security".into(), 1)]
+        );
         assert!(missing(&sets, &v(&["bob", "carol"])).is_empty());
         assert!(missing(&sets, &v(&["carol", "dave"])).is_empty());
     }
@@ -111,6 +125,9 @@ mod tests {
         let sets = [set("group:sre", 2, &["a", "b", "c"])];
         assert_eq!(missing(&sets, &v(&["a"])), vec![("group:sre".into(), 1)]);
         assert!(missing(&sets, &v(&["a", "c"])).is_empty());
-        assert_eq!(missing(&sets, &v(&["x", "y"])), vec![("group:sre".into(), 2)]);
+        assert_eq!(
+            missing(&sets, &v(&["x", "y"])),
+            vec![("group:sre".into(), 2)]
+        );
     }
 }

@@ -336,9 +336,11 @@ impl Store {
 
     /// The access version: bumped by every committed change that decisions depend on.
     pub async fn access_version(conn: &mut AnyConnection) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT version FROM access_version WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT version FROM access_version WHERE id = 1")
+                .fetch_one(&mut *conn)
+                .await?,
+        )
     }
 
     /// The pool, for reads outside a transaction.

@@ -20,10 +20,19 @@ use serde_json::{Value, json};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/targets", get(list_targets).post(create_target))
-        .route("/targets/{name}", get(get_target).put(update_target).delete(delete_target))
+        .route(
+            "/targets/{name}",
+            get(get_target).put(update_target).delete(delete_target),
+        )
         .route("/roles", get(list_roles).post(create_role))
-        .route("/roles/{name}", get(get_role).put(update_role).delete(delete_role))
-        .route("/assignments", get(list_assignments).post(create_assignment))
+        .route(
+            "/roles/{name}",
+            get(get_role).put(update_role).delete(delete_role),
+        )
+        .route(
+            "/assignments",
+            get(list_assignments).post(create_assignment),
+        )
         .route("/assignments/{id}", delete(delete_assignment))
         .route("/sod/rules", get(list_rules))
         .route("/sod/rules/{name}", put(put_rule).delete(delete_rule))
@@ -98,8 +107,16 @@ async fn create_role(
 ) -> Result<(StatusCode, Json<Role>), ApiError> {
     let spec = b.to_spec()?;
     let mut tx = begin(&state).await?;
-    let r = roles::create_with(&mut tx, &actor(&p), state.clock.now_ms(), &b.name, &b.description, spec, "api")
-        .await?;
+    let r = roles::create_with(
+        &mut tx,
+        &actor(&p),
+        state.clock.now_ms(),
+        &b.name,
+        &b.description,
+        spec,
+        "api",
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(r)))
 }
@@ -113,7 +130,15 @@ async fn update_role(
     b.name = name;
     let spec = b.to_spec()?;
     let mut tx = begin(&state).await?;
-    let r = roles::update(&mut tx, &actor(&p), state.clock.now_ms(), &b.name, &b.description, spec).await?;
+    let r = roles::update(
+        &mut tx,
+        &actor(&p),
+        state.clock.now_ms(),
+        &b.name,
+        &b.description,
+        spec,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(r))
 }
@@ -175,8 +200,14 @@ async fn put_rule(
     Body(b): Body<RuleBody>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = begin(&state).await?;
-    sod::put(&mut tx, &actor(&p), state.clock.now_ms(), &name, &b.left, &b.right, &b.description, "api")
-        .await?;
+    let rule = sod::NewRule {
+        name,
+        left: b.left,
+        right: b.right,
+        description: b.description,
+        source: "api".into(),
+    };
+    sod::put(&mut tx, &actor(&p), state.clock.now_ms(), &rule).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -209,8 +240,16 @@ async fn create_exception(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let expires = apply::doc::parse_instant(&b.expires_at)?;
     let mut tx = begin(&state).await?;
-    let id = sod::add_exception(&mut tx, &actor(&p), state.clock.now_ms(), &b.rule, &b.identity, &b.reason, expires)
-        .await?;
+    let id = sod::add_exception(
+        &mut tx,
+        &actor(&p),
+        state.clock.now_ms(),
+        &b.rule,
+        &b.identity,
+        &b.reason,
+        expires,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
@@ -239,6 +278,13 @@ async fn apply_document(
     text: String,
 ) -> ApiResult<Value> {
     let doc = apply::parse("request body", &text)?;
-    let plan = apply::apply(&state.store, &actor(&p), state.clock.now_ms(), &doc, q.dry_run).await?;
+    let plan = apply::apply(
+        &state.store,
+        &actor(&p),
+        state.clock.now_ms(),
+        &doc,
+        q.dry_run,
+    )
+    .await?;
     Ok(Json(json!({ "dry_run": q.dry_run, "changes": plan })))
 }

@@ -19,7 +19,10 @@ pub fn routes() -> Router<AppState> {
         .route("/identities/{username}", get(get_identity))
         .route("/identities/{username}/status", post(set_status))
         .route("/identities/{username}/tokens", post(create_token))
-        .route("/identities/{username}/ssh-keys", get(list_keys).post(add_key))
+        .route(
+            "/identities/{username}/ssh-keys",
+            get(list_keys).post(add_key),
+        )
         .route("/me/ssh-keys", get(my_keys).post(add_my_key))
         .route("/groups", get(list_groups).post(create_group))
         .route("/groups/{name}/members", get(members).post(add_member))
@@ -111,7 +114,8 @@ async fn set_status(
     };
     let mut tx = begin(&state).await?;
     let updated =
-        identities::set_status(&mut tx, &actor(&p), state.clock.now_ms(), &username, status).await?;
+        identities::set_status(&mut tx, &actor(&p), state.clock.now_ms(), &username, status)
+            .await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -131,16 +135,28 @@ async fn create_token(
     Path(username): Path<String>,
     Body(b): Body<TokenBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let expires = b.expires_at.as_deref().map(super::workflow::parse_time).transpose()?;
+    let expires = b
+        .expires_at
+        .as_deref()
+        .map(super::workflow::parse_time)
+        .transpose()?;
     let mut tx = begin(&state).await?;
-    let (token, secret) =
-        tokens::create(&mut tx, &actor(&p), state.clock.now_ms(), &username, &b.name, expires)
-            .await?;
+    let (token, secret) = tokens::create(
+        &mut tx,
+        &actor(&p),
+        state.clock.now_ms(),
+        &username,
+        &b.name,
+        expires,
+    )
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": token.id, "name": token.name, "token": secret.expose(),
-            "note": "shown once: store it now" })),
+        Json(
+            json!({ "id": token.id, "name": token.name, "token": secret.expose(),
+            "note": "shown once: store it now" }),
+        ),
     ))
 }
 
@@ -149,7 +165,9 @@ async fn list_keys(
     Path(username): Path<String>,
 ) -> ApiResult<Vec<ssh_keys::SshKey>> {
     let who = find(&state, &username).await?;
-    Ok(Json(ssh_keys::of_identity(&mut *conn(&state).await?, &who.id).await?))
+    Ok(Json(
+        ssh_keys::of_identity(&mut *conn(&state).await?, &who.id).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -183,7 +201,9 @@ async fn my_keys(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> ApiResult<Vec<ssh_keys::SshKey>> {
-    Ok(Json(ssh_keys::of_identity(&mut *conn(&state).await?, &p.0.id).await?))
+    Ok(Json(
+        ssh_keys::of_identity(&mut *conn(&state).await?, &p.0.id).await?,
+    ))
 }
 
 async fn add_my_key(
@@ -219,13 +239,22 @@ async fn create_group(
     Body(b): Body<GroupBody>,
 ) -> Result<(StatusCode, Json<groups::Group>), ApiError> {
     let mut tx = begin(&state).await?;
-    let g = groups::create(&mut tx, &actor(&p), state.clock.now_ms(), &b.name, &b.description)
-        .await?;
+    let g = groups::create(
+        &mut tx,
+        &actor(&p),
+        state.clock.now_ms(),
+        &b.name,
+        &b.description,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(g)))
 }
 
-async fn members(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Vec<String>> {
+async fn members(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Vec<String>> {
     let mut c = conn(&state).await?;
     groups::by_name(&mut c, &name)
         .await?
@@ -246,7 +275,14 @@ async fn add_member(
     Body(b): Body<MemberBody>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = begin(&state).await?;
-    groups::add_member(&mut tx, &actor(&p), state.clock.now_ms(), &name, &b.username).await?;
+    groups::add_member(
+        &mut tx,
+        &actor(&p),
+        state.clock.now_ms(),
+        &name,
+        &b.username,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -67,10 +67,15 @@ async fn my_requests(
         state: q.state,
         limit: q.limit.unwrap_or(100),
     };
-    Ok(Json(requests::list(&mut *conn(&state).await?, &f, state.clock.now_ms()).await?))
+    Ok(Json(
+        requests::list(&mut *conn(&state).await?, &f, state.clock.now_ms()).await?,
+    ))
 }
 
-async fn all_requests(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Vec<Request>> {
+async fn all_requests(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Vec<Request>> {
     let mut c = conn(&state).await?;
     let requester_id = match &q.identity {
         Some(u) => Some(
@@ -86,7 +91,9 @@ async fn all_requests(State(state): State<AppState>, Query(q): Query<ListQuery>)
         state: q.state,
         limit: q.limit.unwrap_or(100),
     };
-    Ok(Json(requests::list(&mut c, &f, state.clock.now_ms()).await?))
+    Ok(Json(
+        requests::list(&mut c, &f, state.clock.now_ms()).await?,
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -101,8 +108,7 @@ fn decision_body(bytes: &[u8]) -> Result<DecisionBody, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(DecisionBody::default());
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::Invalid(format!("invalid body: {e}")).into())
+    serde_json::from_slice(bytes).map_err(|e| Error::Invalid(format!("invalid body: {e}")).into())
 }
 
 async fn approve(
@@ -144,8 +150,13 @@ async fn cancel(
     Ok(Json(out))
 }
 
-async fn queue(State(state): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Vec<Request>> {
-    Ok(Json(decision::queue(&mut *conn(&state).await?, &p.0, state.clock.now_ms()).await?))
+async fn queue(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<Request>> {
+    Ok(Json(
+        decision::queue(&mut *conn(&state).await?, &p.0, state.clock.now_ms()).await?,
+    ))
 }
 
 fn grant_json(g: &Grant, now_ms: i64) -> Value {
@@ -158,13 +169,19 @@ fn grant_json(g: &Grant, now_ms: i64) -> Value {
     })
 }
 
-async fn my_grants(State(state): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Vec<Value>> {
+async fn my_grants(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<Value>> {
     let now = state.clock.now_ms();
     let gs = grants::active_of(&mut *conn(&state).await?, &p.0.id, now).await?;
     Ok(Json(gs.iter().map(|g| grant_json(g, now)).collect()))
 }
 
-async fn all_grants(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Vec<Value>> {
+async fn all_grants(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Vec<Value>> {
     let now = state.clock.now_ms();
     let mut c = conn(&state).await?;
     let id = match &q.identity {
@@ -224,7 +241,10 @@ fn ssh() -> String {
 }
 
 /// What-if: explains the decision, changes nothing (not even the audit log).
-async fn authorize(State(state): State<AppState>, Body(b): Body<AuthorizeBody>) -> ApiResult<Decision> {
+async fn authorize(
+    State(state): State<AppState>,
+    Body(b): Body<AuthorizeBody>,
+) -> ApiResult<Decision> {
     let now = state.clock.now_ms();
     let req = AccessRequest {
         identity: b.identity,
@@ -236,7 +256,9 @@ async fn authorize(State(state): State<AppState>, Body(b): Body<AuthorizeBody>) 
         reason: b.reason,
         ticket: None,
     };
-    Ok(Json(policy::explain(&state.store, &state.cache, now, &req).await?))
+    Ok(Json(
+        policy::explain(&state.store, &state.cache, now, &req).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -246,8 +268,13 @@ struct ReviewQuery {
     all: bool,
 }
 
-async fn list_reviews(State(state): State<AppState>, Query(q): Query<ReviewQuery>) -> ApiResult<Vec<reviews::Review>> {
-    Ok(Json(reviews::list(&mut *conn(&state).await?, !q.all).await?))
+async fn list_reviews(
+    State(state): State<AppState>,
+    Query(q): Query<ReviewQuery>,
+) -> ApiResult<Vec<reviews::Review>> {
+    Ok(Json(
+        reviews::list(&mut *conn(&state).await?, !q.all).await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -120,9 +120,22 @@ impl World {
         bootstrap::on_start(&s.db.store, 1, Some(&Secret::new(ADMIN_TOKEN)))
             .await
             .unwrap();
-        let (st, plan) = call(&s, ADMIN_TOKEN, Method::POST, "/api/v1/apply", Some(Value::String(POLICY.into()))).await;
+        let (st, plan) = call(
+            &s,
+            ADMIN_TOKEN,
+            Method::POST,
+            "/api/v1/apply",
+            Some(Value::String(POLICY.into())),
+        )
+        .await;
         assert_eq!(st, 200, "{plan}");
-        let mut w = World { s, clock, alice: String::new(), bob: String::new(), carol: String::new() };
+        let mut w = World {
+            s,
+            clock,
+            alice: String::new(),
+            bob: String::new(),
+            carol: String::new(),
+        };
         w.alice = w.token("alice").await;
         w.bob = w.token("bob").await;
         w.carol = w.token("carol").await;
@@ -157,7 +170,13 @@ impl World {
 }
 
 /// Sends a request; a JSON string body is sent as text (for `apply`).
-async fn call(s: &TestServer, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    s: &TestServer,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = s.http.request(method, s.url(path)).bearer_auth(token);
     match body {
         Some(Value::String(text)) => req = req.body(text),
@@ -167,7 +186,10 @@ async fn call(s: &TestServer, token: &str, method: Method, path: &str, body: Opt
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[tokio::test]
@@ -186,38 +208,97 @@ async fn quorum_approval(backend: Backend) {
     assert_eq!(w.what_if("alice").await["allow"], false);
 
     // A reason is required by the role.
-    let (st, e) = call(s, &w.alice, Method::POST, "/api/v1/requests", Some(json!({ "role": "prod-db", "duration": "1h" }))).await;
-    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid")), "{e}");
+    let (st, e) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(json!({ "role": "prod-db", "duration": "1h" })),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{e}"
+    );
     // Longer than the role allows.
-    let (st, _) = call(s, &w.alice, Method::POST, "/api/v1/requests", Some(json!({ "role": "prod-db", "duration": "5h", "reason": "x" }))).await;
+    let (st, _) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(json!({ "role": "prod-db", "duration": "5h", "reason": "x" })),
+    )
+    .await;
     assert_eq!(st, 400);
 
-    let (st, r) = call(s, &w.alice, Method::POST, "/api/v1/requests",
-        Some(json!({ "role": "prod-db", "duration": "1h", "reason": "INC-42 replica lag" }))).await;
+    let (st, r) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(json!({ "role": "prod-db", "duration": "1h", "reason": "INC-42 replica lag" })),
+    )
+    .await;
     assert_eq!(st, 201, "{r}");
     assert_eq!(r["state"], "pending");
     let id = r["id"].as_str().unwrap().to_string();
 
     // security_self_approval_is_refused
-    let (st, e) = call(s, &w.alice, Method::POST, &format!("/api/v1/requests/{id}/approve"), None).await;
-    assert_eq!((st, e["error"]["code"].as_str()), (403, Some("self_approval")), "{e}");
+    let (st, e) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        &format!("/api/v1/requests/{id}/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (403, Some("self_approval")),
+        "{e}"
+    );
 
     // bob's queue holds it; carol's too.
     let (_, q) = call(s, &w.bob, Method::GET, "/api/v1/approvals", None).await;
     assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
 
     w.clock.advance(chrono::Duration::minutes(5));
-    let (st, o) = call(s, &w.bob, Method::POST, &format!("/api/v1/requests/{id}/approve"), Some(json!({ "comment": "ok" }))).await;
+    let (st, o) = call(
+        s,
+        &w.bob,
+        Method::POST,
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(json!({ "comment": "ok" })),
+    )
+    .await;
     assert_eq!(st, 200, "{o}");
     assert_eq!(o["request"]["state"], "pending");
     assert_eq!(o["waiting_for"], json!(["1 of group:security"]));
     assert_eq!(w.what_if("alice").await["allow"], false);
     // bob cannot approve twice to fill the second set.
-    let (st, _) = call(s, &w.bob, Method::POST, &format!("/api/v1/requests/{id}/approve"), None).await;
-    assert_eq!(st, 409, "one approver fills one seat: a second approval by bob is a conflict");
+    let (st, _) = call(
+        s,
+        &w.bob,
+        Method::POST,
+        &format!("/api/v1/requests/{id}/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        st, 409,
+        "one approver fills one seat: a second approval by bob is a conflict"
+    );
 
     w.clock.advance(chrono::Duration::minutes(5));
-    let (st, o) = call(s, &w.carol, Method::POST, &format!("/api/v1/requests/{id}/approve"), None).await;
+    let (st, o) = call(
+        s,
+        &w.carol,
+        Method::POST,
+        &format!("/api/v1/requests/{id}/approve"),
+        None,
+    )
+    .await;
     assert_eq!(st, 200, "{o}");
     assert_eq!(o["request"]["state"], "approved");
 
@@ -244,11 +325,15 @@ async fn quorum_approval(backend: Backend) {
         ..Default::default()
     };
     // alice also holds prod-deployer (login deploy): without a login the target is ambiguous.
-    let d = policy::authorize(&s.db.store, &cache, now, &req).await.unwrap();
+    let d = policy::authorize(&s.db.store, &cache, now, &req)
+        .await
+        .unwrap();
     assert!(!d.allow);
     assert!(d.reasons[0].contains("deploy, postgres"), "{:?}", d.reasons);
     req.login = Some("postgres".into());
-    let d = policy::authorize(&s.db.store, &cache, now, &req).await.unwrap();
+    let d = policy::authorize(&s.db.store, &cache, now, &req)
+        .await
+        .unwrap();
     assert!(d.allow, "{:?}", d.reasons);
     assert_eq!(d.grant.unwrap().kind, "request");
 
@@ -256,20 +341,53 @@ async fn quorum_approval(backend: Backend) {
     let d = w.what_if("alice").await;
     assert_eq!(d["allow"], false, "{d}");
     assert!(d["reasons"][0].as_str().unwrap().contains("ended"), "{d}");
-    let d = policy::authorize(&s.db.store, &cache, w.clock.now_ms(), &req).await.unwrap();
+    let d = policy::authorize(&s.db.store, &cache, w.clock.now_ms(), &req)
+        .await
+        .unwrap();
     assert!(!d.allow);
 
     // Every step is in the audit log, and the chain verifies.
-    let (_, log) = call(s, ADMIN_TOKEN, Method::GET, "/api/v1/audit?limit=1000", None).await;
-    let actions: Vec<&str> = log["events"].as_array().unwrap().iter().rev().map(|e| e["action"].as_str().unwrap()).collect();
-    for want in ["request.create", "request.approve", "grant.start", "authorize"] {
+    let (_, log) = call(
+        s,
+        ADMIN_TOKEN,
+        Method::GET,
+        "/api/v1/audit?limit=1000",
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in [
+        "request.create",
+        "request.approve",
+        "grant.start",
+        "authorize",
+    ] {
         assert!(actions.contains(&want), "{want} missing from {actions:?}");
     }
-    let denies: Vec<&Value> = log["events"].as_array().unwrap().iter()
-        .filter(|e| e["action"] == "authorize" && e["outcome"] == "deny").collect();
+    let denies: Vec<&Value> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "authorize" && e["outcome"] == "deny")
+        .collect();
     assert_eq!(denies.len(), 2);
-    assert!(denies[0]["details"]["reasons"][0].as_str().unwrap().contains("ended"), "{}", denies[0]);
-    let report = audit::verify::verify(&s.db.store, None, None).await.unwrap();
+    assert!(
+        denies[0]["details"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("ended"),
+        "{}",
+        denies[0]
+    );
+    let report = audit::verify::verify(&s.db.store, None, None)
+        .await
+        .unwrap();
     assert_eq!(report.problem, None);
 }
 
@@ -288,18 +406,42 @@ async fn sod_and_break_glass(backend: Backend) {
     let s = &w.s;
     // alice holds prod-deployer standing; change-approver conflicts with it.
     let body = json!({ "role": "change-approver", "duration": "1h", "reason": "audit" });
-    let (st, e) = call(s, &w.alice, Method::POST, "/api/v1/requests", Some(body.clone())).await;
-    assert_eq!((st, e["error"]["code"].as_str()), (403, Some("sod_conflict")), "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("deployer-vs-approver"), "{e}");
+    let (st, e) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (403, Some("sod_conflict")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deployer-vs-approver"),
+        "{e}"
+    );
     // The detective control sees the eligible + standing pair already.
     let (_, v) = call(s, ADMIN_TOKEN, Method::GET, "/api/v1/sod/violations", None).await;
     assert_eq!(v[0]["conflict"]["rule"], "deployer-vs-approver", "{v}");
     assert_eq!(v[0]["excepted"], false);
 
-    let (st, e) = call(s, ADMIN_TOKEN, Method::POST, "/api/v1/sod/exceptions", Some(json!({
-        "rule": "deployer-vs-approver", "identity": "alice", "reason": "CAB-7 small team",
-        "expires_at": "2026-12-31",
-    }))).await;
+    let (st, e) = call(
+        s,
+        ADMIN_TOKEN,
+        Method::POST,
+        "/api/v1/sod/exceptions",
+        Some(json!({
+            "rule": "deployer-vs-approver", "identity": "alice", "reason": "CAB-7 small team",
+            "expires_at": "2026-12-31",
+        })),
+    )
+    .await;
     assert_eq!(st, 201, "{e}");
     let (st, r) = call(s, &w.alice, Method::POST, "/api/v1/requests", Some(body)).await;
     assert_eq!(st, 201, "{r}");
@@ -307,11 +449,23 @@ async fn sod_and_break_glass(backend: Backend) {
     assert_eq!(r["state"], "approved");
 
     // Break-glass: granted at once, alert queued, review opened.
-    let (st, e) = call(s, &w.alice, Method::POST, "/api/v1/requests",
-        Some(json!({ "role": "emergency", "duration": "30m" }))).await;
+    let (st, e) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(json!({ "role": "emergency", "duration": "30m" })),
+    )
+    .await;
     assert_eq!(st, 400, "break-glass needs a reason: {e}");
-    let (st, r) = call(s, &w.alice, Method::POST, "/api/v1/requests",
-        Some(json!({ "role": "emergency", "duration": "30m", "reason": "prod down, INC-9" }))).await;
+    let (st, r) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(json!({ "role": "emergency", "duration": "30m", "reason": "prod down, INC-9" })),
+    )
+    .await;
     assert_eq!(st, 201, "{r}");
     assert_eq!(r["state"], "approved");
     assert_eq!(r["break_glass"], true);
@@ -320,16 +474,32 @@ async fn sod_and_break_glass(backend: Backend) {
     assert_eq!(reviews[0]["kind"], "break_glass");
     assert_eq!(reviews[0]["grant_id"], r["grant_id"]);
     let mut conn = s.db.store.pool().acquire().await.unwrap();
-    let alerts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox WHERE channel = 'alert'")
-        .fetch_one(&mut *conn).await.unwrap();
+    let alerts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox WHERE channel = 'alert'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
     assert_eq!(alerts, 1);
-    let d = call(s, ADMIN_TOKEN, Method::POST, "/api/v1/authorize",
-        Some(json!({ "identity": "alice", "target": "db-01", "login": "root" }))).await.1;
+    let d = call(
+        s,
+        ADMIN_TOKEN,
+        Method::POST,
+        "/api/v1/authorize",
+        Some(json!({ "identity": "alice", "target": "db-01", "login": "root" })),
+    )
+    .await
+    .1;
     assert_eq!(d["allow"], true, "{d}");
     assert_eq!(d["grant"]["kind"], "break_glass");
     // Break-glass is capped: asking more than the role's hour is refused.
-    let (st, _) = call(s, &w.alice, Method::POST, "/api/v1/requests",
-        Some(json!({ "role": "emergency", "duration": "2h", "reason": "x" }))).await;
+    let (st, _) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(json!({ "role": "emergency", "duration": "2h", "reason": "x" })),
+    )
+    .await;
     assert_eq!(st, 400);
     let _ = (&w.bob, &w.carol);
 }
@@ -354,33 +524,90 @@ async fn apply_idempotent(backend: Backend) {
             audit::head(&mut c).await.unwrap().0
         }
     };
-    let (st, again) = call(s, ADMIN_TOKEN, Method::POST, "/api/v1/apply", Some(Value::String(POLICY.into()))).await;
+    let (st, again) = call(
+        s,
+        ADMIN_TOKEN,
+        Method::POST,
+        "/api/v1/apply",
+        Some(Value::String(POLICY.into())),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(again["changes"], json!([]), "second apply must be a no-op");
 
-    let changed = POLICY.replace("max_duration = \"4h\"", "max_duration = \"2h\"")
+    let changed = POLICY
+        .replace("max_duration = \"4h\"", "max_duration = \"2h\"")
         .replace("members = [\"carol\"]", "members = [\"carol\", \"bob\"]");
     let before = head(s).await;
-    let (st, plan) = call(s, ADMIN_TOKEN, Method::POST, "/api/v1/apply?dry_run=true", Some(Value::String(changed.clone()))).await;
+    let (st, plan) = call(
+        s,
+        ADMIN_TOKEN,
+        Method::POST,
+        "/api/v1/apply?dry_run=true",
+        Some(Value::String(changed.clone())),
+    )
+    .await;
     assert_eq!(st, 200, "{plan}");
-    let ops: Vec<String> = plan["changes"].as_array().unwrap().iter()
-        .map(|c| format!("{} {}", c["op"].as_str().unwrap(), c["object"].as_str().unwrap())).collect();
-    assert_eq!(ops, ["create member bob of group security", "update role prod-db"]);
+    let ops: Vec<String> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["op"].as_str().unwrap(),
+                c["object"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        ["create member bob of group security", "update role prod-db"]
+    );
     assert_eq!(head(s).await, before, "dry run wrote nothing");
     let (_, role) = call(s, ADMIN_TOKEN, Method::GET, "/api/v1/roles/prod-db", None).await;
     assert_eq!(role["spec"]["max_duration_ms"], 4 * 3600 * 1000);
 
     // Removing a role from the file deletes it and its assignments.
     let without = changed.replace("[[sod_rules]]\nname = \"deployer-vs-approver\"\nleft = [\"prod-deployer\"]\nright = [\"change-approver\"]\n", "");
-    let (st, plan) = call(s, ADMIN_TOKEN, Method::POST, "/api/v1/apply", Some(Value::String(without))).await;
+    let (st, plan) = call(
+        s,
+        ADMIN_TOKEN,
+        Method::POST,
+        "/api/v1/apply",
+        Some(Value::String(without)),
+    )
+    .await;
     assert_eq!(st, 200, "{plan}");
-    assert!(plan["changes"].as_array().unwrap().iter().any(|c| c["op"] == "delete" && c["object"] == "SoD rule deployer-vs-approver"), "{plan}");
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["op"] == "delete" && c["object"] == "SoD rule deployer-vs-approver"),
+        "{plan}"
+    );
 
     // A TOML error names line and column.
-    let (st, e) = call(s, ADMIN_TOKEN, Method::POST, "/api/v1/apply", Some(Value::String("[[roles]]\nname = 1\n".into()))).await;
+    let (st, e) = call(
+        s,
+        ADMIN_TOKEN,
+        Method::POST,
+        "/api/v1/apply",
+        Some(Value::String("[[roles]]\nname = 1\n".into())),
+    )
+    .await;
     assert_eq!(st, 400);
-    assert!(e["error"]["message"].as_str().unwrap().contains("request body:2:"), "{e}");
-    let report = audit::verify::verify(&s.db.store, None, None).await.unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request body:2:"),
+        "{e}"
+    );
+    let report = audit::verify::verify(&s.db.store, None, None)
+        .await
+        .unwrap();
     assert_eq!(report.problem, None);
 }
 
@@ -389,18 +616,38 @@ async fn security_every_route_has_a_rule_and_admin_routes_refuse_plain_identitie
     let w = World::new(Backend::Sqlite).await;
     let s = &w.s;
     for (method, path, req, _) in gatehouse_web::access::RULES {
-        let url = path.replace("{username}", "alice").replace("{name}", "x").replace("{id}", "x");
-        let resp = s.http.request(method.clone(), s.url(&url)).bearer_auth(&w.alice)
-            .header("content-type", "application/json").body("{}").send().await.unwrap();
+        let url = path
+            .replace("{username}", "alice")
+            .replace("{name}", "x")
+            .replace("{id}", "x");
+        let resp = s
+            .http
+            .request(method.clone(), s.url(&url))
+            .bearer_auth(&w.alice)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
         let st = resp.status().as_u16();
         match req {
-            gatehouse_web::access::Requirement::Privilege(_) => assert_eq!(st, 403, "{method} {path}"),
+            gatehouse_web::access::Requirement::Privilege(_) => {
+                assert_eq!(st, 403, "{method} {path}")
+            }
             _ => assert_ne!(st, 403, "{method} {path} refused an authenticated identity"),
         }
     }
     // The OpenAPI document lists exactly the API routes of the table.
     let (_, doc) = call(s, &w.alice, Method::GET, "/api/v1/openapi.json", None).await;
-    let n: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
-    let api = gatehouse_web::access::RULES.iter().filter(|r| r.1.starts_with("/api/v1")).count();
+    let n: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    let api = gatehouse_web::access::RULES
+        .iter()
+        .filter(|r| r.1.starts_with("/api/v1"))
+        .count();
     assert_eq!(n, api);
 }
