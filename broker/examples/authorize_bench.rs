@@ -65,7 +65,10 @@ fn catalog(rng: &mut Rng) -> Catalog {
         .flat_map(|i| {
             let a = i % GROUPS;
             let b = (i * 7 + 3) % GROUPS;
-            [(format!("id{i}"), format!("gid{a}"), format!("g{a}")), (format!("id{i}"), format!("gid{b}"), format!("g{b}"))]
+            [
+                (format!("id{i}"), format!("gid{a}"), format!("g{a}")),
+                (format!("id{i}"), format!("gid{b}"), format!("g{b}")),
+            ]
         })
         .collect();
     let targets: Vec<_> = (0..TARGETS)
@@ -81,10 +84,19 @@ fn catalog(rng: &mut Rng) -> Catalog {
     let roles: Vec<_> = (0..ROLES)
         .map(|r| {
             let targets = if r % 4 == 0 {
-                TargetSelector { names: (0..20).map(|k| format!("host{}", (r * 13 + k) % TARGETS)).collect(), ..Default::default() }
+                TargetSelector {
+                    names: (0..20)
+                        .map(|k| format!("host{}", (r * 13 + k) % TARGETS))
+                        .collect(),
+                    ..Default::default()
+                }
             } else {
                 TargetSelector {
-                    labels: [("env".to_string(), ENVS[r % 3].to_string()), ("tier".to_string(), TIERS[(r / 3) % 4].to_string())].into(),
+                    labels: [
+                        ("env".to_string(), ENVS[r % 3].to_string()),
+                        ("tier".to_string(), TIERS[(r / 3) % 4].to_string()),
+                    ]
+                    .into(),
                     ..Default::default()
                 }
             };
@@ -129,7 +141,16 @@ fn catalog(rng: &mut Rng) -> Catalog {
             source: "api".into(),
         });
     }
-    Catalog::build(1, identities, memberships, targets, roles, assignments, Vec::new()).unwrap()
+    Catalog::build(
+        1,
+        identities,
+        memberships,
+        targets,
+        roles,
+        assignments,
+        Vec::new(),
+    )
+    .unwrap()
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -137,11 +158,17 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let t0 = Instant::now();
     let cat = catalog(&mut rng);
-    println!("catalog: {IDENTITIES} identities, {TARGETS} targets, {ROLES} roles built in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "catalog: {IDENTITIES} identities, {TARGETS} targets, {ROLES} roles built in {:.0} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
 
     let now = 1_764_064_800_000; // 2025-11-25T10:00:00Z
     let reqs: Vec<AccessRequest> = (0..4096)
@@ -181,7 +208,15 @@ fn main() {
     let policies = cedar::compile("anchor", CONDITIONS[0]).unwrap();
     let who = &cat.identities["user1"].entity;
     let what = &cat.targets["host1"].entity;
-    let facts = ContextFacts { login: "root", protocol: "ssh", now_ms: now, source_ip: Some("10.1.2.3".parse().unwrap()), mfa_at_ms: Some(now - 600_000), reason: "", ticket: "" };
+    let facts = ContextFacts {
+        login: "root",
+        protocol: "ssh",
+        now_ms: now,
+        source_ip: Some("10.1.2.3".parse().unwrap()),
+        mfa_at_ms: Some(now - 600_000),
+        reason: "",
+        ticket: "",
+    };
     let mut clat = Vec::with_capacity(n / 4);
     for _ in 0..(n / 4) {
         let t = Instant::now();
@@ -191,8 +226,13 @@ fn main() {
     clat.sort_unstable();
     let c50 = percentile(&clat, 0.50) / 1e3;
 
-    println!("decisions: {n}, allowed: {:.1}%", allowed as f64 * 100.0 / n as f64);
-    println!("gatehouse decide   p50 {p50:.2} us  p99 {p99:.2} us  {rate:.0} decisions/s (one thread)");
+    println!(
+        "decisions: {n}, allowed: {:.1}%",
+        allowed as f64 * 100.0 / n as f64
+    );
+    println!(
+        "gatehouse decide   p50 {p50:.2} us  p99 {p99:.2} us  {rate:.0} decisions/s (one thread)"
+    );
     println!("cedar is_authorized alone (one condition)  p50 {c50:.2} us");
     println!("ratio decide p50 / cedar-alone p50: {:.2}", p50 / c50);
     println!("goal: p50 <= 5 us, p99 <= 25 us, >= 200000 decisions/s");

@@ -68,13 +68,15 @@ pub type TargetRow = (String, String, Map<String, Value>, Option<String>);
 pub type RoleRow = (String, String, RoleSpec);
 
 /// One consistent picture of who may reach what.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Catalog {
     /// The `access_version` this picture was loaded at.
     pub version: i64,
     pub identities: HashMap<String, IdentityFacts>,
     pub targets: HashMap<String, TargetFacts>,
     pub roles: HashMap<String, RoleFacts>,
+    /// Every identity and target as one Cedar entity store, built once per load.
+    pub entities: cedar_policy::Entities,
 }
 
 impl Catalog {
@@ -127,7 +129,10 @@ impl Catalog {
         }
         let mut out = Catalog {
             version,
-            ..Default::default()
+            identities: HashMap::new(),
+            targets: HashMap::new(),
+            roles: HashMap::new(),
+            entities: cedar_policy::Entities::empty(),
         };
         for (id, username, active, attributes) in identities {
             let groups = groups_of.remove(&id).unwrap_or_default();
@@ -159,6 +164,12 @@ impl Catalog {
                 },
             );
         }
+        out.entities = super::cedar::entity_store(
+            out.identities
+                .values()
+                .map(|i| i.entity.clone())
+                .chain(out.targets.values().map(|t| t.entity.clone())),
+        )?;
         for (id, name, spec) in roles {
             let condition = spec
                 .condition

@@ -128,6 +128,11 @@ fn string_of(v: &Value) -> String {
     }
 }
 
+/// One entity store from many entities.
+pub fn entity_store(all: impl IntoIterator<Item = Entity>) -> Result<Entities> {
+    Entities::from_entities(all, None).map_err(|e| Error::Storage(format!("Cedar entities: {e}")))
+}
+
 /// The Cedar entity of an identity.
 pub fn identity_entity(
     username: &str,
@@ -252,6 +257,20 @@ pub fn evaluate(
     resource: &Entity,
     facts: &ContextFacts<'_>,
 ) -> std::result::Result<(), String> {
+    let entities = Entities::from_entities([principal.clone(), resource.clone()], None)
+        .map_err(|e| format!("Cedar entities: {e}"))?;
+    evaluate_in(policies, principal, resource, &entities, facts)
+}
+
+/// Evaluates a compiled condition against a prebuilt entity store holding both entities (the
+/// decision cache keeps one for every identity and target, so nothing is copied per decision).
+pub fn evaluate_in(
+    policies: &PolicySet,
+    principal: &Entity,
+    resource: &Entity,
+    entities: &Entities,
+    facts: &ContextFacts<'_>,
+) -> std::result::Result<(), String> {
     let request = (|| -> Result<Request> {
         Request::new(
             principal.uid(),
@@ -263,9 +282,7 @@ pub fn evaluate(
         .map_err(|e| Error::Storage(format!("Cedar request: {e}")))
     })()
     .map_err(|e| e.to_string())?;
-    let entities = Entities::from_entities([principal.clone(), resource.clone()], None)
-        .map_err(|e| format!("Cedar entities: {e}"))?;
-    let response = Authorizer::new().is_authorized(&request, policies, &entities);
+    let response = Authorizer::new().is_authorized(&request, policies, entities);
     let errors: Vec<String> = response.diagnostics().errors().map(one_line).collect();
     match response.decision() {
         CedarDecision::Allow => Ok(()),

@@ -213,10 +213,11 @@ pub fn decide(cat: &Catalog, req: &AccessRequest, now_ms: i64) -> Decision {
         };
         if let Some(cond) = &c.role.condition {
             let verdict = match cond {
-                Ok(policies) => cedar::evaluate(
+                Ok(policies) => cedar::evaluate_in(
                     policies,
                     &who.entity,
                     &target.entity,
+                    &cat.entities,
                     &ContextFacts {
                         login: &login,
                         protocol: &req.protocol,

@@ -61,6 +61,7 @@ on_both_backends!(
     verify_reads_a_consistent_snapshot_while_appending,
     verify_names_problems_across_page_boundaries,
     appended_hashes_match_the_documented_encoding,
+    grant_events_reach_subscribers_only_after_commit,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -98,11 +99,13 @@ fn signer() -> (tempfile::TempDir, SigningKeyPair) {
 }
 
 mod audit_log;
+mod events;
 mod model;
 
 /// The scenarios `on_both_backends!` runs.
 mod suite {
     pub use super::audit_log::*;
+    pub use super::events::*;
     pub use super::model::*;
 }
 
