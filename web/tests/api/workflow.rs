@@ -651,3 +651,118 @@ async fn security_every_route_has_a_rule_and_admin_routes_refuse_plain_identitie
         .count();
     assert_eq!(n, api);
 }
+
+#[tokio::test]
+async fn requests_by_target_expire_when_pending_and_extend_live_grants() {
+    let w = World::new(Backend::Sqlite).await;
+    let s = &w.s;
+    // No role named: Gatehouse picks prod-db, the eligible role covering db-01 as postgres.
+    let (st, r) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(
+            json!({ "targets": ["db-01"], "login": "postgres", "duration": "30m", "reason": "r" }),
+        ),
+    )
+    .await;
+    assert_eq!(st, 201, "{r}");
+    assert_eq!(r["role"], "prod-db");
+    let stale = r["id"].as_str().unwrap().to_string();
+    // No role alice may request covers db-01 as "nobody".
+    let (st, e) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(json!({ "targets": ["db-01"], "login": "nobody", "duration": "30m", "reason": "r" })),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (403, Some("not_eligible")),
+        "{e}"
+    );
+
+    // Past the role's 24 h request TTL the pending request is expired and cannot be approved.
+    w.clock.advance(chrono::Duration::hours(25));
+    let (_, mine) = call(s, &w.alice, Method::GET, "/api/v1/requests", None).await;
+    assert_eq!(mine[0]["state"], "expired", "{mine}");
+    let (st, _) = call(
+        s,
+        &w.bob,
+        Method::POST,
+        &format!("/api/v1/requests/{stale}/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 409);
+
+    // A fresh request, approved by both sets, then extended by 30 minutes.
+    let (_, r) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(json!({ "role": "prod-db", "duration": "1h", "reason": "r" })),
+    )
+    .await;
+    let id = r["id"].as_str().unwrap().to_string();
+    call(
+        s,
+        &w.bob,
+        Method::POST,
+        &format!("/api/v1/requests/{id}/approve"),
+        None,
+    )
+    .await;
+    let (_, o) = call(
+        s,
+        &w.carol,
+        Method::POST,
+        &format!("/api/v1/requests/{id}/approve"),
+        None,
+    )
+    .await;
+    let grant = o["request"]["grant_id"].as_str().unwrap().to_string();
+    let (st, x) = call(s, &w.alice, Method::POST, "/api/v1/requests",
+        Some(json!({ "role": "prod-db", "duration": "30m", "reason": "more", "extends_grant": grant }))).await;
+    assert_eq!(st, 201, "{x}");
+    let xid = x["id"].as_str().unwrap().to_string();
+    call(
+        s,
+        &w.bob,
+        Method::POST,
+        &format!("/api/v1/requests/{xid}/approve"),
+        None,
+    )
+    .await;
+    call(
+        s,
+        &w.carol,
+        Method::POST,
+        &format!("/api/v1/requests/{xid}/approve"),
+        None,
+    )
+    .await;
+    let (_, mine) = call(s, &w.alice, Method::GET, "/api/v1/grants", None).await;
+    assert_eq!(
+        mine.as_array().unwrap().len(),
+        1,
+        "an extension moves the grant's end, no new grant"
+    );
+    assert_eq!(mine[0]["seconds_left"], 5400, "{mine}");
+
+    // Revoking it ends access at once.
+    let (st, _) = call(
+        s,
+        ADMIN_TOKEN,
+        Method::POST,
+        &format!("/api/v1/grants/{grant}/revoke"),
+        Some(json!({ "reason": "done" })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(w.what_if("alice").await["allow"], false);
+}
