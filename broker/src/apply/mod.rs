@@ -277,6 +277,7 @@ async fn run(
     }
     // Assignments: keyed by (role, subject, kind); the document's set replaces apply's own.
     let mut wanted = BTreeSet::new();
+    let existing_assignments = assignments::list(tx).await?;
     for a in &doc.assignments {
         let new = a
             .to_new(SOURCE)
@@ -288,10 +289,10 @@ async fn run(
             new.kind.as_str()
         );
         wanted.insert((new.role.clone(), new.subject.clone(), new.kind));
-        let existing = assignments::list(tx)
-            .await?
-            .into_iter()
-            .find(|x| x.role == new.role && x.subject == new.subject && x.kind == new.kind);
+        let existing = existing_assignments
+            .iter()
+            .find(|x| x.role == new.role && x.subject == new.subject && x.kind == new.kind)
+            .cloned();
         match existing {
             Some(x)
                 if x.not_before_ms == new.not_before_ms && x.not_after_ms == new.not_after_ms => {}

@@ -80,11 +80,6 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// A role by name.
-    pub fn role_named(&self, name: &str) -> Option<&RoleFacts> {
-        self.roles.values().find(|r| r.name == name)
-    }
-
     /// Builds a catalog from plain data (the loader and the benchmark both come through here).
     pub fn build(
         version: i64,

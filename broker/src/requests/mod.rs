@@ -205,9 +205,14 @@ async fn pick_role(
     login: Option<&str>,
     now_ms: i64,
 ) -> Result<Role> {
+    let all_targets = crate::targets::list(conn).await?;
     for role in crate::roles::list(conn).await? {
-        let covered = targets_of_role(conn, &role).await?;
-        if targets.iter().all(|t| covered.contains(t))
+        let covered: Vec<&str> = all_targets
+            .iter()
+            .filter(|t| role.spec.targets.matches(&t.name, &t.labels))
+            .map(|t| t.name.as_str())
+            .collect();
+        if targets.iter().all(|t| covered.contains(&t.as_str()))
             && login.is_none_or(|l| role.spec.logins.iter().any(|x| x == l))
             && may_request(conn, who, &role, now_ms).await?
         {
