@@ -7,10 +7,14 @@ use crate::error::Result;
 use crate::grants::Grant;
 use crate::role_spec::RoleSpec;
 use crate::store::Store;
-use cedar_policy::{Entity, PolicySet};
+use cedar_policy::Entity;
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
+
+/// The catalog's maps: keyed by names, read on every decision, so hashed with foldhash (seeded per
+/// process) rather than SipHash.
+pub type FastMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 /// A role as decisions need it.
@@ -20,7 +24,7 @@ pub struct RoleFacts {
     pub name: String,
     pub spec: RoleSpec,
     /// The compiled condition; `Err` if it no longer compiles (the role then allows nothing).
-    pub condition: Option<std::result::Result<PolicySet, String>>,
+    pub condition: Option<std::result::Result<super::cedar::Condition, String>>,
 }
 
 /// A standing or eligible assignment reaching an identity (directly or through a group).
@@ -72,9 +76,9 @@ pub type RoleRow = (String, String, RoleSpec);
 pub struct Catalog {
     /// The `access_version` this picture was loaded at.
     pub version: i64,
-    pub identities: HashMap<String, IdentityFacts>,
-    pub targets: HashMap<String, TargetFacts>,
-    pub roles: HashMap<String, RoleFacts>,
+    pub identities: FastMap<IdentityFacts>,
+    pub targets: FastMap<TargetFacts>,
+    pub roles: FastMap<RoleFacts>,
     /// Every identity and target as one Cedar entity store, built once per load.
     pub entities: cedar_policy::Entities,
 }
@@ -124,9 +128,9 @@ impl Catalog {
         }
         let mut out = Catalog {
             version,
-            identities: HashMap::new(),
-            targets: HashMap::new(),
-            roles: HashMap::new(),
+            identities: FastMap::default(),
+            targets: FastMap::default(),
+            roles: FastMap::default(),
             entities: cedar_policy::Entities::empty(),
         };
         for (id, username, active, attributes) in identities {
@@ -169,7 +173,7 @@ impl Catalog {
             let condition = spec
                 .condition
                 .as_deref()
-                .map(|c| super::cedar::compile(&name, c).map_err(|e| e.to_string()));
+                .map(|c| super::cedar::Condition::compile(&name, c).map_err(|e| e.to_string()));
             out.roles.insert(
                 id.clone(),
                 RoleFacts {

@@ -195,62 +195,239 @@ pub struct ContextFacts<'a> {
     pub ticket: &'a str,
 }
 
-fn context(f: &ContextFacts<'_>) -> Result<Context> {
-    let now = crate::clock::from_ms(f.now_ms);
-    use chrono::{Datelike, Timelike};
-    let mfa_age = f.mfa_at_ms.map(|t| (f.now_ms - t).max(0) / 1000);
-    let ip = f
-        .source_ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "0.0.0.0".into());
-    Context::from_pairs([
-        (
-            "login".into(),
-            RestrictedExpression::new_string(f.login.into()),
-        ),
-        (
-            "protocol".into(),
-            RestrictedExpression::new_string(f.protocol.into()),
-        ),
-        (
-            "now".into(),
-            RestrictedExpression::new_long(f.now_ms / 1000),
-        ),
-        (
-            "hour".into(),
-            RestrictedExpression::new_long(i64::from(now.hour())),
-        ),
-        (
-            "weekday".into(),
-            RestrictedExpression::new_long(i64::from(now.weekday().number_from_monday())),
-        ),
-        ("source_ip".into(), RestrictedExpression::new_ip(ip)),
-        (
-            "has_source_ip".into(),
-            RestrictedExpression::new_bool(f.source_ip.is_some()),
-        ),
-        (
-            "mfa".into(),
-            RestrictedExpression::new_bool(mfa_age.is_some()),
-        ),
-        (
-            "mfa_age_seconds".into(),
-            RestrictedExpression::new_long(mfa_age.unwrap_or(i64::MAX)),
-        ),
-        (
-            "reason".into(),
-            RestrictedExpression::new_string(f.reason.into()),
-        ),
-        (
-            "ticket".into(),
-            RestrictedExpression::new_string(f.ticket.into()),
-        ),
-    ])
-    .map_err(|e| Error::Storage(format!("Cedar context: {e}")))
+/// The context attributes, in the order of the bits of [`Condition::reads`].
+const CONTEXT_FIELDS: [&str; 11] = [
+    "login",
+    "protocol",
+    "now",
+    "hour",
+    "weekday",
+    "source_ip",
+    "has_source_ip",
+    "mfa",
+    "mfa_age_seconds",
+    "reason",
+    "ticket",
+];
+
+/// Every context attribute.
+pub const READS_ALL: u16 = (1 << CONTEXT_FIELDS.len()) - 1;
+
+fn field_bit(name: &str) -> u16 {
+    CONTEXT_FIELDS
+        .iter()
+        .position(|f| *f == name)
+        .map_or(READS_ALL, |i| 1 << i)
 }
 
-/// Evaluates a compiled condition: `Ok(())` when it holds, else the reason it does not (an
-/// evaluation error counts as "does not hold": fail closed).
+/// A role's condition, compiled, with the context attributes it reads (a decision builds only
+/// those: building the context is most of the cost of a Cedar evaluation, and the `ip` value
+/// alone costs more than the evaluation).
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub policies: PolicySet,
+    /// A bit per [`CONTEXT_FIELDS`] entry; [`READS_ALL`] when `context` is used as a whole.
+    pub reads: u16,
+}
+
+impl Condition {
+    pub fn compile(role: &str, condition: &str) -> Result<Self> {
+        let policies = compile(role, condition)?;
+        let reads = context_reads(&policies);
+        Ok(Condition { policies, reads })
+    }
+}
+
+/// Which context attributes a policy set reads: `context.x`, `context["x"]` and `context has x`
+/// name one; any other use of `context` (or a policy that cannot be read back) reads them all.
+pub fn context_reads(policies: &PolicySet) -> u16 {
+    let mut mask = 0;
+    for p in policies.policies() {
+        match p.to_json() {
+            Ok(json) => walk_context_reads(&json, &mut mask),
+            Err(_) => return READS_ALL,
+        }
+    }
+    mask
+}
+
+fn walk_context_reads(v: &Value, mask: &mut u16) {
+    match v {
+        Value::Object(m) => {
+            if m.get("Var").and_then(Value::as_str) == Some("context") {
+                *mask = READS_ALL;
+                return;
+            }
+            for op in [".", "has"] {
+                if let Some(inner) = m.get(op).and_then(Value::as_object) {
+                    let on_context = inner
+                        .get("left")
+                        .and_then(|l| l.get("Var"))
+                        .and_then(Value::as_str)
+                        == Some("context");
+                    if on_context {
+                        *mask |= inner
+                            .get("attr")
+                            .and_then(Value::as_str)
+                            .map_or(READS_ALL, field_bit);
+                        return;
+                    }
+                }
+            }
+            m.values().for_each(|x| walk_context_reads(x, mask));
+        }
+        Value::Array(a) => a.iter().for_each(|x| walk_context_reads(x, mask)),
+        _ => {}
+    }
+}
+
+fn context(f: &ContextFacts<'_>, reads: u16) -> Result<Context> {
+    use chrono::{Datelike, Timelike};
+    let now = crate::clock::from_ms(f.now_ms);
+    let mfa_age = f.mfa_at_ms.map(|t| (f.now_ms - t).max(0) / 1000);
+    let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(CONTEXT_FIELDS.len());
+    for (i, name) in CONTEXT_FIELDS.iter().enumerate() {
+        if reads & (1 << i) == 0 {
+            continue;
+        }
+        let value = match *name {
+            "login" => RestrictedExpression::new_string(f.login.into()),
+            "protocol" => RestrictedExpression::new_string(f.protocol.into()),
+            "now" => RestrictedExpression::new_long(f.now_ms / 1000),
+            "hour" => RestrictedExpression::new_long(i64::from(now.hour())),
+            "weekday" => {
+                RestrictedExpression::new_long(i64::from(now.weekday().number_from_monday()))
+            }
+            "source_ip" => ip_value(f.source_ip),
+            "has_source_ip" => RestrictedExpression::new_bool(f.source_ip.is_some()),
+            "mfa" => RestrictedExpression::new_bool(mfa_age.is_some()),
+            "mfa_age_seconds" => RestrictedExpression::new_long(mfa_age.unwrap_or(i64::MAX)),
+            "reason" => RestrictedExpression::new_string(f.reason.into()),
+            _ => RestrictedExpression::new_string(f.ticket.into()),
+        };
+        pairs.push(((*name).to_string(), value));
+    }
+    Context::from_pairs(pairs).map_err(|e| Error::Storage(format!("Cedar context: {e}")))
+}
+
+/// The Cedar `ip` value of a source address. Building one parses the extension's name with
+/// Cedar's grammar each time (more than a whole evaluation costs), so each thread keeps the
+/// addresses it saw last (at most 1,024; forgotten all at once when full).
+fn ip_value(ip: Option<std::net::IpAddr>) -> RestrictedExpression {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static SEEN: RefCell<HashMap<Option<std::net::IpAddr>, RestrictedExpression>> =
+            RefCell::new(HashMap::new());
+    }
+    SEEN.with_borrow_mut(|seen| {
+        if let Some(e) = seen.get(&ip) {
+            return e.clone();
+        }
+        if seen.len() >= 1024 {
+            seen.clear();
+        }
+        let e = RestrictedExpression::new_ip(
+            ip.map(|i| i.to_string())
+                .unwrap_or_else(|| "0.0.0.0".into()),
+        );
+        seen.insert(ip, e.clone());
+        e
+    })
+}
+
+fn action() -> Result<&'static EntityUid> {
+    static ACTION: OnceLock<std::result::Result<EntityUid, String>> = OnceLock::new();
+    ACTION
+        .get_or_init(|| uid("Gatehouse::Action", "access").map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| Error::Storage(e.clone()))
+}
+
+fn request(
+    principal: &Entity,
+    resource: &Entity,
+    facts: &ContextFacts<'_>,
+    reads: u16,
+) -> Result<Request> {
+    Request::new(
+        principal.uid(),
+        action()?.clone(),
+        resource.uid(),
+        context(facts, reads)?,
+        None,
+    )
+    .map_err(|e| Error::Storage(format!("Cedar request: {e}")))
+}
+
+fn verdict(
+    policies: &PolicySet,
+    request: &Request,
+    entities: &Entities,
+) -> std::result::Result<(), String> {
+    let response = Authorizer::new().is_authorized(request, policies, entities);
+    let errors: Vec<String> = response.diagnostics().errors().map(one_line).collect();
+    match response.decision() {
+        CedarDecision::Allow => Ok(()),
+        CedarDecision::Deny if errors.is_empty() => Err("condition not met".into()),
+        CedarDecision::Deny => Err(format!("condition failed: {}", errors.join("; "))),
+    }
+}
+
+/// The Cedar side of one decision: the principal and the resource are fixed, and each Cedar
+/// request (one per set of context attributes read and login) is built once, however many roles'
+/// conditions are evaluated.
+pub struct Evaluations<'a> {
+    principal: &'a Entity,
+    resource: &'a Entity,
+    entities: &'a Entities,
+    built: Vec<(u16, String, Request)>,
+}
+
+impl<'a> Evaluations<'a> {
+    pub fn new(principal: &'a Entity, resource: &'a Entity, entities: &'a Entities) -> Self {
+        Evaluations {
+            principal,
+            resource,
+            entities,
+            built: Vec::new(),
+        }
+    }
+
+    /// `Ok(())` when the condition holds, else why not (an evaluation error is a "no").
+    pub fn check(
+        &mut self,
+        condition: &Condition,
+        facts: &ContextFacts<'_>,
+    ) -> std::result::Result<(), String> {
+        // The login matters only to a condition that reads it.
+        let login = if condition.reads & 1 == 0 {
+            ""
+        } else {
+            facts.login
+        };
+        let found = self
+            .built
+            .iter()
+            .position(|(r, l, _)| *r == condition.reads && l == login);
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let req = request(self.principal, self.resource, facts, condition.reads)
+                    .map_err(|e| e.to_string())?;
+                self.built.push((condition.reads, login.to_string(), req));
+                self.built.len() - 1
+            }
+        };
+        let (_, _, req) = &self.built[index];
+        verdict(&condition.policies, req, self.entities)
+    }
+}
+
+/// Evaluates a compiled condition on its own, entities and the whole context built for the call
+/// (the benchmark's "Cedar alone" anchor and the tests use it; decisions go through
+/// [`Evaluations`]). `Ok(())` when it holds, else the reason it does not (an evaluation error
+/// counts as "does not hold": fail closed).
 pub fn evaluate(
     policies: &PolicySet,
     principal: &Entity,
@@ -259,36 +436,8 @@ pub fn evaluate(
 ) -> std::result::Result<(), String> {
     let entities = Entities::from_entities([principal.clone(), resource.clone()], None)
         .map_err(|e| format!("Cedar entities: {e}"))?;
-    evaluate_in(policies, principal, resource, &entities, facts)
-}
-
-/// Evaluates a compiled condition against a prebuilt entity store holding both entities (the
-/// decision cache keeps one for every identity and target, so nothing is copied per decision).
-pub fn evaluate_in(
-    policies: &PolicySet,
-    principal: &Entity,
-    resource: &Entity,
-    entities: &Entities,
-    facts: &ContextFacts<'_>,
-) -> std::result::Result<(), String> {
-    let request = (|| -> Result<Request> {
-        Request::new(
-            principal.uid(),
-            uid("Gatehouse::Action", "access")?,
-            resource.uid(),
-            context(facts)?,
-            None,
-        )
-        .map_err(|e| Error::Storage(format!("Cedar request: {e}")))
-    })()
-    .map_err(|e| e.to_string())?;
-    let response = Authorizer::new().is_authorized(&request, policies, entities);
-    let errors: Vec<String> = response.diagnostics().errors().map(one_line).collect();
-    match response.decision() {
-        CedarDecision::Allow => Ok(()),
-        CedarDecision::Deny if errors.is_empty() => Err("condition not met".into()),
-        CedarDecision::Deny => Err(format!("condition failed: {}", errors.join("; "))),
-    }
+    let req = request(principal, resource, facts, READS_ALL).map_err(|e| e.to_string())?;
+    verdict(policies, &req, &entities)
 }
 
 #[cfg(test)]
@@ -348,5 +497,58 @@ mod tests {
         // A runtime error (missing tag) is a deny that says why.
         let e = ok(r#"resource.getTag("missing") == "x""#).unwrap_err();
         assert!(e.contains("condition failed"), "{e}");
+    }
+
+    #[test]
+    fn a_condition_reads_only_the_context_it_names() {
+        let reads = |c: &str| Condition::compile("r", c).unwrap().reads;
+        assert_eq!(reads(r#"principal.employment_type == "employee""#), 0);
+        assert_eq!(
+            reads("context.hour >= 6 && context.hour < 22"),
+            field_bit("hour")
+        );
+        assert_eq!(
+            reads(r#"context.source_ip.isInRange(ip("10.0.0.0/8")) || context has ticket"#),
+            field_bit("source_ip") | field_bit("ticket")
+        );
+        assert_eq!(reads(r#"context["mfa"]"#), field_bit("mfa"));
+        assert_eq!(reads(r#"context == {"login": "x"}"#), READS_ALL);
+        assert_eq!(reads("context.shoe_size == 1"), READS_ALL);
+    }
+
+    #[test]
+    fn evaluating_with_only_the_context_read_gives_the_same_answer() {
+        let alice = identity_entity(
+            "alice",
+            &obj(json!({"department": "engineering", "location": "paris"})),
+            &["g1".into()],
+        )
+        .unwrap();
+        let db = target_entity("db-01", "ssh", &obj(json!({"env": "prod"}))).unwrap();
+        let entities = entity_store([alice.clone(), db.clone()]).unwrap();
+        for (login, ip) in [("root", "10.1.2.3"), ("svc", "192.168.1.1")] {
+            let facts = ContextFacts {
+                login,
+                protocol: "ssh",
+                now_ms: 1_700_000_000_000,
+                source_ip: Some(ip.parse().unwrap()),
+                mfa_at_ms: Some(1_700_000_000_000 - 60_000),
+                reason: "",
+                ticket: "T-1",
+            };
+            let mut ev = Evaluations::new(&alice, &db, &entities);
+            for c in [
+                r#"principal.location == "paris""#,
+                r#"context.login == "root""#,
+                r#"context.source_ip.isInRange(ip("10.0.0.0/8")) && principal.groups.contains("g1")"#,
+                "context.mfa && context.mfa_age_seconds < 300 && context.hour >= 0",
+                r#"context.ticket != "" && resource.getTag("env") == "prod""#,
+                r#"context.reason == "x""#,
+            ] {
+                let cond = Condition::compile("r", c).unwrap();
+                let whole = evaluate(&cond.policies, &alice, &db, &facts).is_ok();
+                assert_eq!(ev.check(&cond, &facts).is_ok(), whole, "{c} with {login}");
+            }
+        }
     }
 }

@@ -187,6 +187,7 @@ pub fn decide(cat: &Catalog, req: &AccessRequest, now_ms: i64) -> Decision {
         ));
     }
     let mut allowed: Vec<(Candidate<'_>, String)> = Vec::new();
+    let mut evaluations = cedar::Evaluations::new(&who.entity, &target.entity, &cat.entities);
     for c in found {
         let login = match &req.login {
             Some(l) if c.logins.iter().any(|x| x == l) => l.clone(),
@@ -213,11 +214,8 @@ pub fn decide(cat: &Catalog, req: &AccessRequest, now_ms: i64) -> Decision {
         };
         if let Some(cond) = &c.role.condition {
             let verdict = match cond {
-                Ok(policies) => cedar::evaluate_in(
-                    policies,
-                    &who.entity,
-                    &target.entity,
-                    &cat.entities,
+                Ok(condition) => evaluations.check(
+                    condition,
                     &ContextFacts {
                         login: &login,
                         protocol: &req.protocol,
