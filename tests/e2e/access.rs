@@ -114,3 +114,133 @@ async fn apply_through_a_running_server_needs_an_admin_token() {
     assert!(stdout(&out).contains("+ create role prod-db"));
     server.stop();
 }
+
+/// A webhook receiver on a loopback port: answers 500 to the first POST and 204 after, and hands
+/// every body it got to the test.
+async fn flaky_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(u16, String)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut served = 0;
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read the head, then the body its Content-Length announces.
+            let body = loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break Some(text[end + 4..end + 4 + len].to_string());
+                    }
+                }
+            };
+            let Some(body) = body else { continue };
+            served += 1;
+            let status = if served == 1 { 500 } else { 204 };
+            let head = if status == 500 {
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            } else {
+                "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"
+            };
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = tx.send((status, body));
+        }
+    });
+    (port, rx)
+}
+
+async fn next_delivery(
+    got: &mut tokio::sync::mpsc::UnboundedReceiver<(u16, String)>,
+) -> (u16, String) {
+    tokio::time::timeout(std::time::Duration::from_secs(30), got.recv())
+        .await
+        .expect("no webhook delivery within 30 s")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn break_glass_alert_reaches_the_webhook_and_a_failed_delivery_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mut got) = flaky_receiver().await;
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!("[notifications]\nwebhook_url = \"http://127.0.0.1:{port}/hook\"\n"),
+    )
+    .unwrap();
+    let token = "e2e-bootstrap-token-0123456789abcdef";
+    let server = Server::start(
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+        &[("GATEHOUSE_BOOTSTRAP_TOKEN", token)],
+    )
+    .await;
+    let base = server.url("");
+    let out = run(gatehouse(dir.path())
+        .args(["apply", EXAMPLE, "--server", base.trim_end_matches('/')])
+        .env("GATEHOUSE_TOKEN", token));
+    assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+
+    let http = reqwest::Client::new();
+    let alice: serde_json::Value = http
+        .post(server.url("/api/v1/identities/alice/tokens"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "name": "e2e" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alice = alice["token"].as_str().unwrap().to_string();
+    // The request answers at once: delivery happens later, outside the request.
+    let started = std::time::Instant::now();
+    let resp = http
+        .post(server.url("/api/v1/requests"))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({ "role": "emergency", "duration": "30m", "reason": "INC-42 db down" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let request: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(request["state"], "approved", "{request}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    let (first_status, first) = next_delivery(&mut got).await;
+    let (second_status, second) = next_delivery(&mut got).await;
+    assert_eq!((first_status, second_status), (500, 204));
+    assert_eq!(first, second, "the retry carries the same message");
+    let msg: serde_json::Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(msg["event"], "break_glass", "{msg}");
+    let text = msg["text"].as_str().unwrap();
+    assert!(
+        text.contains("break-glass: alice took role emergency") && text.contains("INC-42"),
+        "{text}"
+    );
+    assert_eq!(msg["data"]["identity"], "alice");
+    // Delivered: nothing more arrives.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(4), got.recv())
+            .await
+            .is_err(),
+        "a delivered message was sent again"
+    );
+    assert!(server.log().contains("webhook delivery failed"));
+    server.stop();
+}

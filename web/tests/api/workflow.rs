@@ -766,3 +766,97 @@ async fn requests_by_target_expire_when_pending_and_extend_live_grants() {
     assert_eq!(st, 200);
     assert_eq!(w.what_if("alice").await["allow"], false);
 }
+
+#[tokio::test]
+async fn manager_and_target_owner_approve_and_a_scheduled_start_waits() {
+    let w = World::new(Backend::Sqlite).await;
+    let s = &w.s;
+    let admin = |m: Method, p: &'static str, b: Value| async move {
+        let (st, v) = call(s, ADMIN_TOKEN, m, p, Some(b)).await;
+        assert_eq!(st, 201, "{p}: {v}");
+    };
+    // alice's manager is dave (her `manager` attribute); web-01 is owned by carol.
+    admin(
+        Method::POST,
+        "/api/v1/identities",
+        json!({ "username": "dave" }),
+    )
+    .await;
+    admin(
+        Method::POST,
+        "/api/v1/targets",
+        json!({ "name": "web-01", "kind": "ssh", "address": "10.0.0.6:22", "owner": "carol" }),
+    )
+    .await;
+    admin(
+        Method::POST,
+        "/api/v1/roles",
+        json!({
+        "name": "web-admin", "targets": { "names": ["web-01"] }, "logins": ["root"],
+        "requestable_by": ["group:engineering"],
+        "approvals": [{ "from": "manager", "count": 1 }, { "from": "target_owner", "count": 1 }] }),
+    )
+    .await;
+    admin(
+        Method::POST,
+        "/api/v1/assignments",
+        json!({ "role": "web-admin", "to": "alice", "kind": "eligible" }),
+    )
+    .await;
+    let dave = w.token("dave").await;
+
+    let start = "2026-11-25T12:00:00Z"; // two hours from the test clock's now
+    let (st, r) = call(
+        s,
+        &w.alice,
+        Method::POST,
+        "/api/v1/requests",
+        Some(
+            json!({ "role": "web-admin", "duration": "1h", "reason": "deploy", "start_at": start }),
+        ),
+    )
+    .await;
+    assert_eq!(st, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let approve = |who: String| {
+        let path = format!("/api/v1/requests/{id}/approve");
+        async move { call(s, &who, Method::POST, &path, None).await }
+    };
+    // bob is neither alice's manager nor web-01's owner.
+    let (st, e) = approve(w.bob.clone()).await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (403, Some("not_approver")),
+        "{e}"
+    );
+    let (st, o) = approve(dave).await;
+    assert_eq!(st, 200, "{o}");
+    assert_eq!(o["request"]["state"], "pending");
+    assert_eq!(o["waiting_for"], json!(["1 of target_owner"]), "{o}");
+    let (st, o) = approve(w.carol.clone()).await;
+    assert_eq!(st, 200, "{o}");
+    assert_eq!(o["request"]["state"], "approved", "{o}");
+
+    let what_if = || async {
+        let (_, d) = call(
+            s,
+            ADMIN_TOKEN,
+            Method::POST,
+            "/api/v1/authorize",
+            Some(json!({ "identity": "alice", "target": "web-01", "login": "root" })),
+        )
+        .await;
+        d
+    };
+    // Approved, but the grant waits for its scheduled start; then it runs one hour from then.
+    let d = what_if().await;
+    assert_eq!(d["allow"], false, "{d}");
+    assert!(d["reasons"].to_string().contains("scheduled"), "{d}");
+    w.clock.advance(chrono::Duration::hours(2));
+    let d = what_if().await;
+    assert_eq!(d["allow"], true, "{d}");
+    let end = chrono::DateTime::parse_from_rfc3339("2026-11-25T13:00:00Z").unwrap();
+    assert_eq!(d["grant"]["not_after_ms"], end.timestamp_millis(), "{d}");
+    w.clock.advance(chrono::Duration::minutes(61));
+    assert_eq!(what_if().await["allow"], false);
+}
