@@ -24,6 +24,7 @@ pub mod reviews;
 pub mod role_spec;
 pub mod roles;
 pub mod secrets;
+pub mod sessions;
 pub mod sod;
 pub mod ssh_keys;
 pub mod store;

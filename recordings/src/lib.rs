@@ -1,1 +1,25 @@
-//! placeholder
+//! Session recordings: the asciicast v2 stream a live session writes ([`cast`]), the signed
+//! manifest written when it closes, and the offline check of both ([`manifest`]). A leaf crate:
+//! signing and checking signatures are handed in as functions, so it knows no key store.
+
+pub mod cast;
+pub mod manifest;
+mod utf8;
+
+pub use cast::{CastWriter, Header, Summary};
+pub use manifest::{Manifest, SessionInfo, Verified, VerifyError};
+
+/// What can go wrong while recording.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("recording {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("recording: {0}")]
+    Encode(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -56,6 +56,8 @@ fn changes_access(action: &str) -> bool {
         "review.",
         "webhook.",
         "audit.",
+        "session.",
+        "ssh.",
     ];
     !INERT.iter().any(|p| action.starts_with(p))
 }

@@ -1,0 +1,256 @@
+//! Sessions through the gateways: a row when one opens, its end (reason, bytes each way, the
+//! recording) when it closes, and the audit events `session.start`, `session.end` and
+//! `session.denied` in the same transactions.
+
+use crate::audit::{self, NewEvent, Outcome};
+use crate::error::Result;
+use crate::store::Tx;
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+/// What the gateway knows when a session opens.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: String,
+    pub identity_id: String,
+    pub identity: String,
+    pub target: String,
+    pub login: String,
+    /// `ssh` or `http`.
+    pub protocol: String,
+    /// `shell`, `exec`, `sftp`, `subsystem`, `forward` or `connection`.
+    pub kind: String,
+    /// `standing`, `request` or `break_glass`, and the assignment or grant id.
+    pub grant_kind: String,
+    pub grant_id: String,
+    /// The client's address.
+    pub source: String,
+}
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub id: String,
+    pub identity: String,
+    pub target: String,
+    pub login: String,
+    pub protocol: String,
+    pub kind: String,
+    pub grant_kind: String,
+    pub grant_id: String,
+    pub source: String,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub end_reason: Option<String>,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub recording: Option<String>,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Default)]
+pub struct End {
+    pub reason: String,
+    /// Client to target.
+    pub bytes_up: u64,
+    /// Target to client.
+    pub bytes_down: u64,
+    pub recording: Option<String>,
+}
+
+/// Records a session's start (and its audit event).
+pub async fn start(tx: &mut Tx, now_ms: i64, s: &NewSession) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id, identity_id, identity, target, login, protocol, kind, \
+         grant_kind, grant_id, source, started_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(s.id.as_str())
+    .bind(s.identity_id.as_str())
+    .bind(s.identity.as_str())
+    .bind(s.target.as_str())
+    .bind(s.login.as_str())
+    .bind(s.protocol.as_str())
+    .bind(s.kind.as_str())
+    .bind(s.grant_kind.as_str())
+    .bind(s.grant_id.as_str())
+    .bind(s.source.as_str())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            format!("identity:{}", s.identity),
+            "session.start",
+            format!("session:{}", s.id),
+        )
+        .outcome(Outcome::Allow)
+        .details(serde_json::json!({
+            "target": s.target, "login": s.login, "protocol": s.protocol, "kind": s.kind,
+            "grant": format!("{}:{}", s.grant_kind, s.grant_id), "source": s.source,
+        })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a session's end. Ending an already ended session changes nothing.
+pub async fn end(tx: &mut Tx, now_ms: i64, id: &str, end: &End) -> Result<Option<Session>> {
+    let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "UPDATE sessions SET ended_at = $2, end_reason = $3, bytes_up = $4, bytes_down = $5, \
+         recording = $6 WHERE id = $1 AND ended_at IS NULL",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .bind(end.reason.as_str())
+    .bind(bytes(end.bytes_up))
+    .bind(bytes(end.bytes_down))
+    .bind(end.recording.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let Some(s) = by_id(tx, id).await? else {
+        return Ok(None);
+    };
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            format!("identity:{}", s.identity),
+            "session.end",
+            format!("session:{id}"),
+        )
+        .details(serde_json::json!({
+            "target": s.target, "login": s.login, "reason": end.reason,
+            "bytes_up": end.bytes_up, "bytes_down": end.bytes_down,
+            "seconds": (now_ms - s.started_at_ms) / 1000, "recording": end.recording,
+        })),
+    )
+    .await?;
+    Ok(Some(s))
+}
+
+/// Records a refused session attempt: the reason is for the audit log, never for the client.
+pub async fn denied(
+    tx: &mut Tx,
+    now_ms: i64,
+    identity: &str,
+    target: &str,
+    login: &str,
+    source: &str,
+    reasons: &[String],
+) -> Result<()> {
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            if identity.is_empty() {
+                "anonymous".to_string()
+            } else {
+                format!("identity:{identity}")
+            },
+            "session.denied",
+            format!("target:{target}"),
+        )
+        .outcome(Outcome::Deny)
+        .details(serde_json::json!({
+            "login": login, "source": source, "reasons": reasons,
+        })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends every session still open (a gateway that stopped without closing them), with `reason`.
+pub async fn end_orphans(tx: &mut Tx, now_ms: i64, reason: &str) -> Result<usize> {
+    let ids: Vec<String> = sqlx::query("SELECT id FROM sessions WHERE ended_at IS NULL")
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    for id in &ids {
+        end(
+            tx,
+            now_ms,
+            id,
+            &End {
+                reason: reason.into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(ids.len())
+}
+
+const SELECT: &str = "SELECT id, identity, target, login, protocol, kind, grant_kind, grant_id, \
+     source, started_at, ended_at, end_reason, bytes_up, bytes_down, recording FROM sessions";
+
+fn row(r: &sqlx::any::AnyRow) -> Result<Session> {
+    Ok(Session {
+        id: r.try_get(0)?,
+        identity: r.try_get(1)?,
+        target: r.try_get(2)?,
+        login: r.try_get(3)?,
+        protocol: r.try_get(4)?,
+        kind: r.try_get(5)?,
+        grant_kind: r.try_get(6)?,
+        grant_id: r.try_get(7)?,
+        source: r.try_get(8)?,
+        started_at_ms: r.try_get(9)?,
+        ended_at_ms: r.try_get(10)?,
+        end_reason: r.try_get(11)?,
+        bytes_up: r.try_get(12)?,
+        bytes_down: r.try_get(13)?,
+        recording: r.try_get(14)?,
+    })
+}
+
+pub async fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Session>> {
+    let q = format!("{SELECT} WHERE id = $1");
+    match sqlx::query(sqlx::AssertSqlSafe(q))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        Some(r) => Ok(Some(row(&r)?)),
+        None => Ok(None),
+    }
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub identity: Option<String>,
+    pub target: Option<String>,
+    pub live: Option<bool>,
+    pub limit: i64,
+}
+
+/// Sessions, newest first.
+pub async fn list(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Session>> {
+    let q = format!(
+        "{SELECT} WHERE ($1 = '' OR identity = $1) AND ($2 = '' OR target = $2) \
+         AND ($3 = 0 OR ($3 = 1 AND ended_at IS NULL) OR ($3 = 2 AND ended_at IS NOT NULL)) \
+         ORDER BY started_at DESC, id DESC LIMIT $4"
+    );
+    let live: i64 = match f.live {
+        None => 0,
+        Some(true) => 1,
+        Some(false) => 2,
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+        .bind(f.identity.as_deref().unwrap_or(""))
+        .bind(f.target.as_deref().unwrap_or(""))
+        .bind(live)
+        .bind(if f.limit <= 0 { 100 } else { f.limit.min(1000) })
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(row).collect()
+}

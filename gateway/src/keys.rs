@@ -1,0 +1,181 @@
+//! The gateway's SSH keys, kept in the data directory: the host key clients pin, and the user CA
+//! whose short-lived certificates Gatehouse presents to targets (targets trust its public key with
+//! sshd's `TrustedUserCAKeys`). Both Ed25519, created on first start with mode 0600.
+
+use crate::error::{Error, Result};
+use russh::keys::ssh_key::certificate::{Builder, CertType};
+use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
+use russh::keys::ssh_key::{Certificate, HashAlg, LineEnding, PrivateKey};
+use std::path::Path;
+
+/// A fresh Ed25519 key from the operating system's random generator.
+pub fn new_ed25519(comment: &str) -> Result<PrivateKey> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Error::Key(format!("random generator: {e}")))?;
+    let pair = Ed25519Keypair::from_seed(&seed);
+    PrivateKey::new(KeypairData::Ed25519(pair), comment)
+        .map_err(|e| Error::Key(format!("new key: {e}")))
+}
+
+/// Reads the OpenSSH private key at `path`, or creates one there (mode 0600, parent directories
+/// too). Returns the key and whether it was created.
+pub fn load_or_create(path: &Path, comment: &str) -> Result<(PrivateKey, bool)> {
+    if path.exists() {
+        let key = PrivateKey::read_openssh_file(path)
+            .map_err(|e| Error::Key(format!("cannot read {}: {e}", path.display())))?;
+        return Ok((key, false));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Key(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let key = new_ed25519(comment)?;
+    key.write_openssh_file(path, LineEnding::LF)
+        .map_err(|e| Error::Key(format!("cannot write {}: {e}", path.display())))?;
+    let public = public_line(&key)?;
+    let pub_path = path.with_extension("pub");
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .map_err(|e| Error::Key(format!("cannot write {}: {e}", pub_path.display())))?;
+    Ok((key, true))
+}
+
+/// The `ssh-ed25519 AAAA… comment` line of a key's public half.
+pub fn public_line(key: &PrivateKey) -> Result<String> {
+    key.public_key()
+        .to_openssh()
+        .map_err(|e| Error::Key(format!("encoding a public key: {e}")))
+}
+
+/// `SHA256:…`, as `ssh-keygen -l` prints it.
+pub fn fingerprint(key: &russh::keys::PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// What a session certificate says.
+#[derive(Debug, Clone)]
+pub struct CertRequest<'a> {
+    /// The login on the target: the certificate's only principal.
+    pub login: &'a str,
+    pub identity: &'a str,
+    pub session_id: &'a str,
+    pub now_unix: u64,
+    /// The grant's end (Unix seconds); the certificate is never valid longer than 24 h.
+    pub not_after_unix: Option<u64>,
+    pub port_forwarding: bool,
+}
+
+/// How long before "now" a certificate is already valid (clock skew between hosts).
+const SKEW_SECONDS: u64 = 60;
+const LONGEST_SECONDS: u64 = 24 * 3600;
+
+/// Signs a user certificate for `subject` (the session's own fresh key) with the user CA: one
+/// principal (the login), valid until the grant ends, key id naming identity and session, and
+/// only the `permit-pty` extension (plus `permit-port-forwarding` when the role allows it).
+pub fn mint_user_cert(
+    ca: &PrivateKey,
+    subject: &russh::keys::PublicKey,
+    req: &CertRequest<'_>,
+) -> Result<Certificate> {
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|e| Error::Key(format!("random generator: {e}")))?;
+    let mut serial = [0u8; 8];
+    getrandom::fill(&mut serial).map_err(|e| Error::Key(format!("random generator: {e}")))?;
+    let longest = req.now_unix + LONGEST_SECONDS;
+    let before = req.not_after_unix.map_or(longest, |t| t.min(longest));
+    let after = req.now_unix.saturating_sub(SKEW_SECONDS);
+    let bad = |e: russh::keys::ssh_key::Error| Error::Key(format!("session certificate: {e}"));
+    let mut b = Builder::new(
+        nonce.to_vec(),
+        subject.key_data().clone(),
+        after,
+        before.max(after),
+    )
+    .map_err(bad)?;
+    b.serial(u64::from_be_bytes(serial)).map_err(bad)?;
+    b.cert_type(CertType::User).map_err(bad)?;
+    b.key_id(format!(
+        "gatehouse identity={} session={}",
+        req.identity, req.session_id
+    ))
+    .map_err(bad)?;
+    b.valid_principal(req.login).map_err(bad)?;
+    b.extension("permit-pty", "").map_err(bad)?;
+    if req.port_forwarding {
+        b.extension("permit-port-forwarding", "").map_err(bad)?;
+    }
+    b.sign(ca).map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_created_once_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/ssh_host_ed25519_key");
+        let (a, created) = load_or_create(&path, "gatehouse host").unwrap();
+        assert!(created);
+        let (b, created) = load_or_create(&path, "gatehouse host").unwrap();
+        assert!(!created);
+        assert_eq!(a.public_key(), b.public_key());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(
+            std::fs::read_to_string(path.with_extension("pub"))
+                .unwrap()
+                .starts_with("ssh-ed25519 ")
+        );
+    }
+
+    #[test]
+    fn a_session_certificate_has_one_principal_and_ends_with_the_grant() {
+        let ca = new_ed25519("ca").unwrap();
+        let session = new_ed25519("s").unwrap();
+        let cert = mint_user_cert(
+            &ca,
+            session.public_key(),
+            &CertRequest {
+                login: "postgres",
+                identity: "alice",
+                session_id: "s-1",
+                now_unix: 1_000_000,
+                not_after_unix: Some(1_003_600),
+                port_forwarding: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(cert.valid_principals(), ["postgres".to_string()]);
+        assert_eq!(cert.valid_before(), 1_003_600);
+        assert_eq!(cert.valid_after(), 1_000_000 - 60);
+        assert_eq!(cert.cert_type(), CertType::User);
+        assert!(cert.key_id().contains("identity=alice session=s-1"));
+        assert!(cert.extensions().contains_key("permit-pty"));
+        assert!(!cert.extensions().contains_key("permit-port-forwarding"));
+        assert_eq!(cert.signature_key(), ca.public_key().key_data());
+        // Without an end, at most a day.
+        let cert = mint_user_cert(
+            &ca,
+            session.public_key(),
+            &CertRequest {
+                not_after_unix: None,
+                port_forwarding: true,
+                ..CertRequest {
+                    login: "root",
+                    identity: "a",
+                    session_id: "s",
+                    now_unix: 10,
+                    not_after_unix: None,
+                    port_forwarding: false,
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(cert.valid_before(), 10 + 24 * 3600);
+        assert!(cert.extensions().contains_key("permit-port-forwarding"));
+    }
+}
