@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(ca-certificates gcc libc6-dev pkg-config curl)
 if [ "${1:-build}" = test ]; then
-  packages+=(postgresql postgresql-client procps)
+  # openssh-client is the engineer, openssh-server the target, asciinema plays recordings.
+  packages+=(postgresql postgresql-client procps openssh-client openssh-server asciinema bsdutils)
 fi
 
 missing=()

@@ -111,6 +111,14 @@ pub enum Command {
     #[command(subcommand)]
     Sod(SodCommand),
 
+    /// Session recordings.
+    #[command(subcommand)]
+    Recordings(RecordingsCommand),
+
+    /// The SSH gateway's keys.
+    #[command(subcommand)]
+    Ssh(SshCommand),
+
     /// Print the version, the database schema version and the supported backends.
     Version,
 }
@@ -172,6 +180,9 @@ pub struct ServeArgs {
     /// Address of the web UI and API [default: 127.0.0.1:8080].
     #[arg(long, env = "GATEHOUSE_WEB_LISTEN", value_name = "ADDR")]
     pub web_listen: Option<SocketAddr>,
+    /// Address of the SSH gateway [default: 127.0.0.1:2222].
+    #[arg(long, env = "GATEHOUSE_SSH_LISTEN", value_name = "ADDR")]
+    pub ssh_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,4 +223,28 @@ pub enum AuditCommand {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// Check a recording offline: its manifest's Ed25519 signature, then the cast's size and
+    /// SHA-256 against the manifest. Needs only the public key.
+    ///
+    /// PATH is the `.cast`, the `.manifest.json` or the `.manifest.sig` of one recording (the
+    /// three sit side by side). Exits 0 when intact, 1 naming what does not match, 2 when it
+    /// could not check.
+    Verify {
+        path: PathBuf,
+        /// The trusted public key (`ed25519:...`, or a file holding it) [default: the key in
+        /// the data directory].
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshCommand {
+    /// Print the public key of Gatehouse's SSH user CA (created if missing), the line targets
+    /// trust with sshd's TrustedUserCAKeys. Also served at GET /api/v1/ssh/user-ca.
+    Ca,
 }

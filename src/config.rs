@@ -23,6 +23,26 @@ pub struct FileConfig {
     pub audit: AuditConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub ssh: SshConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// Where the SSH gateway listens [default: 127.0.0.1:2222].
+    pub listen: Option<SocketAddr>,
+    /// The gateway's host key (OpenSSH format) [default: DATA_DIR/keys/ssh_host_ed25519_key].
+    pub host_key: Option<PathBuf>,
+    /// The user CA that signs session certificates [default: DATA_DIR/keys/ssh_user_ca].
+    pub user_ca_key: Option<PathBuf>,
+    /// Where recordings are written [default: DATA_DIR/recordings].
+    pub recordings_dir: Option<PathBuf>,
+    /// Refuse or end a session whose recording cannot be written [default: true].
+    pub strict_recording: Option<bool>,
+    /// How long a client has to finish key exchange and authentication [default: 30s].
+    #[serde(default, deserialize_with = "duration")]
+    pub login_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,9 +98,16 @@ pub struct Settings {
     pub webhook_url: Option<Secret>,
     /// Webhook for break-glass alerts.
     pub alert_webhook_url: Option<Secret>,
+    pub ssh_listen: SocketAddr,
+    pub ssh_host_key: PathBuf,
+    pub ssh_user_ca_key: PathBuf,
+    pub recordings_dir: PathBuf,
+    pub strict_recording: bool,
+    pub ssh_login_timeout: Duration,
 }
 
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
 
 impl Settings {
     /// Merges flags/environment (already in `global`, `serve`) over the file over defaults.
@@ -108,6 +135,23 @@ impl Settings {
         let default_listen: SocketAddr = DEFAULT_WEB_LISTEN
             .parse()
             .context("default listen address")?;
+        let default_ssh: SocketAddr = DEFAULT_SSH_LISTEN
+            .parse()
+            .context("default SSH listen address")?;
+        let keys = data_dir.join("keys");
+        let ssh = file.ssh;
+        let ssh_host_key = ssh
+            .host_key
+            .map(from_file)
+            .unwrap_or_else(|| keys.join("ssh_host_ed25519_key"));
+        let ssh_user_ca_key = ssh
+            .user_ca_key
+            .map(from_file)
+            .unwrap_or_else(|| keys.join("ssh_user_ca"));
+        let recordings_dir = ssh
+            .recordings_dir
+            .map(from_file)
+            .unwrap_or_else(|| data_dir.join("recordings"));
         Ok(Self {
             database_url: global
                 .database_url
@@ -137,6 +181,15 @@ impl Settings {
                 .alert_webhook_url
                 .or(file.notifications.webhook_url)
                 .map(Secret::new),
+            ssh_listen: serve
+                .and_then(|s| s.ssh_listen)
+                .or(ssh.listen)
+                .unwrap_or(default_ssh),
+            ssh_host_key,
+            ssh_user_ca_key,
+            recordings_dir,
+            strict_recording: ssh.strict_recording.unwrap_or(true),
+            ssh_login_timeout: ssh.login_timeout.unwrap_or(Duration::from_secs(30)),
         })
     }
 

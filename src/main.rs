@@ -7,6 +7,7 @@ mod background;
 mod cli;
 mod config;
 mod context;
+mod gateway_cmd;
 mod logging;
 mod serve;
 
@@ -69,6 +70,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cli::PolicyCommand::Check { file }) => access_cmd::check(&file),
         Command::Authorize(args) => access_cmd::authorize(&settings, args).await,
         Command::Sod(cli::SodCommand::Scan) => access_cmd::sod_scan(&settings).await,
+        Command::Recordings(cmd) => gateway_cmd::recordings(&settings, cmd),
+        Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd),
         Command::Version => {
             use gatehouse_broker::store::{Backend, latest_schema_version};
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));

@@ -33,6 +33,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, "web listener bound");
 
+    let (host_key, created) =
+        gatehouse_gateway::keys::load_or_create(&settings.ssh_host_key, "gatehouse host key")?;
+    if created {
+        tracing::info!(path = %settings.ssh_host_key.display(), "created the SSH host key");
+    }
+    let (user_ca, created) =
+        gatehouse_gateway::keys::load_or_create(&settings.ssh_user_ca_key, "gatehouse user CA")?;
+    if created {
+        tracing::info!(path = %settings.ssh_user_ca_key.display(), "created the SSH user CA (targets trust it: `gatehouse ssh ca`)");
+    }
+    let user_ca_line = gatehouse_gateway::keys::public_line(&user_ca)?;
+    let ssh_listener = tokio::net::TcpListener::bind(settings.ssh_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (SSH)", settings.ssh_listen))?;
+    let ssh_addr = ssh_listener
+        .local_addr()
+        .context("reading the SSH listen address")?;
+    tracing::info!(addr = %ssh_addr, host_key = %gatehouse_gateway::keys::fingerprint(host_key.public_key()), "ssh listener bound");
+
     let bootstrap_token = std::env::var("GATEHOUSE_BOOTSTRAP_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
@@ -82,13 +101,46 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    let cache = gatehouse_broker::policy::CatalogCache::default();
+    if store.backend() == gatehouse_broker::Backend::Sqlite {
+        // One instance per SQLite file: sessions still open were cut by a stop or a crash.
+        let mut tx = store.begin().await?;
+        let n =
+            gatehouse_broker::sessions::end_orphans(&mut tx, clock.now_ms(), "gateway_restarted")
+                .await?;
+        tx.commit().await?;
+        if n > 0 {
+            tracing::warn!(sessions = n, "ended sessions left open by the previous run");
+        }
+    }
+    let gateway = gatehouse_gateway::ssh::Shared::new(
+        store.clone(),
+        cache.clone(),
+        clock.clone(),
+        signer.clone(),
+        host_key,
+        Arc::new(user_ca),
+        gatehouse_gateway::ssh::Settings {
+            recordings_dir: settings.recordings_dir.clone(),
+            strict_recording: settings.strict_recording,
+            login_timeout: settings.ssh_login_timeout,
+        },
+    );
+    let ssh = tokio::spawn(gatehouse_gateway::ssh::serve(
+        ssh_listener,
+        gateway,
+        shutdown.clone(),
+    ));
+
     let state = gatehouse_web::AppState {
         store: store.clone(),
         clock: clock.clone(),
-        cache: Default::default(),
+        cache,
+        ssh_user_ca: Some(user_ca_line),
     };
     let served = gatehouse_web::serve(listener, state, shutdown.clone()).await;
     shutdown.cancel();
+    let _ = ssh.await;
     let _ = checkpoints.await;
     sign_checkpoint(&store, clock.as_ref(), &signer).await;
     store.close().await;

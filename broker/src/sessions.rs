@@ -56,6 +56,8 @@ pub struct End {
     /// Target to client.
     pub bytes_down: u64,
     pub recording: Option<String>,
+    /// What the session turned out to be (`shell`, `exec`, `sftp`), when known.
+    pub kind: Option<String>,
 }
 
 /// Records a session's start (and its audit event).
@@ -101,7 +103,7 @@ pub async fn end(tx: &mut Tx, now_ms: i64, id: &str, end: &End) -> Result<Option
     let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let done = sqlx::query(
         "UPDATE sessions SET ended_at = $2, end_reason = $3, bytes_up = $4, bytes_down = $5, \
-         recording = $6 WHERE id = $1 AND ended_at IS NULL",
+         recording = $6, kind = COALESCE($7, kind) WHERE id = $1 AND ended_at IS NULL",
     )
     .bind(id)
     .bind(now_ms)
@@ -109,6 +111,7 @@ pub async fn end(tx: &mut Tx, now_ms: i64, id: &str, end: &End) -> Result<Option
     .bind(bytes(end.bytes_up))
     .bind(bytes(end.bytes_down))
     .bind(end.recording.as_deref())
+    .bind(end.kind.as_deref())
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() == 0 {

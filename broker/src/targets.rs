@@ -247,6 +247,28 @@ pub async fn delete(tx: &mut Tx, actor: &Actor, now_ms: i64, name: &str) -> Resu
     Ok(())
 }
 
+/// Trust on first use: records the host key a gateway saw on its first connection to a target
+/// that had none pinned, audited as `ssh.host_key_learned`. Returns false (and changes nothing)
+/// when a key was pinned meanwhile: the caller must then compare against that one.
+pub async fn learn_host_key(tx: &mut Tx, now_ms: i64, name: &str, key: &str) -> Result<bool> {
+    let done = sqlx::query("UPDATE targets SET host_key = $2 WHERE name = $1 AND host_key IS NULL")
+        .bind(name)
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new("system", "ssh.host_key_learned", format!("target:{name}"))
+            .details(serde_json::json!({ "host_key": key })),
+    )
+    .await?;
+    Ok(true)
+}
+
 /// Looks a target up by name.
 pub async fn by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<Target>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE name = $1")))

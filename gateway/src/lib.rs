@@ -6,3 +6,5 @@ pub mod error;
 pub mod keys;
 
 pub use error::{Error, Result};
+pub mod enforce;
+pub mod ssh;

@@ -38,6 +38,8 @@ pub fn stderr(o: &Output) -> String {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// Where the SSH gateway listens.
+    pub ssh: std::net::SocketAddr,
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -48,6 +50,8 @@ impl Server {
         cmd.args(["--log-format", "json"]).args(extra).args([
             "serve",
             "--web-listen",
+            "127.0.0.1:0",
+            "--ssh-listen",
             "127.0.0.1:0",
         ]);
         for (k, v) in env {
@@ -65,24 +69,32 @@ impl Server {
         let sink = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["fields"]["message"] == "web listener bound"
-                {
-                    let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let msg = v["fields"]["message"].as_str().unwrap_or_default();
+                    if msg == "web listener bound" || msg == "ssh listener bound" {
+                        let addr = v["fields"]["addr"].as_str().unwrap_or_default().to_string();
+                        let _ = tx.send((msg.to_string(), addr));
+                    }
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("serve did not start:\n{}", lines.lock().unwrap().join("\n"));
+        let (mut web, mut ssh) = (None, None);
+        while web.is_none() || ssh.is_none() {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok((m, a)) if m.starts_with("web") => web = Some(a),
+                Ok((_, a)) => ssh = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("serve did not start:\n{}", lines.lock().unwrap().join("\n"));
+                }
             }
-        };
+        }
+        let addr = web.unwrap_or_default();
         let server = Server {
             child,
             base: format!("http://{addr}"),
+            ssh: ssh.unwrap_or_default().parse().unwrap(),
             stderr: lines,
         };
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -7,4 +7,5 @@ mod architecture;
 mod audit;
 mod harness;
 mod serve;
+mod ssh;
 mod usage;

@@ -297,6 +297,19 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         ADMIN,
         "Audit events with filters, newest first",
     ),
+    // Sessions.
+    (
+        Method::GET,
+        "/api/v1/sessions",
+        ADMIN,
+        "Sessions through the gateways with filters (identity, target, live), newest first",
+    ),
+    (
+        Method::GET,
+        "/api/v1/ssh/user-ca",
+        PUBLIC,
+        "The SSH user CA public key targets trust (sshd TrustedUserCAKeys), as text",
+    ),
 ];
 
 const PUBLIC: Requirement = Requirement::Public;

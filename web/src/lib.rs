@@ -21,6 +21,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// The decision cache (`authorize`).
     pub cache: gatehouse_broker::policy::CatalogCache,
+    /// The SSH user CA's public key line, when the SSH gateway runs beside the API.
+    pub ssh_user_ca: Option<String>,
 }
 
 /// Largest request body accepted anywhere (bytes).

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod cedar;
 pub mod decide;
+pub mod reach;
 
 pub use catalog::{Catalog, CatalogCache};
 pub use decide::{AccessRequest, Decision, GrantRef, decide};

@@ -6,6 +6,7 @@ mod audit;
 mod catalog;
 mod directory;
 pub mod openapi;
+mod sessions;
 mod workflow;
 
 use crate::AppState;
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .merge(catalog::routes())
         .merge(workflow::routes())
         .merge(audit::routes())
+        .merge(sessions::routes())
 }
 
 /// A JSON body whose errors come back in the API's error format (400 `invalid`), not axum's.

@@ -42,6 +42,7 @@ impl TestServer {
             store: db.store.clone(),
             clock,
             cache: Default::default(),
+            ssh_user_ca: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,0 +1,426 @@
+//! Bridges one session channel between the client and the target, both directions at once, each
+//! waiting for the other side's window (so a slow reader slows the writer instead of growing a
+//! buffer). Shell and exec sessions are recorded as asciicast v2 as they run; SFTP sessions as
+//! markers naming each file operation. Ends when either side closes or enforcement ends it.
+
+use super::Shared;
+use super::sftp::SftpWatch;
+use crate::enforce::{EndReason, LiveSession};
+use gatehouse_broker::clock::format_ms;
+use gatehouse_broker::sessions::End;
+use gatehouse_recordings::manifest::{self, SessionInfo};
+use gatehouse_recordings::{CastWriter, Header};
+use russh::server::{self, Msg};
+use russh::{Channel, ChannelMsg, client};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Environment variables a client may pass to the target.
+fn env_allowed(name: &str) -> bool {
+    name == "LANG" || name == "TZ" || name.starts_with("LC_")
+}
+
+/// What the bridge needs to know about its session.
+pub struct Bridge {
+    pub shared: Arc<Shared>,
+    pub live: Arc<LiveSession>,
+    pub handle: server::Handle,
+    pub identity: String,
+    pub target: String,
+    pub login: String,
+    pub grant: String,
+    pub source: String,
+    pub started_ms: i64,
+}
+
+/// The recording side of a session.
+#[derive(Default)]
+struct Recorder {
+    cast: Option<CastWriter>,
+    kind: Option<String>,
+    pty: Option<(String, u32, u32)>,
+    env: std::collections::BTreeMap<String, String>,
+    sftp: Option<SftpWatch>,
+    /// A write failed (strict mode ends the session).
+    failed: bool,
+}
+
+/// One thing to write to the cast.
+enum Ev<'a> {
+    Out(&'a [u8]),
+    In(&'a [u8]),
+    Resize(u32, u32),
+    Marker(&'a str),
+    FlushIfDue,
+}
+
+impl Recorder {
+    async fn note(&mut self, ev: Ev<'_>) {
+        let Some(c) = self.cast.as_mut() else {
+            return;
+        };
+        let done = match ev {
+            Ev::Out(d) => c.output(d).await,
+            Ev::In(d) => c.input(d).await,
+            Ev::Resize(w, h) => c.resize(w, h).await,
+            Ev::Marker(m) => c.marker(m).await,
+            Ev::FlushIfDue => c.flush_if_due().await,
+        };
+        if let Err(e) = done {
+            tracing::error!(error = %e, "recording write failed");
+            self.failed = true;
+        }
+    }
+}
+
+fn relative_cast_path(b: &Bridge) -> std::path::PathBuf {
+    let day = gatehouse_broker::clock::from_ms(b.started_ms)
+        .format("%Y/%m/%d")
+        .to_string();
+    std::path::PathBuf::from(day).join(format!("{}.cast", b.live.id))
+}
+
+/// Starts the recording when the session's kind becomes known. Returns false when strict mode
+/// must refuse the session.
+async fn start_recording(b: &Bridge, rec: &tokio::sync::Mutex<Recorder>, kind: &str) -> bool {
+    let mut r = rec.lock().await;
+    if r.kind.is_some() {
+        return true;
+    }
+    r.kind = Some(kind.to_string());
+    let (term, w, h) = r.pty.clone().unwrap_or_else(|| (String::new(), 80, 24));
+    let mut header = Header::new(
+        w,
+        h,
+        b.started_ms / 1000,
+        format!(
+            "{} → {}@{} (session {})",
+            b.identity, b.login, b.target, b.live.id
+        ),
+    );
+    if !term.is_empty() {
+        header.env.insert("TERM".into(), term);
+    }
+    header.env.extend(r.env.clone());
+    let path = b.shared.settings.recordings_dir.join(relative_cast_path(b));
+    match CastWriter::create(&path, &header).await {
+        Ok(c) => {
+            r.cast = Some(c);
+            true
+        }
+        Err(e) => {
+            tracing::error!(session = %b.live.id, error = %e, "cannot create the recording");
+            !b.shared.settings.strict_recording
+        }
+    }
+}
+
+/// Runs the session to its end and returns how it ended (the manifest is written here).
+pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End {
+    let down_id = down.id();
+    let (mut d_rx, d_tx) = down.split();
+    let (mut u_rx, u_tx) = up.split();
+    let rec = tokio::sync::Mutex::new(Recorder::default());
+    let bytes_up = AtomicU64::new(0);
+    let bytes_down = AtomicU64::new(0);
+    let refused = AtomicBool::new(false);
+
+    let client_to_target = async {
+        while let Some(msg) = d_rx.wait().await {
+            let sent = match msg {
+                ChannelMsg::Data { data } => {
+                    bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    {
+                        let mut r = rec.lock().await;
+                        if let Some(w) = r.sftp.as_mut() {
+                            let ops = w.feed(&data);
+                            for op in ops {
+                                r.note(Ev::Marker(&op)).await;
+                            }
+                        } else {
+                            r.note(Ev::In(&data)).await;
+                        }
+                    }
+                    u_tx.data_bytes(data).await
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    u_tx.extended_data_bytes(ext, data).await
+                }
+                ChannelMsg::Eof => u_tx.eof().await,
+                ChannelMsg::Close => break,
+                ChannelMsg::RequestPty {
+                    term,
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                    terminal_modes,
+                    ..
+                } => {
+                    rec.lock().await.pty = Some((term.clone(), col_width, row_height));
+                    u_tx.request_pty(
+                        false,
+                        &term,
+                        col_width,
+                        row_height,
+                        pix_width,
+                        pix_height,
+                        &terminal_modes,
+                    )
+                    .await
+                }
+                ChannelMsg::SetEnv {
+                    variable_name,
+                    variable_value,
+                    ..
+                } => {
+                    if env_allowed(&variable_name) {
+                        rec.lock()
+                            .await
+                            .env
+                            .insert(variable_name.clone(), variable_value.clone());
+                        u_tx.set_env(false, variable_name, variable_value).await
+                    } else {
+                        Ok(())
+                    }
+                }
+                ChannelMsg::RequestShell { .. } => {
+                    if !start_recording(&b, &rec, "shell").await {
+                        refused.store(true, Ordering::Release);
+                        break;
+                    }
+                    u_tx.request_shell(true).await
+                }
+                ChannelMsg::Exec { command, .. } => {
+                    if !start_recording(&b, &rec, "exec").await {
+                        refused.store(true, Ordering::Release);
+                        break;
+                    }
+                    let label = format!("exec: {}", String::from_utf8_lossy(&command));
+                    rec.lock().await.note(Ev::Marker(&label)).await;
+                    u_tx.exec(true, command).await
+                }
+                ChannelMsg::RequestSubsystem { name, .. } => {
+                    if name != "sftp" || !start_recording(&b, &rec, "sftp").await {
+                        refused.store(true, Ordering::Release);
+                        break;
+                    }
+                    rec.lock().await.sftp = Some(SftpWatch::default());
+                    u_tx.request_subsystem(true, name).await
+                }
+                ChannelMsg::WindowChange {
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                } => {
+                    rec.lock()
+                        .await
+                        .note(Ev::Resize(col_width, row_height))
+                        .await;
+                    u_tx.window_change(col_width, row_height, pix_width, pix_height)
+                        .await
+                }
+                ChannelMsg::Signal { signal } => u_tx.signal(signal).await,
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    };
+
+    let target_to_client = async {
+        while let Some(msg) = u_rx.wait().await {
+            let ok = match msg {
+                ChannelMsg::Data { data } => {
+                    bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    {
+                        let mut r = rec.lock().await;
+                        if r.sftp.is_none() {
+                            r.note(Ev::Out(&data)).await;
+                        }
+                    }
+                    d_tx.data_bytes(data).await.is_ok()
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    rec.lock().await.note(Ev::Out(&data)).await;
+                    d_tx.extended_data_bytes(ext, data).await.is_ok()
+                }
+                ChannelMsg::ExitStatus { exit_status } => {
+                    d_tx.exit_status(exit_status).await.is_ok()
+                }
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                } => b
+                    .handle
+                    .exit_signal_request(down_id, signal_name, core_dumped, error_message, lang_tag)
+                    .await
+                    .is_ok(),
+                ChannelMsg::Eof => d_tx.eof().await.is_ok(),
+                ChannelMsg::Close => break,
+                ChannelMsg::Failure => break,
+                _ => true,
+            };
+            if !ok {
+                break;
+            }
+        }
+    };
+
+    // Buffered recording data reaches the disk at least once a second.
+    let flusher = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let mut r = rec.lock().await;
+            r.note(Ev::FlushIfDue).await;
+            if r.failed && b.shared.settings.strict_recording {
+                return;
+            }
+        }
+    };
+
+    // The grant's end, moved by extensions.
+    let expiry = async {
+        let mut deadline = b.live.deadline.subscribe();
+        loop {
+            let end = *deadline.borrow_and_update();
+            match end {
+                None => {
+                    if deadline.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                Some(t) => {
+                    let left = (t - b.shared.clock.now_ms()).max(0);
+                    let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+                    tokio::select! {
+                        () = tokio::time::sleep(left) => {
+                            // Re-decide: an extension or another grant may carry it on.
+                            let now = b.shared.clock.now_ms();
+                            let cat = match b.shared.store.pool().acquire().await {
+                                Ok(mut c) => b.shared.cache.current(&mut c, now).await.ok(),
+                                Err(_) => None,
+                            };
+                            let verdict = match cat {
+                                Some(cat) => crate::enforce::recheck(&cat, &b.live, now, Some(EndReason::Expired)),
+                                None => Some(EndReason::CheckFailed),
+                            };
+                            if let Some(reason) = verdict {
+                                b.live.end(reason);
+                                return;
+                            }
+                        }
+                        r = deadline.changed() => if r.is_err() { std::future::pending::<()>().await },
+                    }
+                }
+            }
+        }
+    };
+
+    let reason: String = tokio::select! {
+        () = client_to_target => if refused.load(Ordering::Acquire) { EndReason::RecordingFailed.code().into() } else { "client_closed".into() },
+        () = target_to_client => "target_closed".into(),
+        () = flusher => {
+            b.live.end(EndReason::RecordingFailed);
+            EndReason::RecordingFailed.code().into()
+        }
+        () = expiry => b.live.reason().unwrap_or(EndReason::Expired).code().into(),
+        r = b.live.killed() => r.code().into(),
+    };
+
+    let ended_by_gatehouse = b.live.reason();
+    if let Some(why) = ended_by_gatehouse.or(refused
+        .load(Ordering::Acquire)
+        .then_some(EndReason::RecordingFailed))
+    {
+        // One line to the user, then close.
+        let pty = rec.lock().await.pty.is_some();
+        let line = format!("gatehouse: session ended: {}", why.message());
+        let _ = if pty {
+            d_tx.data_bytes(format!("\r\n{line}\r\n").into_bytes())
+                .await
+        } else {
+            d_tx.extended_data_bytes(1, format!("{line}\n").into_bytes())
+                .await
+        };
+        let _ = d_tx.eof().await;
+        let _ = d_tx.close().await;
+        let _ = u_tx.close().await;
+    } else {
+        let _ = d_tx.eof().await;
+        let _ = d_tx.close().await;
+        let _ = u_tx.close().await;
+    }
+
+    let mut r = rec.into_inner();
+    let kind = r.kind.clone().unwrap_or_else(|| "session".into());
+    let mut recording = None;
+    if let Some(mut cast) = r.cast.take() {
+        let _ = cast.marker(&format!("end: {reason}")).await;
+        match cast.finish().await {
+            Ok(summary) => {
+                let info = SessionInfo {
+                    id: b.live.id.clone(),
+                    identity: b.identity.clone(),
+                    target: b.target.clone(),
+                    login: b.login.clone(),
+                    grant: b.grant.clone(),
+                    kind: kind.clone(),
+                    source: b.source.clone(),
+                    started_at: format_ms(b.started_ms),
+                    ended_at: format_ms(b.shared.clock.now_ms()),
+                };
+                let signer = b.shared.signer.clone();
+                let public = signer.public().to_string();
+                let written = manifest::write(&summary, info, &reason, &public, |m| signer.sign(m));
+                match written {
+                    Ok(_) => recording = Some(relative_cast_path(&b).display().to_string()),
+                    Err(e) => {
+                        tracing::error!(session = %b.live.id, error = %e, "cannot write the recording manifest")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(session = %b.live.id, error = %e, "cannot finish the recording")
+            }
+        }
+    }
+    End {
+        reason,
+        bytes_up: bytes_up.load(Ordering::Relaxed),
+        bytes_down: bytes_down.load(Ordering::Relaxed),
+        recording,
+        kind: Some(kind),
+    }
+}
+
+/// Copies a forwarded port's bytes both ways until either side closes.
+pub async fn raw(down: Channel<Msg>, up: Channel<client::Msg>) {
+    let (mut d_rx, d_tx) = down.split();
+    let (mut u_rx, u_tx) = up.split();
+    let a = async {
+        while let Some(ChannelMsg::Data { data }) = d_rx.wait().await {
+            if u_tx.data_bytes(data).await.is_err() {
+                break;
+            }
+        }
+    };
+    let c = async {
+        while let Some(ChannelMsg::Data { data }) = u_rx.wait().await {
+            if d_tx.data_bytes(data).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! { () = a => {}, () = c => {} }
+    let _ = d_tx.close().await;
+    let _ = u_tx.close().await;
+}

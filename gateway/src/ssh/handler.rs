@@ -1,0 +1,301 @@
+//! One client connection: the login deadline, public-key authentication (only a verified
+//! signature identifies anyone), and the channel callbacks, which answer requests at once and
+//! leave the work to the per-channel tasks of [`super::open`].
+
+use super::Shared;
+use super::open::{self, Conn};
+use gatehouse_broker::{identities, ssh_keys};
+use russh::keys::PublicKey;
+use russh::server::{
+    self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+};
+use russh::{Channel, ChannelId};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Runs one connection to its end. A client that has not authenticated within the login
+/// timeout is cut off, even in the middle of a key exchange.
+pub(super) async fn connection(
+    shared: Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let cut = CancellationToken::new();
+    let authed = Arc::new(AtomicBool::new(false));
+    let stream = Guarded {
+        inner: tcp,
+        cut: Box::pin(cut.clone().cancelled_owned()),
+    };
+    let handler = Handler {
+        conn: Arc::new(Conn::new(shared.clone(), peer, local)),
+        authed: authed.clone(),
+        identity: None,
+    };
+    let deadline = shared.settings.login_timeout;
+    let watchdog = {
+        let cut = cut.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            if !authed.load(Ordering::Acquire) {
+                tracing::info!(%peer, "login timeout: closing the connection");
+                cut.cancel();
+            }
+        })
+    };
+    match server::run_stream(shared.config.clone(), stream, handler).await {
+        Ok(running) => {
+            if let Err(e) = running.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
+    }
+    watchdog.abort();
+}
+
+/// The TCP stream, failing every read and write once `cut` fires (russh has no login deadline
+/// of its own, and a disconnect request cannot interrupt a stalled key exchange).
+struct Guarded {
+    inner: tokio::net::TcpStream,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "login timeout")
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+use std::future::Future;
+
+struct Handler {
+    conn: Arc<Conn>,
+    authed: Arc<AtomicBool>,
+    /// Set once a signature was verified.
+    identity: Option<open::Who>,
+}
+
+impl Handler {
+    /// The active identity owning `key` as an active registered key, if any.
+    async fn owner(&self, key: &PublicKey) -> Option<(String, String)> {
+        let fp = crate::keys::fingerprint(key);
+        let mut conn = self.conn.shared.store.pool().acquire().await.ok()?;
+        let id = ssh_keys::owner_of(&mut conn, &fp).await.ok()??;
+        let who = identities::by_id(&mut conn, &id).await.ok()??;
+        (who.status == identities::Status::Active).then_some((who.id, who.username))
+    }
+}
+
+impl server::Handler for Handler {
+    type Error = russh::Error;
+
+    /// A key offered without a signature: say whether a signature with it could succeed. This
+    /// never authenticates and changes nothing (regression test
+    /// `security_offered_key_without_signature_never_authenticates`).
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(match self.owner(offer.public_key).await {
+            Some(_) => Auth::Accept,
+            None => Auth::reject(),
+        })
+    }
+
+    /// Called by russh only after the signature over the session verified with this key.
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        match self.owner(key.public_key).await {
+            Some((id, username)) => {
+                tracing::info!(identity = %username, peer = %self.conn.peer, ssh_user = %user, "authenticated");
+                self.identity = Some(open::Who {
+                    id,
+                    username,
+                    ssh_user: user.to_string(),
+                });
+                Ok(Auth::Accept)
+            }
+            None => Ok(Auth::reject()),
+        }
+    }
+
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        self.authed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(who) = self.identity.clone() else {
+            return Ok(()); // dropping the reply refuses the channel
+        };
+        let conn = self.conn.clone();
+        let handle = session.handle();
+        tokio::spawn(open::session(conn, who, channel, reply, handle));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(who) = self.identity.clone() else {
+            return Ok(());
+        };
+        let conn = self.conn.clone();
+        tokio::spawn(open::forward(
+            conn,
+            who,
+            channel,
+            reply,
+            open::ForwardTo {
+                host: host_to_connect.to_string(),
+                port: port_to_connect,
+                from_address: originator_address.to_string(),
+                from_port: originator_port,
+            },
+        ));
+        Ok(())
+    }
+
+    // Requests are answered here, at once and in order (russh keeps one "wants reply" flag per
+    // channel); the channel's task forwards them to the target or refuses the session.
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == "sftp" {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _protocol: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+}

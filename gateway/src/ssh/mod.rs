@@ -1,0 +1,133 @@
+//! The SSH gateway: a russh server facing engineers' OpenSSH clients. Identity comes only from a
+//! verified public-key signature; the SSH user names the destination; every session channel is
+//! decided by the broker, bridged to the target through a fresh session certificate, recorded,
+//! and ended when its access ends.
+
+mod bridge;
+mod handler;
+mod menu;
+mod open;
+pub mod sftp;
+pub mod target;
+pub mod upstream;
+
+use crate::enforce::{EndReason, Live};
+use gatehouse_broker::keys::SigningKeyPair;
+use gatehouse_broker::policy::CatalogCache;
+use gatehouse_broker::{SharedClock, Store};
+use russh::keys::PrivateKey;
+use russh::server;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What the SSH gateway is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub recordings_dir: PathBuf,
+    /// Refuse or end a session whose recording cannot be written.
+    pub strict_recording: bool,
+    /// Key exchange and authentication must be done within this.
+    pub login_timeout: Duration,
+}
+
+/// Everything the connections of one gateway share.
+pub struct Shared {
+    pub store: Store,
+    pub cache: CatalogCache,
+    pub clock: SharedClock,
+    pub signer: Arc<SigningKeyPair>,
+    pub user_ca: Arc<PrivateKey>,
+    pub settings: Settings,
+    pub live: Arc<Live>,
+    config: Arc<server::Config>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ssh::Shared({} live)", self.live.len())
+    }
+}
+
+/// Most authentication attempts per connection (each rejected key counts).
+pub const MAX_AUTH_ATTEMPTS: usize = 6;
+
+impl Shared {
+    pub fn new(
+        store: Store,
+        cache: CatalogCache,
+        clock: SharedClock,
+        signer: Arc<SigningKeyPair>,
+        host_key: PrivateKey,
+        user_ca: Arc<PrivateKey>,
+        settings: Settings,
+    ) -> Arc<Self> {
+        let config = server::Config {
+            server_id: russh::SshId::Standard("SSH-2.0-Gatehouse".into()),
+            methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
+            keys: vec![host_key],
+            // OpenSSH's first `none` probe must not cost a second; real rejections do.
+            auth_rejection_time: Duration::from_millis(500),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            max_auth_attempts: MAX_AUTH_ATTEMPTS,
+            window_size: 8 * 1024 * 1024,
+            maximum_packet_size: 65_535,
+            nodelay: true,
+            // Idle shells stay: keepalives find dead peers instead.
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 4,
+            ..Default::default()
+        };
+        Arc::new(Shared {
+            store,
+            cache,
+            clock,
+            signer,
+            user_ca,
+            settings,
+            live: Arc::new(Live::default()),
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Accepts connections until `stop`, each in its own task with its login deadline; then ends the
+/// live sessions (each writes its end and its recording's manifest) and waits a moment for them.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    tokio::spawn(crate::enforce::run(
+        shared.store.clone(),
+        shared.cache.clone(),
+        shared.clock.clone(),
+        shared.live.clone(),
+        stop.clone(),
+    ));
+    let tasks = tokio_util::task::TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and the like: keep serving the others.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let local = tcp.local_addr().ok();
+        let shared = shared.clone();
+        tasks.spawn(handler::connection(shared, tcp, peer, local));
+    }
+    shared.live.end_all(EndReason::Shutdown);
+    tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Gatehouse as an SSH client towards a target: connect, check the target's host key (pinned, or
+//! learned on first use and audited), and authenticate with a certificate minted for this session
+//! only by Gatehouse's user CA, for a fresh key that never leaves the process.
+
+use crate::error::{Error, Result};
+use crate::keys::{self, CertRequest};
+use russh::client;
+use russh::keys::{PrivateKey, PublicKey, PublicKeyOrCertificate};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long connecting to a target (TCP, key exchange, authentication) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The client side's callbacks: the host key check, and refusing anything the target opens.
+pub struct Upstream {
+    /// The pinned key; None: trust on first use.
+    expected: Option<PublicKey>,
+    /// The key the target presented.
+    seen: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for Upstream {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> std::result::Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(key.clone());
+        }
+        Ok(match &self.expected {
+            Some(pinned) => pinned.key_data() == key.key_data(),
+            None => true,
+        })
+    }
+
+    // Targets may not open channels towards the gateway (forwarded ports, agent, X11).
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: russh::Channel<client::Msg>,
+        _connected_address: &str,
+        _connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        _reply: russh::ChannelOpenHandleInner<client::Msg>,
+        _session: &mut client::Session,
+    ) -> std::result::Result<(), Self::Error> {
+        Err(russh::Error::Inconsistent)
+    }
+}
+
+/// Where and how to reach a target.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    pub name: String,
+    pub address: String,
+    /// `ssh-ed25519 AAAA…` when pinned.
+    pub host_key: Option<String>,
+}
+
+/// A live upstream connection, and the host key seen when the target's key was not pinned yet.
+pub struct Connected {
+    pub handle: client::Handle<Upstream>,
+    pub learned_host_key: Option<String>,
+}
+
+fn client_config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65_535,
+        nodelay: true,
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        ..Default::default()
+    })
+}
+
+/// Connects to `target` and logs in as `cert.login` with a fresh session certificate.
+pub async fn connect(
+    target: &TargetInfo,
+    ca: &PrivateKey,
+    cert: &CertRequest<'_>,
+) -> Result<Connected> {
+    let fail = |message: String| Error::Upstream {
+        target: target.name.clone(),
+        message,
+    };
+    let expected = match &target.host_key {
+        Some(line) => Some(
+            PublicKey::from_openssh(line)
+                .map_err(|e| fail(format!("the pinned host key is not readable: {e}")))?,
+        ),
+        None => None,
+    };
+    let seen = Arc::new(Mutex::new(None));
+    let handler = Upstream {
+        expected: expected.clone(),
+        seen: seen.clone(),
+    };
+    let work = async {
+        let mut handle = client::connect(client_config(), target.address.as_str(), handler)
+            .await
+            .map_err(|e| {
+                let mismatch = expected.is_some()
+                    && seen.lock().ok().and_then(|s| s.clone()).is_some_and(|s| {
+                        expected
+                            .as_ref()
+                            .is_some_and(|p| p.key_data() != s.key_data())
+                    });
+                if mismatch {
+                    fail("the host key does not match the pinned key".into())
+                } else {
+                    fail(format!("cannot connect to {}: {e}", target.address))
+                }
+            })?;
+        let key = Arc::new(keys::new_ed25519("gatehouse session")?);
+        let certificate = keys::mint_user_cert(ca, key.public_key(), cert)?;
+        let auth = handle
+            .authenticate_openssh_cert(cert.login, key, certificate)
+            .await
+            .map_err(|e| fail(format!("authentication failed: {e}")))?;
+        if !auth.success() {
+            return Err(fail(format!(
+                "the target refused the Gatehouse certificate for {} (does sshd trust the Gatehouse user CA, and may {} log in?)",
+                cert.login, cert.login
+            )));
+        }
+        Ok(handle)
+    };
+    let handle = tokio::time::timeout(CONNECT_TIMEOUT, work)
+        .await
+        .map_err(|_| fail(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))??;
+    let learned_host_key = match expected {
+        Some(_) => None,
+        None => seen
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().and_then(|k| k.to_openssh().ok())),
+    };
+    Ok(Connected {
+        handle,
+        learned_host_key,
+    })
+}

@@ -1,0 +1,689 @@
+//! The SSH gateway as engineers use it: Debian's OpenSSH client in front, a real sshd (trusting
+//! the Gatehouse user CA) behind, on loopback ports chosen at run time.
+
+use crate::harness::{Server, gatehouse, run, stdout};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "e2e-bootstrap-token-0123456789abcdef";
+
+/// A target: OpenSSH's sshd on a free loopback port, trusting `ca.pub`, with its own host key.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub host_key_pub: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn keygen(path: &Path, comment: &str) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+impl Sshd {
+    pub fn start(dir: &Path, ca_pub: &Path) -> Sshd {
+        let host_key = dir.join("target_host_key");
+        keygen(&host_key, "target");
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nTrustedUserCAKeys {}\nPidFile {}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nAuthorizedKeysFile none\nSubsystem sftp internal-sftp\n\
+                 AllowTcpForwarding yes\nLogLevel VERBOSE\n",
+                host_key.display(),
+                ca_pub.display(),
+                dir.join("sshd.pid").display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd (Debian package openssh-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sshd {
+            child,
+            port,
+            host_key_pub: std::fs::read_to_string(host_key.with_extension("pub"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        }
+    }
+}
+
+/// Gatehouse with a real target, and alice (standing root on db-01) and bob (no access yet; may
+/// activate `db-temp` himself) with their own keys.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub server: Server,
+    /// Kept for its lifetime: the target stops when the lab is dropped.
+    _sshd: Sshd,
+}
+
+impl Lab {
+    pub async fn start() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("alice"), "alice@laptop");
+        keygen(&d.join("bob"), "bob@laptop");
+        let out = run(gatehouse(&d.join("data")).args(["ssh", "ca"]));
+        assert!(out.status.success());
+        std::fs::write(d.join("ca.pub"), stdout(&out)).unwrap();
+        let sshd = Sshd::start(d, &d.join("ca.pub"));
+        let key = |who: &str| {
+            std::fs::read_to_string(d.join(format!("{who}.pub")))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let policy = format!(
+            r#"
+[[identities]]
+username = "alice"
+ssh_keys = ["{alice}"]
+
+[[identities]]
+username = "bob"
+ssh_keys = ["{bob}"]
+
+[[targets]]
+name = "db-01"
+kind = "ssh"
+address = "127.0.0.1:{port}"
+host_key = "{host_key}"
+labels = {{ env = "prod" }}
+
+[[roles]]
+name = "db-root"
+targets = {{ names = ["db-01"] }}
+logins = ["root"]
+
+[[roles]]
+name = "db-temp"
+targets = {{ names = ["db-01"] }}
+logins = ["root"]
+max_duration = "1h"
+
+[[assignments]]
+role = "db-root"
+to = "alice"
+kind = "standing"
+
+[[assignments]]
+role = "db-temp"
+to = "bob"
+kind = "eligible"
+"#,
+            alice = key("alice"),
+            bob = key("bob"),
+            port = sshd.port,
+            host_key = sshd.host_key_pub,
+        );
+        std::fs::write(d.join("policy.toml"), policy).unwrap();
+        let out = run(gatehouse(&d.join("data"))
+            .arg("apply")
+            .arg(d.join("policy.toml")));
+        assert!(out.status.success(), "{}", stdout(&out));
+        let server = Server::start(
+            &d.join("data"),
+            &[],
+            &[("GATEHOUSE_BOOTSTRAP_TOKEN", TOKEN)],
+        )
+        .await;
+        Lab {
+            dir,
+            server,
+            _sshd: sshd,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// OpenSSH options for `who`, without the port.
+    pub fn opts(&self, who: &str) -> Vec<String> {
+        [
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([self.path(who).display().to_string()])
+        .collect()
+    }
+
+    /// `ssh -p PORT … USER@127.0.0.1 ARGS` as `who`.
+    pub fn ssh(&self, who: &str, user: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-p")
+            .arg(self.server.ssh.port().to_string())
+            .args(self.opts(who))
+            .arg(format!("{user}@127.0.0.1"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut r = reqwest::Client::new()
+            .request(method, self.server.url(path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let st = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    pub async fn token(&self, who: &str) -> String {
+        let (st, v) = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/v1/identities/{who}/tokens"),
+                TOKEN,
+                Some(serde_json::json!({ "name": "e2e" })),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn sessions(&self) -> Vec<serde_json::Value> {
+        let (_, v) = self
+            .api(reqwest::Method::GET, "/api/v1/sessions", TOKEN, None)
+            .await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn audit(&self, action: &str) -> Vec<serde_json::Value> {
+        let (_, v) = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/api/v1/audit?action={action}"),
+                TOKEN,
+                None,
+            )
+            .await;
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+#[tokio::test]
+async fn exec_pty_scp_and_sftp_work_through_the_gateway_and_are_recorded() {
+    let lab = Lab::start().await;
+    // exec, with its exit status.
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "hi\n");
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("exit 3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // TARGET alone: the only login allowed.
+    let out = lab.ssh("alice", "db-01").arg("id -un").output().unwrap();
+    assert_eq!(ok(&out), "root\n");
+
+    // An interactive shell under a PTY.
+    let mut child = lab
+        .ssh("alice", "root@db-01")
+        .arg("-tt")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"echo marker-$((6*7))\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        stdin.write_all(b"exit\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        text(&out.stdout).contains("marker-42"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // scp and sftp copy 10 MiB intact.
+    let big = lab.path("big.bin");
+    let data: Vec<u8> = (0..10 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &data).unwrap();
+    let remote = lab.path("remote.bin");
+    let out = Command::new("scp")
+        .arg("-q")
+        .arg("-P")
+        .arg(lab.server.ssh.port().to_string())
+        .args(lab.opts("alice"))
+        .arg(&big)
+        .arg(format!("root@db-01@127.0.0.1:{}", remote.display()))
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(std::fs::read(&remote).unwrap() == data, "scp copy differs");
+    let back = lab.path("back.bin");
+    let batch = lab.path("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {} {}.sftp\nget {}.sftp {}\nrm {}.sftp\n",
+            big.display(),
+            remote.display(),
+            remote.display(),
+            back.display(),
+            remote.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("sftp")
+        .arg("-q")
+        .arg("-P")
+        .arg(lab.server.ssh.port().to_string())
+        .args(lab.opts("alice"))
+        .arg("-b")
+        .arg(&batch)
+        .arg("root@db-01@127.0.0.1")
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(std::fs::read(&back).unwrap() == data, "sftp copy differs");
+
+    // Every session is in the sessions table with its recording and end.
+    let sessions = lab.sessions().await;
+    let kinds: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    for k in ["exec", "shell", "sftp"] {
+        assert!(kinds.contains(&k), "{kinds:?}");
+    }
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s["ended_at_ms"].is_i64() && s["identity"] == "alice")
+    );
+    let sftp_in = sessions
+        .iter()
+        .filter(|s| s["kind"] == "sftp")
+        .map(|s| s["bytes_up"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    assert!(sftp_in > 10 * 1024 * 1024, "bytes up {sftp_in}");
+    let shell = sessions.iter().find(|s| s["kind"] == "shell").unwrap();
+    let cast = lab
+        .path("data/recordings")
+        .join(shell["recording"].as_str().unwrap());
+
+    // The recording plays in asciinema (which wants a terminal: give it one with script(1)).
+    let played = Command::new("script")
+        .args([
+            "-qec",
+            &format!("asciinema cat {}", cast.display()),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        text(&played.stdout).contains("marker-42"),
+        "{}",
+        text(&played.stdout)
+    );
+    // SFTP file operations are markers of their session.
+    let sftp = sessions.iter().find(|s| s["kind"] == "sftp").unwrap();
+    let sftp_cast = std::fs::read_to_string(
+        lab.path("data/recordings")
+            .join(sftp["recording"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert!(
+        sftp_cast.contains("sftp open") && sftp_cast.contains("sftp remove"),
+        "{sftp_cast}"
+    );
+
+    // Verified offline with only the public key; one changed byte fails it.
+    let public = std::fs::read_to_string(lab.path("data/keys/signing-key.pub")).unwrap();
+    let verify = || {
+        gatehouse(&lab.path("elsewhere"))
+            .args(["recordings", "verify", "--public-key", public.trim()])
+            .arg(&cast)
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert!(ok(&out).starts_with("OK: "));
+    let mut bytes = std::fs::read(&cast).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&cast, &bytes).unwrap();
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("the cast was changed"));
+
+    // Audited: starts and ends.
+    assert!(lab.audit("session.start").await.len() >= 6);
+    assert!(lab.audit("session.end").await.len() >= 6);
+    lab.server.stop();
+}
+
+/// Runs `ssh … sleep 30` in the background and returns it with when it started.
+fn long_session(lab: &Lab, who: &str) -> Child {
+    lab.ssh(who, "root@db-01")
+        .arg("echo started; sleep 30; echo still-here")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_started(child: &mut Child) {
+    use std::io::Read;
+    let mut buf = [0u8; 8];
+    let out = child.stdout.as_mut().unwrap();
+    let n = out.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"started\n");
+}
+
+/// Waits for the ssh client to exit; returns its output and how long that took.
+fn ends_within(mut child: Child, limit: Duration) -> (Output, Duration) {
+    let t = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            t.elapsed() < limit,
+            "the session outlived its access by {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = t.elapsed();
+    (child.wait_with_output().unwrap(), took)
+}
+
+#[tokio::test]
+async fn sessions_without_access_are_denied_and_sessions_end_with_their_grant() {
+    let lab = Lab::start().await;
+    // bob holds nothing live: denied, and an unknown target gets the very same answer.
+    let known = lab.ssh("bob", "root@db-01").arg("true").output().unwrap();
+    let unknown = lab.ssh("bob", "root@db-99").arg("true").output().unwrap();
+    assert_eq!(known.status.code(), Some(1));
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&known.stderr).contains("access denied"),
+        "{}",
+        text(&known.stderr)
+    );
+    assert_eq!(text(&known.stderr), text(&unknown.stderr), "no enumeration");
+    let denied = lab.audit("session.denied").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["actor"] == "identity:bob" && e["object"] == "target:db-01"),
+        "{denied:?}"
+    );
+    // With no target, the menu: what bob may reach now (nothing) and may request.
+    let menu = lab.ssh("bob", "bob").output().unwrap();
+    let menu = ok(&menu);
+    assert!(
+        menu.contains("You may not reach any target right now") && menu.contains("db-temp"),
+        "{menu}"
+    );
+
+    // bob activates db-temp (no approval needed), connects; revoking the grant cuts him off.
+    let bob = lab.token("bob").await;
+    let (st, r) = lab
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/requests",
+            &bob,
+            Some(serde_json::json!({ "role": "db-temp", "duration": "30m", "reason": "e2e" })),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let grant = r["grant_id"].as_str().unwrap().to_string();
+    let mut child = long_session(&lab, "bob");
+    wait_started(&mut child);
+    let (st, _) = lab
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/grants/{grant}/revoke"),
+            TOKEN,
+            Some(serde_json::json!({ "reason": "e2e revoke" })),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (out, took) = ends_within(child, Duration::from_secs(5));
+    println!("revoked: the ssh client exited {took:?} after the revoke answered");
+    assert!(!text(&out.stdout).contains("still-here"));
+    assert!(
+        text(&out.stderr).contains("gatehouse: session ended: your access was revoked"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A standing assignment that ends in 3 s: the session ends with it.
+    let until = chrono_like_now_plus(3);
+    let (st, a) = lab
+        .api(reqwest::Method::POST, "/api/v1/assignments", TOKEN,
+            Some(serde_json::json!({ "role": "db-temp", "to": "bob", "kind": "standing", "until": until })))
+        .await;
+    assert_eq!(st, 201, "{a}");
+    let mut child = long_session(&lab, "bob");
+    wait_started(&mut child);
+    let (out, took) = ends_within(child, Duration::from_secs(10));
+    println!(
+        "expired: the ssh client exited {took:?} after the session started (assignment ends 3 s after it was made)"
+    );
+    assert!(
+        text(&out.stderr).contains("your access has expired"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let ended: Vec<String> = lab
+        .sessions()
+        .await
+        .iter()
+        .map(|s| s["end_reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        ended.contains(&"grant_revoked".to_string())
+            && ended.contains(&"grant_expired".to_string()),
+        "{ended:?}"
+    );
+    lab.server.stop();
+}
+
+/// RFC 3339 for now + `secs`, from the system clock.
+fn chrono_like_now_plus(secs: u64) -> String {
+    let t = std::time::SystemTime::now() + Duration::from_secs(secs);
+    let unix = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{unix}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    text(&out.stdout).trim().to_string()
+}
+
+struct NoSignature;
+struct BadSignature;
+
+#[derive(Debug)]
+struct Refused;
+impl From<russh::SendError> for Refused {
+    fn from(_: russh::SendError) -> Self {
+        Refused
+    }
+}
+
+impl russh::Signer for NoSignature {
+    type Error = Refused;
+    async fn auth_sign(
+        &mut self,
+        _key: &russh::keys::agent::AgentIdentity,
+        _hash_alg: Option<russh::keys::HashAlg>,
+        _to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, Refused> {
+        Err(Refused)
+    }
+}
+
+impl russh::Signer for BadSignature {
+    type Error = Refused;
+    async fn auth_sign(
+        &mut self,
+        _key: &russh::keys::agent::AgentIdentity,
+        _hash_alg: Option<russh::keys::HashAlg>,
+        mut to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, Refused> {
+        // A well-formed ssh-ed25519 signature blob that no key made.
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&11u32.to_be_bytes());
+        blob.extend_from_slice(b"ssh-ed25519");
+        blob.extend_from_slice(&64u32.to_be_bytes());
+        blob.extend_from_slice(&[7u8; 64]);
+        to_sign.extend_from_slice(&(blob.len() as u32).to_be_bytes());
+        to_sign.extend_from_slice(&blob);
+        Ok(to_sign)
+    }
+}
+
+struct AnyHost;
+impl russh::client::Handler for AnyHost {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+#[tokio::test]
+async fn security_offered_key_without_signature_never_authenticates() {
+    let lab = Lab::start().await;
+    let alice = russh::keys::load_public_key(lab.path("alice.pub")).unwrap();
+    let config = std::sync::Arc::new(russh::client::Config::default());
+
+    // Offer alice's registered key, then fail to sign: the gateway answered "that key could
+    // work" (PK_OK), which must not be a login.
+    let mut h = russh::client::connect(config.clone(), lab.server.ssh, AnyHost)
+        .await
+        .unwrap();
+    let r = h
+        .authenticate_publickey_with("root@db-01", alice.clone(), None, &mut NoSignature)
+        .await;
+    assert!(r.is_err(), "the signer refused");
+    let opened = tokio::time::timeout(Duration::from_secs(5), h.channel_open_session()).await;
+    assert!(
+        !matches!(opened, Ok(Ok(_))),
+        "a channel opened without a verified signature"
+    );
+
+    // Offer it with a signature no key made: refused.
+    let mut h = russh::client::connect(config.clone(), lab.server.ssh, AnyHost)
+        .await
+        .unwrap();
+    let r = h
+        .authenticate_publickey_with("root@db-01", alice, None, &mut BadSignature)
+        .await
+        .unwrap();
+    assert!(!r.success(), "a bad signature authenticated");
+    let opened = tokio::time::timeout(Duration::from_secs(5), h.channel_open_session()).await;
+    assert!(!matches!(opened, Ok(Ok(_))));
+
+    // The real key with its real signature works (the test can tell the difference).
+    let key = russh::keys::load_secret_key(lab.path("alice"), None).unwrap();
+    let mut h = russh::client::connect(config, lab.server.ssh, AnyHost)
+        .await
+        .unwrap();
+    let r = h
+        .authenticate_publickey(
+            "root@db-01",
+            russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None),
+        )
+        .await
+        .unwrap();
+    assert!(r.success());
+    assert!(
+        lab.sessions().await.is_empty(),
+        "no session was opened by the probes"
+    );
+    lab.server.stop();
+}
