@@ -79,6 +79,11 @@ pub enum Command {
     /// reachable and 503 when it is not.
     Serve(ServeArgs),
 
+    /// Try Gatehouse in one command: a demo data directory (DATA_DIR/demo), a built-in sandbox SSH
+    /// target, demo identities (alice with a key made for you, bob the approver) and roles, then
+    /// the server itself. Prints the ssh line to paste for a recorded session.
+    Demo(ServeArgs),
+
     /// Apply database migrations (serve also does this at start) and exit.
     Migrate,
 

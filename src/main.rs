@@ -7,6 +7,7 @@ mod background;
 mod cli;
 mod config;
 mod context;
+mod demo;
 mod gateway_cmd;
 mod logging;
 mod serve;
@@ -39,12 +40,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let serve_args = match &cli.command {
-        Command::Serve(args) => Some(args),
+        Command::Serve(args) | Command::Demo(args) => Some(args),
         _ => None,
     };
     let settings = Settings::resolve(&cli.global, serve_args)?;
     let default_filter = match cli.command {
-        Command::Serve(_) => "info,sqlx=warn",
+        Command::Serve(_) | Command::Demo(_) => "info,sqlx=warn",
         // Streaming a long audit log is expected to be slow; sqlx would warn about it.
         _ => "warn,sqlx=error",
     };
@@ -55,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     match cli.command {
         Command::Serve(_) => serve::run(settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Demo(_) => demo::run(settings).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
             let store = context::open_store(&settings, context::Schema::Migrate).await?;
             println!(

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod keys;
+pub mod sandbox;
 
 pub use error::{Error, Result};
 pub mod enforce;

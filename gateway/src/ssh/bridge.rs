@@ -44,7 +44,15 @@ struct Recorder {
     sftp: Option<SftpWatch>,
     /// A write failed (strict mode ends the session).
     failed: bool,
+    /// Stream bytes recorded so far, and those left out past the cap (exec without a PTY).
+    recorded: u64,
+    left_out: u64,
 }
+
+/// Output and input of an exec without a terminal (scp, rsync, `tar c | ssh … tar x`) are
+/// recorded up to this much; the rest is counted in the end marker. Terminal sessions are
+/// recorded whole: that is what the user saw and typed.
+pub const EXEC_RECORD_CAP: u64 = 1024 * 1024;
 
 /// One thing to write to the cast.
 enum Ev<'a> {
@@ -57,6 +65,13 @@ enum Ev<'a> {
 
 impl Recorder {
     async fn note(&mut self, ev: Ev<'_>) {
+        if let Ev::Out(d) | Ev::In(d) = ev {
+            if self.pty.is_none() && self.recorded >= EXEC_RECORD_CAP {
+                self.left_out += d.len() as u64;
+                return;
+            }
+            self.recorded += d.len() as u64;
+        }
         let Some(c) = self.cast.as_mut() else {
             return;
         };
@@ -364,6 +379,14 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
     let kind = r.kind.clone().unwrap_or_else(|| "session".into());
     let mut recording = None;
     if let Some(mut cast) = r.cast.take() {
+        if r.left_out > 0 {
+            let _ = cast
+                .marker(&format!(
+                    "{} more bytes of output and input not recorded (exec without a terminal is recorded up to {} bytes)",
+                    r.left_out, EXEC_RECORD_CAP
+                ))
+                .await;
+        }
         let _ = cast.marker(&format!("end: {reason}")).await;
         match cast.finish().await {
             Ok(summary) => {

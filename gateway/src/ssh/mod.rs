@@ -50,6 +50,22 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Algorithm preferences of both sides: russh's defaults plus AES-GCM first (hardware AES makes it
+/// the fastest here, and it is what OpenSSH clients commonly pick).
+pub fn preferred() -> russh::Preferred {
+    const CIPHERS: &[russh::cipher::Name] = &[
+        russh::cipher::AES_128_GCM,
+        russh::cipher::AES_256_GCM,
+        russh::cipher::CHACHA20_POLY1305,
+        russh::cipher::AES_256_CTR,
+        russh::cipher::AES_128_CTR,
+    ];
+    russh::Preferred {
+        cipher: std::borrow::Cow::Borrowed(CIPHERS),
+        ..Default::default()
+    }
+}
+
 /// Most authentication attempts per connection (each rejected key counts).
 pub const MAX_AUTH_ATTEMPTS: usize = 6;
 
@@ -78,6 +94,7 @@ impl Shared {
             inactivity_timeout: None,
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_max: 4,
+            preferred: preferred(),
             ..Default::default()
         };
         Arc::new(Shared {

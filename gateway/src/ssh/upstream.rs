@@ -77,6 +77,7 @@ fn client_config() -> Arc<client::Config> {
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
+        preferred: super::preferred(),
         ..Default::default()
     })
 }

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# SSH gateway benchmark, three paths side by side in one run, same cipher (aes128-gcm) and the
+# same client: (1) direct OpenSSH to the target's sshd, (2) OpenSSH ProxyJump through a second
+# sshd as bastion, (3) Gatehouse (recording on). Measures (a) bulk transfer of SIZE MiB each way,
+# (b) connect latency of `ssh … true` × N, (c) the gateway's memory per idle interactive session
+# at each count in IDLE. Prints a table with ratios to direct; paste it into BENCHMARKS.md.
+#
+# Usage: bench/ssh.sh [SIZE_MIB] [N] [IDLE_COUNTS]   (defaults: 1024 50 "100 1000")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE="${1:-1024}"
+N="${2:-50}"
+IDLE="${3:-100 1000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target}"
+cargo build --release -q --bin gatehouse
+G="$CARGO_TARGET_DIR/release/gatehouse"
+ulimit -n 65536 2>/dev/null || true
+
+W=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -f "$W/idle-marker" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+T=$(free_port); B=$(free_port); P=$(free_port); WEB=$(free_port)
+ssh-keygen -q -t ed25519 -N '' -C bench -f "$W/user"
+ssh-keygen -q -t ed25519 -N '' -C target -f "$W/target_host"
+ssh-keygen -q -t ed25519 -N '' -C bastion -f "$W/bastion_host"
+cp "$W/user.pub" "$W/authorized_keys"
+"$G" --data-dir "$W/data" ssh ca > "$W/ca.pub"
+mkdir -p /run/sshd
+sshd_conf() { # PORT HOSTKEY
+  cat <<EOC
+Port $1
+ListenAddress 127.0.0.1
+HostKey $2
+TrustedUserCAKeys $W/ca.pub
+AuthorizedKeysFile $W/authorized_keys
+PidFile none
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+AllowTcpForwarding yes
+MaxStartups 2000:30:4000
+MaxSessions 100
+Subsystem sftp internal-sftp
+EOC
+}
+sshd_conf "$T" "$W/target_host" > "$W/target.conf"
+sshd_conf "$B" "$W/bastion_host" > "$W/bastion.conf"
+/usr/sbin/sshd -D -e -f "$W/target.conf" 2>"$W/target.log" & pids+=($!)
+/usr/sbin/sshd -D -e -f "$W/bastion.conf" 2>"$W/bastion.log" & pids+=($!)
+
+cat > "$W/policy.toml" <<EOC
+[[identities]]
+username = "bench"
+ssh_keys = ["$(cat "$W/user.pub")"]
+
+[[targets]]
+name = "db"
+kind = "ssh"
+address = "127.0.0.1:$T"
+host_key = "$(cut -d' ' -f1,2 "$W/target_host.pub")"
+
+[[roles]]
+name = "db-root"
+targets = { names = ["db"] }
+logins = ["root"]
+
+[[assignments]]
+role = "db-root"
+to = "bench"
+kind = "standing"
+EOC
+"$G" --data-dir "$W/data" apply "$W/policy.toml" >/dev/null
+"$G" --data-dir "$W/data" --log-level warn serve --web-listen "127.0.0.1:$WEB" --ssh-listen "127.0.0.1:$P" 2>"$W/serve.log" & GPID=$!
+pids+=($GPID)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P") 2>/dev/null && break; sleep 0.1; done
+for port in $T $B; do for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done; done
+
+O=(-c aes128-gcm@openssh.com -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
+   -o IdentitiesOnly=yes -o LogLevel=ERROR -i "$W/user")
+direct()   { ssh "${O[@]}" -p "$T" root@127.0.0.1 "$@"; }
+jump()     { ssh "${O[@]}" -o "ProxyCommand=ssh ${O[*]} -p $B -W %h:%p root@127.0.0.1" -p "$T" root@127.0.0.1 "$@"; }
+gatehouse(){ ssh "${O[@]}" -p "$P" root@db@127.0.0.1 "$@"; }
+for path in direct jump gatehouse; do $path true || { echo "$path: cannot connect" >&2; exit 1; }; done
+
+now() { date +%s.%N; }
+bytes=$((SIZE * 1048576))
+# Best of 3 seconds for one transfer.
+best() {
+  local best="" s e t
+  for _ in 1 2 3; do
+    s=$(now); "$@"; e=$(now)
+    t=$(echo "$e - $s" | bc -l)
+    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+  done
+  echo "$best"
+}
+down() { $1 "head -c $bytes /dev/zero" | cat > /dev/null; }
+up()   { head -c "$bytes" /dev/zero | $1 'cat > /dev/null'; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
+echo "openssh: $(ssh -V 2>&1); cipher aes128-gcm@openssh.com; $SIZE MiB each way, best of 3"
+printf '\n%-10s %12s %8s %12s %8s\n' path "down MiB/s" ratio "up MiB/s" ratio
+declare -A D U
+for path in direct jump gatehouse; do
+  D[$path]=$(echo "$SIZE / $(best down $path)" | bc -l)
+  U[$path]=$(echo "$SIZE / $(best up $path)" | bc -l)
+done
+for path in direct jump gatehouse; do
+  printf '%-10s %12.1f %8.2f %12.1f %8.2f\n' $path "${D[$path]}" "$(echo "${D[$path]} / ${D[direct]}" | bc -l)" \
+    "${U[$path]}" "$(echo "${U[$path]} / ${U[direct]}" | bc -l)"
+done
+
+printf '\nconnect latency, `ssh … true` x %s (ms)\n%-10s %8s %8s %8s %12s\n' "$N" path p50 p90 max "p50 - direct"
+declare -A P50
+for path in direct jump gatehouse; do
+  : > "$W/lat.$path"
+  for _ in $(seq "$N"); do s=$(now); $path true; e=$(now); echo "($e - $s) * 1000" | bc -l >> "$W/lat.$path"; done
+  sort -n "$W/lat.$path" -o "$W/lat.$path"
+  P50[$path]=$(awk -v n="$N" 'NR==int((n+1)/2){print}' "$W/lat.$path")
+done
+for path in direct jump gatehouse; do
+  p90=$(awk -v n="$N" 'NR==int(n*0.9){print}' "$W/lat.$path"); mx=$(tail -1 "$W/lat.$path")
+  printf '%-10s %8.1f %8.1f %8.1f %12.1f\n' $path "${P50[$path]}" "$p90" "$mx" "$(echo "${P50[$path]} - ${P50[direct]}" | bc -l)"
+done
+
+rss_kib() { awk '/VmRSS/{print $2}' "/proc/$GPID/status"; }
+printf '\nidle interactive sessions through Gatehouse (gateway RSS)\n%-8s %12s %12s %16s\n' sessions "before KiB" "after KiB" "KiB per session"
+for count in $IDLE; do
+  sleep 1
+  before=$(rss_kib)
+  for i in $(seq "$count"); do
+    gatehouse -tt "exec sleep 3600 # $W/idle-marker" < /dev/null > /dev/null 2>&1 &
+    [ $((i % 50)) -eq 0 ] && sleep 0.5
+  done
+  # Wait until every session is open (each is a row with no end yet).
+  for _ in $(seq 600); do
+    live=$(curl -s "http://127.0.0.1:$WEB/healthz" >/dev/null; ls "$W/data/recordings"/*/*/*/*.cast 2>/dev/null | wc -l)
+    open=$(ss -tn state established "( sport = :$P )" | tail -n +2 | wc -l)
+    [ "$open" -ge "$count" ] && break
+    sleep 0.2
+  done
+  sleep 3
+  after=$(rss_kib)
+  printf '%-8s %12s %12s %16.1f\n' "$count" "$before" "$after" "$(echo "($after - $before) / $count" | bc -l)"
+  pkill -f "$W/idle-marker" 2>/dev/null || true
+  sleep 3
+done
