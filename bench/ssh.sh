@@ -26,6 +26,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The login on the target: a dedicated user with /bin/sh, so no shell start-up files (pyenv and
+# the like in root's .bashrc) are timed, and killed idle sessions leave nothing behind.
+LOGIN=ghbench
+id "$LOGIN" >/dev/null 2>&1 || useradd --system --shell /bin/sh --home-dir /nonexistent --no-create-home "$LOGIN"
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 T=$(free_port); B=$(free_port); P=$(free_port); WEB=$(free_port)
 ssh-keygen -q -t ed25519 -N '' -C bench -f "$W/user"
@@ -72,7 +77,7 @@ host_key = "$(cut -d' ' -f1,2 "$W/target_host.pub")"
 [[roles]]
 name = "db-root"
 targets = { names = ["db"] }
-logins = ["root"]
+logins = ["$LOGIN"]
 
 [[assignments]]
 role = "db-root"
@@ -87,9 +92,9 @@ for port in $T $B; do for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port
 
 O=(-c aes128-gcm@openssh.com -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
    -o IdentitiesOnly=yes -o LogLevel=ERROR -i "$W/user")
-direct()   { ssh "${O[@]}" -p "$T" root@127.0.0.1 "$@"; }
-jump()     { ssh "${O[@]}" -o "ProxyCommand=ssh ${O[*]} -p $B -W %h:%p root@127.0.0.1" -p "$T" root@127.0.0.1 "$@"; }
-gatehouse(){ ssh "${O[@]}" -p "$P" root@db@127.0.0.1 "$@"; }
+direct()   { ssh "${O[@]}" -p "$T" "$LOGIN@127.0.0.1" "$@"; }
+jump()     { ssh "${O[@]}" -o "ProxyCommand=ssh ${O[*]} -p $B -W %h:%p $LOGIN@127.0.0.1" -p "$T" "$LOGIN@127.0.0.1" "$@"; }
+gatehouse(){ ssh "${O[@]}" -p "$P" "$LOGIN@db@127.0.0.1" "$@"; }
 for path in direct jump gatehouse; do $path true || { echo "$path: cannot connect" >&2; exit 1; }; done
 
 now() { date +%s.%N; }

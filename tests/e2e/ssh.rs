@@ -94,6 +94,11 @@ pub struct Lab {
 
 impl Lab {
     pub async fn start() -> Lab {
+        Lab::start_with("").await
+    }
+
+    /// With extra configuration file text (e.g. an `[ssh]` section).
+    pub async fn start_with(config: &str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         keygen(&d.join("alice"), "alice@laptop");
@@ -156,9 +161,11 @@ kind = "eligible"
             .arg("apply")
             .arg(d.join("policy.toml")));
         assert!(out.status.success(), "{}", stdout(&out));
+        std::fs::write(d.join("gatehouse.toml"), config).unwrap();
+        let config_path = d.join("gatehouse.toml").display().to_string();
         let server = Server::start(
             &d.join("data"),
-            &[],
+            &["--config", &config_path],
             &[("GATEHOUSE_BOOTSTRAP_TOKEN", TOKEN)],
         )
         .await;
@@ -685,5 +692,142 @@ async fn security_offered_key_without_signature_never_authenticates() {
         lab.sessions().await.is_empty(),
         "no session was opened by the probes"
     );
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn security_a_stalled_client_neither_blocks_others_nor_outlives_the_login_timeout() {
+    use std::io::Read;
+    let lab = Lab::start_with("[ssh]\nlogin_timeout = \"2s\"\n").await;
+    // A client that connects and says nothing; another that sends half a banner.
+    let mut silent = std::net::TcpStream::connect(lab.server.ssh).unwrap();
+    let mut slow = std::net::TcpStream::connect(lab.server.ssh).unwrap();
+    std::io::Write::write_all(&mut slow, b"SSH-2.0-").unwrap();
+    let t = Instant::now();
+    // Meanwhile everyone else gets in.
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "hi\n");
+    for stream in [&mut silent, &mut slow] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        // Our banner may arrive first; then the connection must close.
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+    let took = t.elapsed();
+    println!("stalled clients were cut after {took:?} (login timeout 2 s)");
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn a_target_presenting_another_host_key_is_refused() {
+    let lab = Lab::start().await;
+    keygen(&lab.path("impostor"), "impostor");
+    let impostor = std::fs::read_to_string(lab.path("impostor.pub")).unwrap();
+    let (st, t) = lab
+        .api(reqwest::Method::GET, "/api/v1/targets/db-01", TOKEN, None)
+        .await;
+    assert_eq!(st, 200, "{t}");
+    let body = serde_json::json!({
+        "name": "db-01", "kind": "ssh", "address": t["address"],
+        "host_key": impostor.trim(), "labels": t["labels"],
+    });
+    let (st, v) = lab
+        .api(
+            reqwest::Method::PUT,
+            "/api/v1/targets/db-01",
+            TOKEN,
+            Some(body),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot reach db-01"),
+        "{}",
+        text(&out.stderr)
+    );
+    let denied = lab.audit("session.denied").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"].to_string().contains("host key does not match")),
+        "{denied:?}"
+    );
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn strict_recording_refuses_a_session_that_cannot_be_recorded() {
+    // The recordings directory lies under a regular file: nothing can be created there.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, "x").unwrap();
+    let lab = Lab::start_with(&format!(
+        "[ssh]\nrecordings_dir = \"{}\"\n",
+        blocker.join("recordings").display()
+    ))
+    .await;
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).is_empty(),
+        "the command ran: {}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("the session could not be recorded"),
+        "{}",
+        text(&out.stderr)
+    );
+    let s = lab.sessions().await;
+    assert_eq!(s[0]["end_reason"], "recording_failed", "{s:?}");
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn disabling_an_identity_ends_its_live_sessions() {
+    let lab = Lab::start().await;
+    let mut child = long_session(&lab, "alice");
+    wait_started(&mut child);
+    let (st, v) = lab
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/identities/alice/status",
+            TOKEN,
+            Some(serde_json::json!({ "status": "disabled" })),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (out, took) = ends_within(child, Duration::from_secs(5));
+    println!("disabled: the ssh client exited {took:?} after the change answered");
+    assert!(
+        text(&out.stderr).contains("your account was disabled"),
+        "{}",
+        text(&out.stderr)
+    );
+    // And it cannot come back: its keys no longer authenticate.
+    let out = lab.ssh("alice", "root@db-01").arg("true").output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
     lab.server.stop();
 }
