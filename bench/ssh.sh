@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE="${1:-1024}"
 N="${2:-50}"
-IDLE="${3:-100 1000}"
+IDLE="${3-100 1000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target}"
 cargo build --release -q --bin gatehouse
 G="$CARGO_TARGET_DIR/release/gatehouse"
@@ -29,7 +29,8 @@ trap cleanup EXIT
 # The login on the target: a dedicated user with /bin/sh, so no shell start-up files (pyenv and
 # the like in root's .bashrc) are timed, and killed idle sessions leave nothing behind.
 LOGIN=ghbench
-id "$LOGIN" >/dev/null 2>&1 || useradd --system --shell /bin/sh --home-dir /nonexistent --no-create-home "$LOGIN"
+id "$LOGIN" >/dev/null 2>&1 || useradd --system --shell /bin/sh --home-dir /tmp --no-create-home "$LOGIN"
+usermod -d /tmp -p "*" "$LOGIN"   # no password, but not locked (sshd refuses locked accounts)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 T=$(free_port); B=$(free_port); P=$(free_port); WEB=$(free_port)
@@ -37,6 +38,7 @@ ssh-keygen -q -t ed25519 -N '' -C bench -f "$W/user"
 ssh-keygen -q -t ed25519 -N '' -C target -f "$W/target_host"
 ssh-keygen -q -t ed25519 -N '' -C bastion -f "$W/bastion_host"
 cp "$W/user.pub" "$W/authorized_keys"
+chmod 755 "$W"; chmod 644 "$W/authorized_keys"   # sshd reads it as the login user
 "$G" --data-dir "$W/data" ssh ca > "$W/ca.pub"
 mkdir -p /run/sshd
 sshd_conf() { # PORT HOSTKEY
@@ -90,7 +92,9 @@ pids+=($GPID)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P") 2>/dev/null && break; sleep 0.1; done
 for port in $T $B; do for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done; done
 
-O=(-c aes128-gcm@openssh.com -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
+# Same cipher and key exchange everywhere: OpenSSH 9.2 otherwise picks sntrup761x25519, whose
+# key generation alone costs ~190 ms per connection on this CPU (russh does not offer it).
+O=(-c aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
    -o IdentitiesOnly=yes -o LogLevel=ERROR -i "$W/user")
 direct()   { ssh "${O[@]}" -p "$T" "$LOGIN@127.0.0.1" "$@"; }
 jump()     { ssh "${O[@]}" -o "ProxyCommand=ssh ${O[*]} -p $B -W %h:%p $LOGIN@127.0.0.1" -p "$T" "$LOGIN@127.0.0.1" "$@"; }
@@ -113,17 +117,30 @@ down() { $1 "head -c $bytes /dev/zero" | cat > /dev/null; }
 up()   { head -c "$bytes" /dev/zero | $1 'cat > /dev/null'; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
-echo "openssh: $(ssh -V 2>&1); cipher aes128-gcm@openssh.com; $SIZE MiB each way, best of 3"
+echo "openssh: $(ssh -V 2>&1); cipher aes128-gcm@openssh.com, kex curve25519-sha256; $SIZE MiB each way, best of 3"
 printf '\n%-10s %12s %8s %12s %8s\n' path "down MiB/s" ratio "up MiB/s" ratio
 declare -A D U
+# GATEHOUSE_BENCH_PERF=FILE: record a perf profile of the gateway during its transfers.
+if [ -n "${GATEHOUSE_BENCH_PERF:-}" ]; then
+  perf record -F 999 -g -o "$GATEHOUSE_BENCH_PERF" -p "$GPID" 2>/dev/null & PERF=$!
+  down gatehouse; up gatehouse
+  kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
+fi
 for path in direct jump gatehouse; do
   D[$path]=$(echo "$SIZE / $(best down $path)" | bc -l)
   U[$path]=$(echo "$SIZE / $(best up $path)" | bc -l)
 done
+# CPU the gateway spends per transfer (user + system, from /proc), to tell CPU-bound from waiting.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$GPID/stat"; }
+c0=$(cpu_s); s0=$(now); down gatehouse; s1=$(now); c1=$(cpu_s); up gatehouse; s2=$(now); c2=$(cpu_s)
 for path in direct jump gatehouse; do
   printf '%-10s %12.1f %8.2f %12.1f %8.2f\n' $path "${D[$path]}" "$(echo "${D[$path]} / ${D[direct]}" | bc -l)" \
     "${U[$path]}" "$(echo "${U[$path]} / ${U[direct]}" | bc -l)"
 done
+
+printf 'gateway CPU: %.2f s for %s MiB down (%.0f%% of one core), %.2f s up (%.0f%%)\n' \
+  "$(echo "$c1 - $c0" | bc -l)" "$SIZE" "$(echo "100 * ($c1 - $c0) / ($s1 - $s0)" | bc -l)" \
+  "$(echo "$c2 - $c1" | bc -l)" "$(echo "100 * ($c2 - $c1) / ($s2 - $s1)" | bc -l)"
 
 printf '\nconnect latency, `ssh … true` x %s (ms)\n%-10s %8s %8s %8s %12s\n' "$N" path p50 p90 max "p50 - direct"
 declare -A P50

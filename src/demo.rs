@@ -102,16 +102,18 @@ kind = "eligible"
         .context("setting up the demo identities")?;
     store.close().await;
 
-    let port = settings.ssh_listen.port();
-    let host = settings.ssh_listen.ip();
-    eprintln!(
-        "\nGatehouse demo (data in {dir}). Paste this to open a recorded session on the sandbox:\n\n    ssh -i {key} -p {port} demo@sandbox@{host}\n\nOr `ssh -i {key} -p {port} {host}` to see what alice may reach. Recordings land in {rec}; check one with\n`gatehouse --data-dir {dir} recordings verify FILE.cast`. Web API on http://{web}. Stop with Ctrl-C.\n",
-        dir = dir.display(),
-        key = key_path.display(),
-        rec = settings.recordings_dir.display(),
-        web = settings.web_listen,
-    );
-    let served = crate::serve::run(settings).await;
+    let recordings = settings.recordings_dir.clone();
+    let banner = move |bound: crate::serve::Bound| {
+        let (host, port) = (bound.ssh.ip(), bound.ssh.port());
+        eprintln!(
+            "\nGatehouse demo (data in {dir}). Paste this to open a recorded session on the sandbox:\n\n    ssh -i {key} -p {port} demo@sandbox@{host}\n\nOr `ssh -i {key} -p {port} {host}` to see what alice may reach. Recordings land in {rec}; check one with\n`gatehouse --data-dir {dir} recordings verify FILE.cast`. Web API on http://{web}. Stop with Ctrl-C.\n",
+            dir = dir.display(),
+            key = key_path.display(),
+            rec = recordings.display(),
+            web = bound.web,
+        );
+    };
+    let served = crate::serve::run_with(settings, banner).await;
     stop.cancel();
     served
 }

@@ -12,7 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Where a started server listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub web: std::net::SocketAddr,
+    pub ssh: std::net::SocketAddr,
+}
+
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    run_with(settings, |_| {}).await
+}
+
+/// `serve`, calling `ready` once both listeners are bound (the demo prints its ssh line then).
+pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::Result<()> {
     let store = context::open_store(&settings, Schema::Migrate).await?;
     tracing::info!(database = %store.describe(), schema = store.schema_version(), "database ready");
     if settings.database_url.is_some() {
@@ -126,6 +138,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             login_timeout: settings.ssh_login_timeout,
         },
     );
+    ready(Bound {
+        web: addr,
+        ssh: ssh_addr,
+    });
     let ssh = tokio::spawn(gatehouse_gateway::ssh::serve(
         ssh_listener,
         gateway,

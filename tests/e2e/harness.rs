@@ -46,9 +46,19 @@ pub struct Server {
 impl Server {
     /// Starts `serve` on a free loopback port and waits until /healthz answers.
     pub async fn start(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_command("serve", data_dir, extra, env).await
+    }
+
+    /// Starts `command` (`serve` or `demo`) on free loopback ports.
+    pub async fn start_command(
+        command: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = gatehouse(data_dir);
         cmd.args(["--log-format", "json"]).args(extra).args([
-            "serve",
+            command,
             "--web-listen",
             "127.0.0.1:0",
             "--ssh-listen",

@@ -831,3 +831,136 @@ async fn disabling_an_identity_ends_its_live_sessions() {
     assert_eq!(out.status.code(), Some(255));
     lab.server.stop();
 }
+
+#[tokio::test]
+async fn the_demo_prints_an_ssh_line_that_reaches_a_recorded_sandbox_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_command("demo", dir.path(), &[], &[]).await;
+    // The banner names the key and the port actually bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let log = server.log();
+        if let Some(l) = log.lines().find(|l| l.trim_start().starts_with("ssh -i ")) {
+            break l.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "no ssh line printed:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        line.contains(&format!("-p {}", server.ssh.port())),
+        "{line}"
+    );
+    let mut words: Vec<String> = line.split_whitespace().map(String::from).collect();
+    // Paste it, as a newcomer would (plus non-interactive options and a command).
+    let program = words.remove(0);
+    let out = Command::new(program)
+        .current_dir(dir.path().parent().unwrap())
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .args(&words)
+        .arg("echo hello from the sandbox")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "hello from the sandbox\n");
+    // Recorded and verifiable.
+    let demo = dir.path().join("demo");
+    let mut casts = Vec::new();
+    let mut stack = vec![demo.join("recordings")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()) {
+            if e.is_dir() {
+                stack.push(e);
+            } else if e.extension().is_some_and(|x| x == "cast") {
+                casts.push(e);
+            }
+        }
+    }
+    // The session's end (and manifest) is written just after the client exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while casts.len() == 1 && !casts[0].with_extension("manifest.sig").exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(casts.len(), 1, "{casts:?}");
+    let out = gatehouse(&demo)
+        .args(["recordings", "verify"])
+        .arg(&casts[0])
+        .output()
+        .unwrap();
+    assert!(ok(&out).starts_with("OK: "));
+    server.stop();
+}
+
+#[tokio::test]
+async fn on_postgresql_a_revoke_on_one_instance_ends_the_session_on_another() {
+    let (name, url) = gatehouse_broker::testkit::create_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygen(&d.join("bob"), "bob@laptop");
+    // Two instances share the database and the key files (one data directory for both).
+    let data = d.join("data");
+    let out = run(gatehouse(&data).args(["--database-url", &url, "ssh", "ca"]));
+    assert!(out.status.success());
+    std::fs::write(d.join("ca.pub"), stdout(&out)).unwrap();
+    let sshd = Sshd::start(d, &d.join("ca.pub"));
+    let policy = format!(
+        "[[identities]]\nusername = \"bob\"\nssh_keys = [\"{}\"]\n\n[[targets]]\nname = \"db-01\"\nkind = \"ssh\"\naddress = \"127.0.0.1:{}\"\nhost_key = \"{}\"\n\n[[roles]]\nname = \"db-temp\"\ntargets = {{ names = [\"db-01\"] }}\nlogins = [\"root\"]\nmax_duration = \"1h\"\n\n[[assignments]]\nrole = \"db-temp\"\nto = \"bob\"\nkind = \"eligible\"\n",
+        std::fs::read_to_string(d.join("bob.pub")).unwrap().trim(),
+        sshd.port,
+        sshd.host_key_pub
+    );
+    std::fs::write(d.join("policy.toml"), policy).unwrap();
+    let out = run(gatehouse(&data)
+        .args(["--database-url", &url, "apply"])
+        .arg(d.join("policy.toml")));
+    assert!(out.status.success(), "{}", stdout(&out));
+    let env = [("GATEHOUSE_BOOTSTRAP_TOKEN", TOKEN)];
+    let a = Server::start(&data, &["--database-url", &url], &env).await;
+    let b = Server::start(&data, &["--database-url", &url], &env).await;
+    let lab = Lab {
+        dir,
+        server: a,
+        _sshd: sshd,
+    };
+    let bob = lab.token("bob").await;
+    let (st, r) = lab
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/requests",
+            &bob,
+            Some(serde_json::json!({ "role": "db-temp", "duration": "30m", "reason": "e2e" })),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let grant = r["grant_id"].as_str().unwrap().to_string();
+    let mut child = long_session(&lab, "bob");
+    wait_started(&mut child);
+    // Revoke through instance B; the session runs on instance A.
+    let resp = reqwest::Client::new()
+        .post(b.url(&format!("/api/v1/grants/{grant}/revoke")))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "reason": "e2e revoke on B" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (out, took) = ends_within(child, Duration::from_secs(5));
+    println!("postgres: the session on A ended {took:?} after B's revoke answered");
+    assert!(
+        text(&out.stderr).contains("your access was revoked"),
+        "{}",
+        text(&out.stderr)
+    );
+    b.stop();
+    lab.server.stop();
+    gatehouse_broker::testkit::drop_postgres_database(&name).await;
+}

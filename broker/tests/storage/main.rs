@@ -62,6 +62,7 @@ on_both_backends!(
     verify_names_problems_across_page_boundaries,
     appended_hashes_match_the_documented_encoding,
     grant_events_reach_subscribers_only_after_commit,
+    sessions_start_end_once_and_are_audited,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -101,12 +102,14 @@ fn signer() -> (tempfile::TempDir, SigningKeyPair) {
 mod audit_log;
 mod events;
 mod model;
+mod sessions;
 
 /// The scenarios `on_both_backends!` runs.
 mod suite {
     pub use super::audit_log::*;
     pub use super::events::*;
     pub use super::model::*;
+    pub use super::sessions::*;
 }
 
 /// Both migration sets must describe the same tables and columns.

@@ -105,7 +105,12 @@ pub async fn connect(
         seen: seen.clone(),
     };
     let work = async {
-        let mut handle = client::connect(client_config(), target.address.as_str(), handler)
+        let tcp = tokio::net::TcpStream::connect(target.address.as_str())
+            .await
+            .map_err(|e| fail(format!("cannot connect to {}: {e}", target.address)))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = tokio::io::BufReader::with_capacity(super::handler::READ_BUFFER, tcp);
+        let mut handle = client::connect_stream(client_config(), stream, handler)
             .await
             .map_err(|e| {
                 let mismatch = expected.is_some()
