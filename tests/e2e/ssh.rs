@@ -964,3 +964,83 @@ async fn on_postgresql_a_revoke_on_one_instance_ends_the_session_on_another() {
     lab.server.stop();
     gatehouse_broker::testkit::drop_postgres_database(&name).await;
 }
+
+/// Opens `ssh -L` through the gateway for a few seconds and reads what comes through the tunnel
+/// from the target's own sshd port.
+async fn through_a_tunnel(lab: &Lab, to_port: u16) -> String {
+    use std::io::Read;
+    let local = free_port();
+    let mut child = lab
+        .ssh("alice", "root@db-01")
+        .arg("-L")
+        .arg(format!("{local}:127.0.0.1:{to_port}"))
+        .arg("echo up; sleep 4")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_line(&mut child, b"up\n");
+    let mut got = Vec::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(n) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text(&got)
+}
+
+fn wait_line(child: &mut Child, want: &[u8]) {
+    use std::io::Read;
+    let mut buf = vec![0u8; want.len()];
+    child.stdout.as_mut().unwrap().read_exact(&mut buf).unwrap();
+    assert_eq!(buf, want);
+}
+
+#[tokio::test]
+async fn security_port_forwarding_needs_a_role_that_allows_it() {
+    let lab = Lab::start().await;
+    let sshd_port = {
+        let (_, t) = lab
+            .api(reqwest::Method::GET, "/api/v1/targets/db-01", TOKEN, None)
+            .await;
+        t["address"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    // db-root does not allow forwarding: the tunnel carries nothing, and the refusal is audited.
+    let got = through_a_tunnel(&lab, sshd_port).await;
+    assert_eq!(got, "", "a forward opened without permission");
+    let denied = lab.audit("session.denied").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"].to_string().contains("port forward")),
+        "{denied:?}"
+    );
+
+    // Once the role allows it, the same tunnel reaches the target's port, audited.
+    let (st, v) = lab
+        .api(
+            reqwest::Method::PUT,
+            "/api/v1/roles/db-root",
+            TOKEN,
+            Some(
+                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
+                "logins": ["root"], "port_forwarding": true }),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let got = through_a_tunnel(&lab, sshd_port).await;
+    assert!(got.starts_with("SSH-2.0-OpenSSH"), "{got:?}");
+    assert!(!lab.audit("session.forward").await.is_empty());
+    lab.server.stop();
+}
