@@ -252,4 +252,19 @@ pub enum SshCommand {
     /// Print the public key of Gatehouse's SSH user CA (created if missing), the line targets
     /// trust with sshd's TrustedUserCAKeys. Also served at GET /api/v1/ssh/user-ca.
     Ca,
+
+    /// Sign an engineer's SSH public key with Gatehouse's client CA: the certificate logs
+    /// IDENTITY in to the gateway (never to a target directly: targets trust another CA).
+    ///
+    /// Writes FILE's certificate beside it as NAME-cert.pub, where OpenSSH finds it. Audited.
+    SignUserKey {
+        /// The public key file (e.g. ~/.ssh/id_ed25519.pub).
+        file: PathBuf,
+        /// The identity it logs in as (must be active).
+        #[arg(long)]
+        identity: String,
+        /// How long it is valid, e.g. 8h or 7d (at most 30d).
+        #[arg(long, default_value = "8h")]
+        valid: String,
+    },
 }

@@ -36,6 +36,8 @@ pub struct SshConfig {
     pub host_key: Option<PathBuf>,
     /// The user CA that signs session certificates [default: DATA_DIR/keys/ssh_user_ca].
     pub user_ca_key: Option<PathBuf>,
+    /// The CA that signs engineers' own certificates [default: DATA_DIR/keys/ssh_client_ca].
+    pub client_ca_key: Option<PathBuf>,
     /// Where recordings are written [default: DATA_DIR/recordings].
     pub recordings_dir: Option<PathBuf>,
     /// Refuse or end a session whose recording cannot be written [default: true].
@@ -101,6 +103,7 @@ pub struct Settings {
     pub ssh_listen: SocketAddr,
     pub ssh_host_key: PathBuf,
     pub ssh_user_ca_key: PathBuf,
+    pub ssh_client_ca_key: PathBuf,
     pub recordings_dir: PathBuf,
     pub strict_recording: bool,
     pub ssh_login_timeout: Duration,
@@ -148,6 +151,10 @@ impl Settings {
             .user_ca_key
             .map(from_file)
             .unwrap_or_else(|| keys.join("ssh_user_ca"));
+        let ssh_client_ca_key = ssh
+            .client_ca_key
+            .map(from_file)
+            .unwrap_or_else(|| keys.join("ssh_client_ca"));
         let recordings_dir = ssh
             .recordings_dir
             .map(from_file)
@@ -187,6 +194,7 @@ impl Settings {
                 .unwrap_or(default_ssh),
             ssh_host_key,
             ssh_user_ca_key,
+            ssh_client_ca_key,
             recordings_dir,
             strict_recording: ssh.strict_recording.unwrap_or(true),
             ssh_login_timeout: ssh.login_timeout.unwrap_or(Duration::from_secs(30)),

@@ -18,6 +18,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         signing_key: keys_dir.join("signing-key.pem"),
         ssh_host_key: keys_dir.join("ssh_host_ed25519_key"),
         ssh_user_ca_key: keys_dir.join("ssh_user_ca"),
+        ssh_client_ca_key: keys_dir.join("ssh_client_ca"),
         recordings_dir: dir.join("recordings"),
         ..settings
     };

@@ -45,8 +45,13 @@ pub fn recordings(settings: &Settings, cmd: RecordingsCommand) -> anyhow::Result
     }
 }
 
-pub fn ssh(settings: &Settings, cmd: SshCommand) -> anyhow::Result<ExitCode> {
+pub async fn ssh(settings: &Settings, cmd: SshCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        SshCommand::SignUserKey {
+            file,
+            identity,
+            valid,
+        } => sign_user_key(settings, &file, &identity, &valid).await,
         SshCommand::Ca => {
             context::prepare_data_dir(&settings.data_dir)?;
             let (ca, _) = gatehouse_gateway::keys::load_or_create(
@@ -57,4 +62,73 @@ pub fn ssh(settings: &Settings, cmd: SshCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn sign_user_key(
+    settings: &Settings,
+    file: &std::path::Path,
+    identity: &str,
+    valid: &str,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use gatehouse_broker::{Clock, SystemClock, identities};
+    let valid = humantime::parse_duration(valid)
+        .map_err(|e| anyhow::anyhow!("--valid {valid}: {e} (write e.g. 8h or 7d)"))?;
+    if valid.is_zero() || valid > std::time::Duration::from_secs(30 * 86_400) {
+        anyhow::bail!("--valid must be more than zero and at most 30d");
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let key = gatehouse_gateway::keys::parse_public(&text)
+        .with_context(|| format!("{}", file.display()))?;
+    let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
+    let who = identities::by_username(&mut *store.pool().acquire().await?, identity).await?;
+    match who {
+        Some(w) if w.status == identities::Status::Active => {}
+        Some(_) => anyhow::bail!("identity {identity} is not active"),
+        None => anyhow::bail!("no identity {identity}"),
+    }
+    context::prepare_data_dir(&settings.data_dir)?;
+    let (ca, _) = gatehouse_gateway::keys::load_or_create(
+        &settings.ssh_client_ca_key,
+        "gatehouse client CA",
+    )?;
+    let now = SystemClock.now_ms();
+    let cert = gatehouse_gateway::keys::sign_client_cert(
+        &ca,
+        &key,
+        identity,
+        u64::try_from(now / 1000).unwrap_or(0),
+        valid.as_secs(),
+    )?;
+    let line = cert
+        .to_openssh()
+        .map_err(|e| anyhow::anyhow!("encoding the certificate: {e}"))?;
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("key.pub");
+    let out = file.with_file_name(format!("{}-cert.pub", name.trim_end_matches(".pub")));
+    std::fs::write(&out, format!("{line}\n"))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let mut tx = store.begin().await?;
+    gatehouse_broker::audit::append(
+        &mut tx,
+        now,
+        gatehouse_broker::audit::NewEvent::new(
+            "cli",
+            "ssh.client_cert_issued",
+            format!("identity:{identity}"),
+        )
+        .details(serde_json::json!({
+            "key": gatehouse_gateway::keys::fingerprint(&key),
+            "key_id": cert.key_id(),
+            "valid_before": cert.valid_before(),
+        })),
+    )
+    .await?;
+    tx.commit().await?;
+    store.close().await;
+    println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
 }

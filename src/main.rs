@@ -73,7 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Authorize(args) => access_cmd::authorize(&settings, args).await,
         Command::Sod(cli::SodCommand::Scan) => access_cmd::sod_scan(&settings).await,
         Command::Recordings(cmd) => gateway_cmd::recordings(&settings, cmd),
-        Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd),
+        Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd).await,
         Command::Version => {
             use gatehouse_broker::store::{Backend, latest_schema_version};
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));

@@ -56,6 +56,10 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         tracing::info!(path = %settings.ssh_user_ca_key.display(), "created the SSH user CA (targets trust it: `gatehouse ssh ca`)");
     }
     let user_ca_line = gatehouse_gateway::keys::public_line(&user_ca)?;
+    let (client_ca, _) = gatehouse_gateway::keys::load_or_create(
+        &settings.ssh_client_ca_key,
+        "gatehouse client CA",
+    )?;
     let ssh_listener = tokio::net::TcpListener::bind(settings.ssh_listen)
         .await
         .with_context(|| format!("cannot listen on {} (SSH)", settings.ssh_listen))?;
@@ -130,8 +134,11 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         cache.clone(),
         clock.clone(),
         signer.clone(),
-        host_key,
-        Arc::new(user_ca),
+        gatehouse_gateway::ssh::SshKeys {
+            host_key,
+            user_ca: Arc::new(user_ca),
+            client_ca: client_ca.public_key().clone(),
+        },
         gatehouse_gateway::ssh::Settings {
             recordings_dir: settings.recordings_dir.clone(),
             strict_recording: settings.strict_recording,

@@ -8,6 +8,14 @@ use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
 use russh::keys::ssh_key::{Certificate, HashAlg, LineEnding, PrivateKey};
 use std::path::Path;
 
+pub use russh::keys::PublicKey;
+
+/// Reads a public key line (`ssh-ed25519 AAAA… comment`).
+pub fn parse_public(line: &str) -> Result<PublicKey> {
+    PublicKey::from_openssh(line.trim())
+        .map_err(|e| Error::Key(format!("not an OpenSSH public key: {e}")))
+}
+
 /// A fresh Ed25519 key from the operating system's random generator.
 pub fn new_ed25519(comment: &str) -> Result<PrivateKey> {
     let mut seed = [0u8; 32];
@@ -106,6 +114,59 @@ pub fn mint_user_cert(
     b.sign(ca).map_err(bad)
 }
 
+/// Key ids of engineers' certificates start with this (session certificates never do).
+pub const CLIENT_KEY_ID_PREFIX: &str = "gatehouse-user ";
+
+/// Signs an engineer's public key with the client CA: type user, one principal (the username),
+/// valid from a minute ago for `valid_seconds`, no critical options.
+pub fn sign_client_cert(
+    ca: &PrivateKey,
+    subject: &russh::keys::PublicKey,
+    username: &str,
+    now_unix: u64,
+    valid_seconds: u64,
+) -> Result<Certificate> {
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|e| Error::Key(format!("random generator: {e}")))?;
+    let mut serial = [0u8; 8];
+    getrandom::fill(&mut serial).map_err(|e| Error::Key(format!("random generator: {e}")))?;
+    let bad = |e: russh::keys::ssh_key::Error| Error::Key(format!("certificate: {e}"));
+    let serial = u64::from_be_bytes(serial);
+    let mut b = Builder::new(
+        nonce.to_vec(),
+        subject.key_data().clone(),
+        now_unix.saturating_sub(SKEW_SECONDS),
+        now_unix + valid_seconds,
+    )
+    .map_err(bad)?;
+    b.serial(serial).map_err(bad)?;
+    b.cert_type(CertType::User).map_err(bad)?;
+    b.key_id(format!(
+        "{CLIENT_KEY_ID_PREFIX}identity={username} serial={serial}"
+    ))
+    .map_err(bad)?;
+    b.valid_principal(username).map_err(bad)?;
+    b.extension("permit-pty", "").map_err(bad)?;
+    b.sign(ca).map_err(bad)
+}
+
+/// The username an engineer's certificate names, if it is one Gatehouse issued: signed by the
+/// client CA, type user, a Gatehouse key id, exactly one principal, no critical options.
+/// (russh has checked the signature and the validity window.)
+pub fn client_cert_identity(
+    cert: &Certificate,
+    client_ca: &russh::keys::PublicKey,
+) -> Option<String> {
+    let ok = cert.signature_key() == client_ca.key_data()
+        && cert.cert_type().is_user()
+        && cert.key_id().starts_with(CLIENT_KEY_ID_PREFIX)
+        && cert.critical_options().is_empty();
+    match (ok, cert.valid_principals()) {
+        (true, [one]) if !one.is_empty() && !one.contains(',') => Some(one.clone()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +191,58 @@ mod tests {
                 .unwrap()
                 .starts_with("ssh-ed25519 ")
         );
+    }
+
+    #[test]
+    fn security_only_gatehouse_client_certificates_name_an_identity() {
+        let client_ca = new_ed25519("client ca").unwrap();
+        let user_ca = new_ed25519("user ca").unwrap();
+        let key = new_ed25519("k").unwrap();
+        let ours = sign_client_cert(&client_ca, key.public_key(), "alice", 1_000, 3_600).unwrap();
+        assert_eq!(
+            client_cert_identity(&ours, client_ca.public_key()).as_deref(),
+            Some("alice")
+        );
+        // Signed by the target-facing CA (a session certificate, say): not an identity.
+        let session = mint_user_cert(
+            &user_ca,
+            key.public_key(),
+            &CertRequest {
+                login: "alice",
+                identity: "alice",
+                session_id: "s",
+                now_unix: 1_000,
+                not_after_unix: None,
+                port_forwarding: false,
+            },
+        )
+        .unwrap();
+        assert!(client_cert_identity(&session, client_ca.public_key()).is_none());
+        // Right CA, but a key id Gatehouse never writes, several principals, or a critical option.
+        let custom = |f: &dyn Fn(&mut Builder)| {
+            let mut b =
+                Builder::new(vec![1; 32], key.public_key().key_data().clone(), 0, 9_999).unwrap();
+            b.cert_type(CertType::User).unwrap();
+            f(&mut b);
+            b.sign(&client_ca).unwrap()
+        };
+        let c = custom(&|b| {
+            b.key_id("someone else").unwrap();
+            b.valid_principal("alice").unwrap();
+        });
+        assert!(client_cert_identity(&c, client_ca.public_key()).is_none());
+        let c = custom(&|b| {
+            b.key_id(format!("{CLIENT_KEY_ID_PREFIX}x")).unwrap();
+            b.valid_principal("alice").unwrap();
+            b.valid_principal("bob").unwrap();
+        });
+        assert!(client_cert_identity(&c, client_ca.public_key()).is_none());
+        let c = custom(&|b| {
+            b.key_id(format!("{CLIENT_KEY_ID_PREFIX}x")).unwrap();
+            b.valid_principal("alice").unwrap();
+            b.critical_option("force-command", "true").unwrap();
+        });
+        assert!(client_cert_identity(&c, client_ca.public_key()).is_none());
     }
 
     #[test]

@@ -1044,3 +1044,83 @@ async fn security_port_forwarding_needs_a_role_that_allows_it() {
     assert!(!lab.audit("session.forward").await.is_empty());
     lab.server.stop();
 }
+
+#[tokio::test]
+async fn engineers_log_in_with_gatehouse_client_certificates_only() {
+    let lab = Lab::start().await;
+    // A key nobody registered, certified for alice by `gatehouse ssh sign-user-key`.
+    keygen(&lab.path("laptop"), "alice@new-laptop");
+    let out = gatehouse(&lab.path("data"))
+        .args([
+            "ssh",
+            "sign-user-key",
+            "--identity",
+            "alice",
+            "--valid",
+            "1h",
+        ])
+        .arg(lab.path("laptop.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok(&out).trim(),
+        lab.path("laptop-cert.pub").display().to_string()
+    );
+    // Copies of the same private key under other names, so OpenSSH (which picks up NAME-cert.pub
+    // beside NAME by itself) presents exactly one thing each time.
+    let copy_key = |name: &str| {
+        let to = lab.path(name);
+        std::fs::copy(lab.path("laptop"), &to).unwrap();
+        std::fs::copy(lab.path("laptop.pub"), to.with_extension("pub")).unwrap();
+    };
+    let out = lab
+        .ssh("laptop", "root@db-01")
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "root\n");
+    let s = lab.sessions().await;
+    assert_eq!(s[0]["identity"], "alice", "{s:?}");
+    assert!(!lab.audit("ssh.client_cert_issued").await.is_empty());
+
+    // The same key certified by the CA targets trust (as if a session certificate leaked):
+    // refused, like the bare unregistered key.
+    copy_key("forged");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(lab.path("data/keys/ssh_user_ca"))
+        .args([
+            "-I",
+            "gatehouse-user identity=alice",
+            "-n",
+            "alice",
+            "-V",
+            "-5m:+1h",
+        ])
+        .arg(lab.path("forged.pub"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = lab
+        .ssh("forged", "root@db-01")
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    copy_key("bare");
+    let out = lab
+        .ssh("bare", "root@db-01")
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    // An unknown identity cannot be certified.
+    let out = gatehouse(&lab.path("data"))
+        .args(["ssh", "sign-user-key", "--identity", "mallory"])
+        .arg(lab.path("laptop.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no identity mallory"));
+    lab.server.stop();
+}

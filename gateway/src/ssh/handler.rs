@@ -137,18 +137,51 @@ impl Handler {
 impl server::Handler for Handler {
     type Error = russh::Error;
 
-    /// A key offered without a signature: say whether a signature with it could succeed. This
-    /// never authenticates and changes nothing (regression test
-    /// `security_offered_key_without_signature_never_authenticates`).
+    /// A key offered without a signature ("would you accept this key?"). The answer is always
+    /// "sign and see": it never authenticates and changes nothing (regression test
+    /// `security_offered_key_without_signature_never_authenticates`). Saying yes to every key
+    /// is what lets certificates through (russh shows us only a certificate's subject key
+    /// here) and tells a prober nothing about which keys are registered; each key that then
+    /// fails its real check costs an attempt and the rejection delay.
     async fn auth_publickey_offered(
         &mut self,
         _user: &str,
-        offer: PublicKeyOffer<'_>,
+        _offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(match self.owner(offer.public_key).await {
-            Some(_) => Auth::Accept,
-            None => Auth::reject(),
-        })
+        Ok(Auth::Accept)
+    }
+
+    /// A certificate whose signature russh verified (with the validity window): Gatehouse still
+    /// checks the CA (its client CA, never the target-facing user CA), the type, the key id, the
+    /// one principal (the username) and that no critical option is set — then the identity.
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        cert: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        let Some(username) = crate::keys::client_cert_identity(cert, &self.conn.shared.client_ca)
+        else {
+            return Ok(Auth::reject());
+        };
+        let who = match self.conn.shared.store.pool().acquire().await {
+            Ok(mut c) => identities::by_username(&mut c, &username)
+                .await
+                .ok()
+                .flatten(),
+            Err(_) => None,
+        };
+        match who {
+            Some(who) if who.status == identities::Status::Active => {
+                tracing::info!(identity = %who.username, peer = %self.conn.peer, ssh_user = %user, key_id = %cert.key_id(), "authenticated by certificate");
+                self.identity = Some(open::Who {
+                    id: who.id,
+                    username: who.username,
+                    ssh_user: user.to_string(),
+                });
+                Ok(Auth::Accept)
+            }
+            _ => Ok(Auth::reject()),
+        }
     }
 
     /// Called by russh only after the signature over the session verified with this key.

@@ -32,6 +32,22 @@ pub struct Settings {
     pub login_timeout: Duration,
 }
 
+/// The gateway's SSH keys.
+pub struct SshKeys {
+    /// What clients see (and pin).
+    pub host_key: PrivateKey,
+    /// Signs session certificates; targets trust it.
+    pub user_ca: Arc<PrivateKey>,
+    /// Its certificates identify engineers to the gateway.
+    pub client_ca: russh::keys::PublicKey,
+}
+
+impl std::fmt::Debug for SshKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SshKeys(..)")
+    }
+}
+
 /// Everything the connections of one gateway share.
 pub struct Shared {
     pub store: Store,
@@ -39,6 +55,9 @@ pub struct Shared {
     pub clock: SharedClock,
     pub signer: Arc<SigningKeyPair>,
     pub user_ca: Arc<PrivateKey>,
+    /// The CA whose certificates identify engineers (separate from `user_ca`, which targets
+    /// trust: an engineer's certificate must never open a target directly).
+    pub client_ca: russh::keys::PublicKey,
     pub settings: Settings,
     pub live: Arc<Live>,
     config: Arc<server::Config>,
@@ -75,10 +94,14 @@ impl Shared {
         cache: CatalogCache,
         clock: SharedClock,
         signer: Arc<SigningKeyPair>,
-        host_key: PrivateKey,
-        user_ca: Arc<PrivateKey>,
+        keys: SshKeys,
         settings: Settings,
     ) -> Arc<Self> {
+        let SshKeys {
+            host_key,
+            user_ca,
+            client_ca,
+        } = keys;
         let config = server::Config {
             server_id: russh::SshId::Standard("SSH-2.0-Gatehouse".into()),
             methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
@@ -103,6 +126,7 @@ impl Shared {
             clock,
             signer,
             user_ca,
+            client_ca,
             settings,
             live: Arc::new(Live::default()),
             config: Arc::new(config),
