@@ -124,6 +124,10 @@ pub enum Command {
     #[command(subcommand)]
     Ssh(SshCommand),
 
+    /// Second factors.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+
     /// Print the version, the database schema version and the supported backends.
     Version,
 }
@@ -266,5 +270,18 @@ pub enum SshCommand {
         /// How long it is valid, e.g. 8h or 7d (at most 30d).
         #[arg(long, default_value = "8h")]
         valid: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// Enroll (or replace) an identity's TOTP factor and print, once, the otpauth:// URL and the
+    /// base32 secret for an authenticator app. The seed is stored sealed (AES-256-GCM, key in
+    /// DATA_DIR/keys/secrets.key). Roles with `session_mfa = true` then ask for a code at SSH
+    /// login. Audited, without the secret.
+    EnrollTotp {
+        /// The username.
+        #[arg(long)]
+        identity: String,
     },
 }

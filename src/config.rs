@@ -104,6 +104,8 @@ pub struct Settings {
     pub ssh_host_key: PathBuf,
     pub ssh_user_ca_key: PathBuf,
     pub ssh_client_ca_key: PathBuf,
+    /// Seals second-factor seeds (AES-256-GCM); instances sharing a database share it.
+    pub sealing_key: PathBuf,
     pub recordings_dir: PathBuf,
     pub strict_recording: bool,
     pub ssh_login_timeout: Duration,
@@ -195,6 +197,7 @@ impl Settings {
             ssh_host_key,
             ssh_user_ca_key,
             ssh_client_ca_key,
+            sealing_key: keys.join("secrets.key"),
             recordings_dir,
             strict_recording: ssh.strict_recording.unwrap_or(true),
             ssh_login_timeout: ssh.login_timeout.unwrap_or(Duration::from_secs(30)),

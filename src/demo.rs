@@ -19,6 +19,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ssh_host_key: keys_dir.join("ssh_host_ed25519_key"),
         ssh_user_ca_key: keys_dir.join("ssh_user_ca"),
         ssh_client_ca_key: keys_dir.join("ssh_client_ca"),
+        sealing_key: keys_dir.join("secrets.key"),
         recordings_dir: dir.join("recordings"),
         ..settings
     };

@@ -10,6 +10,7 @@ mod context;
 mod demo;
 mod gateway_cmd;
 mod logging;
+mod mfa_cmd;
 mod serve;
 
 use clap::Parser;
@@ -74,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sod(cli::SodCommand::Scan) => access_cmd::sod_scan(&settings).await,
         Command::Recordings(cmd) => gateway_cmd::recordings(&settings, cmd),
         Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd).await,
+        Command::Mfa(cmd) => mfa_cmd::run(&settings, cmd).await,
         Command::Version => {
             use gatehouse_broker::store::{Backend, latest_schema_version};
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));

@@ -138,6 +138,9 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             host_key,
             user_ca: Arc::new(user_ca),
             client_ca: client_ca.public_key().clone(),
+            sealing: Arc::new(gatehouse_broker::sealing::SealingKey::load_or_create(
+                &settings.sealing_key,
+            )?),
         },
         gatehouse_gateway::ssh::Settings {
             recordings_dir: settings.recordings_dir.clone(),

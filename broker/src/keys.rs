@@ -140,7 +140,7 @@ impl SigningKeyPair {
 
 /// Writes a secret file: created with mode 0600 under a temporary name, then renamed into place,
 /// so a crash never leaves a half-written key and the key is never world-readable.
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let err = |e: std::io::Error| Error::Key(format!("cannot write {}: {e}", path.display()));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;

@@ -123,6 +123,8 @@ pub struct RoleSpec {
     pub request_ttl_ms: i64,
     /// Whether SSH local port forwarding is allowed.
     pub port_forwarding: bool,
+    /// Sessions through this role need a second factor at login (SSH: a TOTP prompt).
+    pub session_mfa: bool,
 }
 
 impl Default for RoleSpec {
@@ -142,6 +144,7 @@ impl Default for RoleSpec {
             break_glass: false,
             request_ttl_ms: DEFAULT_REQUEST_TTL_MS,
             port_forwarding: false,
+            session_mfa: false,
         }
     }
 }

@@ -131,6 +131,8 @@ pub struct RoleDoc {
     pub request_ttl: Option<String>,
     #[serde(default)]
     pub port_forwarding: bool,
+    #[serde(default)]
+    pub session_mfa: bool,
 }
 
 impl RoleDoc {
@@ -161,6 +163,7 @@ impl RoleDoc {
             break_glass: self.break_glass,
             request_ttl_ms: dur(&self.request_ttl, d.request_ttl_ms, "request_ttl")?,
             port_forwarding: self.port_forwarding,
+            session_mfa: self.session_mfa,
         };
         crate::roles::validate_name(&self.name)?;
         spec.check(&self.name)?;

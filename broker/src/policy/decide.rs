@@ -212,6 +212,13 @@ pub fn decide(cat: &Catalog, req: &AccessRequest, now_ms: i64) -> Decision {
                 }
             },
         };
+        if c.role.spec.session_mfa && req.mfa_at_ms.is_none() {
+            reasons.push(format!(
+                "{} requires a second factor at login (none was given)",
+                c.label
+            ));
+            continue;
+        }
         if let Some(cond) = &c.role.condition {
             let verdict = match cond {
                 Ok(condition) => evaluations.check(

@@ -46,6 +46,7 @@ pub(super) async fn connection(
         conn: Arc::new(Conn::new(shared.clone(), peer, local)),
         authed: authed.clone(),
         identity: None,
+        pending: None,
     };
     let deadline = shared.settings.login_timeout;
     let watchdog = {
@@ -119,9 +120,14 @@ use std::future::Future;
 struct Handler {
     conn: Arc<Conn>,
     authed: Arc<AtomicBool>,
-    /// Set once a signature was verified.
+    /// Set once a signature was verified (and the second factor passed, where needed).
     identity: Option<open::Who>,
+    /// Verified by key or certificate, waiting for the TOTP code; with the failed tries.
+    pending: Option<(open::Who, u8)>,
 }
+
+/// Wrong TOTP codes allowed per connection before it is refused.
+const MFA_TRIES: u8 = 3;
 
 impl Handler {
     /// The active identity owning `key` as an active registered key, if any.
@@ -134,7 +140,104 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// A key or certificate verified: logged in, or (when the destination needs a second factor
+    /// and the identity has one) on to the TOTP prompt.
+    async fn verified(&mut self, who: open::Who) -> Auth {
+        let shared = self.conn.shared.clone();
+        if open::needs_second_factor(&shared, &who, self.conn.peer).await {
+            let enrolled = match shared.store.pool().acquire().await {
+                Ok(mut c) => gatehouse_broker::mfa::has_totp(&mut c, &who.id)
+                    .await
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
+            if enrolled {
+                self.pending = Some((who, 0));
+                return Auth::Reject {
+                    proceed_with_methods: Some(russh::MethodSet::from(
+                        &[russh::MethodKind::KeyboardInteractive][..],
+                    )),
+                    partial_success: true,
+                };
+            }
+            // Not enrolled: logged in, and the session's decision says why it is refused.
+        }
+        self.identity = Some(who);
+        Auth::Accept
+    }
+}
+
+fn totp_prompt(retry: bool) -> Auth {
+    Auth::Partial {
+        name: "Gatehouse".into(),
+        instructions: if retry {
+            "That code was not accepted.".into()
+        } else {
+            "This access needs a second factor.".into()
+        },
+        prompts: vec![("TOTP code: ".into(), false)].into(),
+    }
+}
+
 impl server::Handler for Handler {
+    /// The TOTP prompt, only after a verified key or certificate whose destination needs it.
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        _user: &str,
+        _submethods: &str,
+        response: Option<server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some((who, tries)) = self.pending.clone() else {
+            return Ok(Auth::reject());
+        };
+        let Some(mut answers) = response else {
+            return Ok(totp_prompt(tries > 0));
+        };
+        let code = answers
+            .next()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let shared = self.conn.shared.clone();
+        let now = shared.clock.now_ms();
+        let checked = async {
+            let mut tx = shared.store.begin().await?;
+            let ok = gatehouse_broker::mfa::check_totp(
+                &mut tx,
+                now,
+                &who.id,
+                &who.username,
+                &code,
+                "ssh",
+                &shared.sealing,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<bool, gatehouse_broker::Error>(ok)
+        };
+        match checked.await {
+            Ok(true) => {
+                self.pending = None;
+                self.conn.set_mfa_at(now);
+                self.identity = Some(who);
+                Ok(Auth::Accept)
+            }
+            Ok(false) if tries + 1 < MFA_TRIES => {
+                self.pending = Some((who, tries + 1));
+                Ok(totp_prompt(true))
+            }
+            Ok(false) => {
+                self.pending = None;
+                Ok(Auth::reject())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check a TOTP code");
+                self.pending = None;
+                Ok(Auth::reject())
+            }
+        }
+    }
+
     type Error = russh::Error;
 
     /// A key offered without a signature ("would you accept this key?"). The answer is always
@@ -172,13 +275,14 @@ impl server::Handler for Handler {
         };
         match who {
             Some(who) if who.status == identities::Status::Active => {
-                tracing::info!(identity = %who.username, peer = %self.conn.peer, ssh_user = %user, key_id = %cert.key_id(), "authenticated by certificate");
-                self.identity = Some(open::Who {
-                    id: who.id,
-                    username: who.username,
-                    ssh_user: user.to_string(),
-                });
-                Ok(Auth::Accept)
+                tracing::info!(identity = %who.username, peer = %self.conn.peer, ssh_user = %user, key_id = %cert.key_id(), "certificate verified");
+                Ok(self
+                    .verified(open::Who {
+                        id: who.id,
+                        username: who.username,
+                        ssh_user: user.to_string(),
+                    })
+                    .await)
             }
             _ => Ok(Auth::reject()),
         }
@@ -192,13 +296,14 @@ impl server::Handler for Handler {
     ) -> Result<Auth, Self::Error> {
         match self.owner(key.public_key).await {
             Some((id, username)) => {
-                tracing::info!(identity = %username, peer = %self.conn.peer, ssh_user = %user, "authenticated");
-                self.identity = Some(open::Who {
-                    id,
-                    username,
-                    ssh_user: user.to_string(),
-                });
-                Ok(Auth::Accept)
+                tracing::info!(identity = %username, peer = %self.conn.peer, ssh_user = %user, "key verified");
+                Ok(self
+                    .verified(open::Who {
+                        id,
+                        username,
+                        ssh_user: user.to_string(),
+                    })
+                    .await)
             }
             None => Ok(Auth::reject()),
         }

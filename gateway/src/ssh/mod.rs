@@ -40,6 +40,8 @@ pub struct SshKeys {
     pub user_ca: Arc<PrivateKey>,
     /// Its certificates identify engineers to the gateway.
     pub client_ca: russh::keys::PublicKey,
+    /// Opens sealed second-factor seeds.
+    pub sealing: Arc<gatehouse_broker::sealing::SealingKey>,
 }
 
 impl std::fmt::Debug for SshKeys {
@@ -58,6 +60,7 @@ pub struct Shared {
     /// The CA whose certificates identify engineers (separate from `user_ca`, which targets
     /// trust: an engineer's certificate must never open a target directly).
     pub client_ca: russh::keys::PublicKey,
+    pub sealing: Arc<gatehouse_broker::sealing::SealingKey>,
     pub settings: Settings,
     pub live: Arc<Live>,
     config: Arc<server::Config>,
@@ -101,10 +104,18 @@ impl Shared {
             host_key,
             user_ca,
             client_ca,
+            sealing,
         } = keys;
         let config = server::Config {
             server_id: russh::SshId::Standard("SSH-2.0-Gatehouse".into()),
-            methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
+            // Keyboard-interactive only ever follows a verified key (a TOTP prompt for roles
+            // that need a second factor); on its own it is refused.
+            methods: russh::MethodSet::from(
+                &[
+                    russh::MethodKind::PublicKey,
+                    russh::MethodKind::KeyboardInteractive,
+                ][..],
+            ),
             keys: vec![host_key],
             // OpenSSH's first `none` probe must not cost a second; real rejections do.
             auth_rejection_time: Duration::from_millis(500),
@@ -127,6 +138,7 @@ impl Shared {
             signer,
             user_ca,
             client_ca,
+            sealing,
             settings,
             live: Arc::new(Live::default()),
             config: Arc::new(config),

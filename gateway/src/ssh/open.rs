@@ -32,6 +32,8 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub local: Option<SocketAddr>,
     upstream: tokio::sync::Mutex<Option<Arc<client::Handle<Upstream>>>>,
+    /// When this connection passed a second factor at login, if it did.
+    mfa_at_ms: std::sync::Mutex<Option<i64>>,
 }
 
 impl Conn {
@@ -41,7 +43,18 @@ impl Conn {
             peer,
             local,
             upstream: tokio::sync::Mutex::new(None),
+            mfa_at_ms: std::sync::Mutex::new(None),
         }
+    }
+
+    pub fn set_mfa_at(&self, ms: i64) {
+        if let Ok(mut m) = self.mfa_at_ms.lock() {
+            *m = Some(ms);
+        }
+    }
+
+    pub fn mfa_at(&self) -> Option<i64> {
+        self.mfa_at_ms.lock().ok().and_then(|m| *m)
     }
 
     /// The connection to the target, made on first use.
@@ -129,6 +142,7 @@ pub(super) async fn session(
         identity: who.username.clone(),
         protocol: "ssh".into(),
         source_ip: Some(conn.peer.ip()),
+        mfa_at_ms: conn.mfa_at(),
         ..Default::default()
     };
     let catalog = match shared.store.pool().acquire().await {
@@ -381,6 +395,7 @@ pub(super) async fn forward(
         target: target_name,
         login,
         source_ip: Some(conn.peer.ip()),
+        mfa_at_ms: conn.mfa_at(),
         ..Default::default()
     };
     let decision = policy::authorize(&shared.store, &shared.cache, now, &request).await;
@@ -444,4 +459,34 @@ pub(super) async fn forward(
     }
     reply.accept().await;
     bridge::raw(channel, up_channel).await;
+}
+
+/// Whether the destination `who` asked for is allowed only with a second factor: denied without
+/// one, allowed with one given now. Not audited (the session's own decision is).
+pub(super) async fn needs_second_factor(shared: &Shared, who: &Who, peer: SocketAddr) -> bool {
+    let now = shared.clock.now_ms();
+    let catalog = match shared.store.pool().acquire().await {
+        Ok(mut c) => shared.cache.current(&mut c, now).await.ok(),
+        Err(_) => None,
+    };
+    let Some(catalog) = catalog else {
+        return false;
+    };
+    let (target, login) = match target::parse(&who.ssh_user) {
+        Destination::Explicit { login, target } => (target, Some(login)),
+        Destination::Word(w) => (w, None),
+    };
+    let mut req = AccessRequest {
+        identity: who.username.clone(),
+        protocol: "ssh".into(),
+        target,
+        login,
+        source_ip: Some(peer.ip()),
+        ..Default::default()
+    };
+    if policy::decide(&catalog, &req, now).allow {
+        return false;
+    }
+    req.mfa_at_ms = Some(now);
+    policy::decide(&catalog, &req, now).allow
 }
