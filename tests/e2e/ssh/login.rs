@@ -1,0 +1,209 @@
+//! Logging in to the gateway beyond a registered key: client certificates and the TOTP
+//! second factor.
+
+use super::*;
+
+#[tokio::test]
+async fn engineers_log_in_with_gatehouse_client_certificates_only() {
+    let lab = Lab::start().await;
+    // A key nobody registered, certified for alice by `gatehouse ssh sign-user-key`.
+    keygen(&lab.path("laptop"), "alice@new-laptop");
+    let out = gatehouse(&lab.path("data"))
+        .args([
+            "ssh",
+            "sign-user-key",
+            "--identity",
+            "alice",
+            "--valid",
+            "1h",
+        ])
+        .arg(lab.path("laptop.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok(&out).trim(),
+        lab.path("laptop-cert.pub").display().to_string()
+    );
+    // Copies of the same private key under other names, so OpenSSH (which picks up NAME-cert.pub
+    // beside NAME by itself) presents exactly one thing each time.
+    let copy_key = |name: &str| {
+        let to = lab.path(name);
+        std::fs::copy(lab.path("laptop"), &to).unwrap();
+        std::fs::copy(lab.path("laptop.pub"), to.with_extension("pub")).unwrap();
+    };
+    let out = lab
+        .ssh("laptop", "root@db-01")
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "root\n");
+    let s = lab.sessions().await;
+    assert_eq!(s[0]["identity"], "alice", "{s:?}");
+    assert!(!lab.audit("ssh.client_cert_issued").await.is_empty());
+
+    // The same key certified by the CA targets trust (as if a session certificate leaked):
+    // refused, like the bare unregistered key.
+    copy_key("forged");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(lab.path("data/keys/ssh_user_ca"))
+        .args([
+            "-I",
+            "gatehouse-user identity=alice",
+            "-n",
+            "alice",
+            "-V",
+            "-5m:+1h",
+        ])
+        .arg(lab.path("forged.pub"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = lab
+        .ssh("forged", "root@db-01")
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    copy_key("bare");
+    let out = lab
+        .ssh("bare", "root@db-01")
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    // An unknown identity cannot be certified.
+    let out = gatehouse(&lab.path("data"))
+        .args(["ssh", "sign-user-key", "--identity", "mallory"])
+        .arg(lab.path("laptop.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no identity mallory"));
+    lab.server.stop();
+}
+
+/// Logs in with russh as alice's key, answering the TOTP prompt with `code` (None: stop at the
+/// prompt). Returns whether the login succeeded and, if so, `echo hi`'s output.
+async fn login_with_totp(lab: &Lab, code: Option<&str>) -> (bool, String) {
+    use russh::client::KeyboardInteractiveAuthResponse as K;
+    let key = russh::keys::load_secret_key(lab.path("alice"), None).unwrap();
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut h = russh::client::connect(config, lab.server.ssh, AnyHost)
+        .await
+        .unwrap();
+    let r = h
+        .authenticate_publickey(
+            "root@db-01",
+            russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None),
+        )
+        .await
+        .unwrap();
+    match r {
+        russh::client::AuthResult::Failure {
+            partial_success: true,
+            ..
+        } => {}
+        other => panic!("the key alone must not be enough: {other:?}"),
+    }
+    let Some(code) = code else {
+        return (false, String::new());
+    };
+    let prompt = h
+        .authenticate_keyboard_interactive_start("root@db-01", None)
+        .await
+        .unwrap();
+    let K::InfoRequest { prompts, .. } = prompt else {
+        panic!("no TOTP prompt: {prompt:?}");
+    };
+    assert_eq!(prompts[0].prompt, "TOTP code: ");
+    let done = h
+        .authenticate_keyboard_interactive_respond(vec![code.to_string()])
+        .await
+        .unwrap();
+    if !matches!(done, K::Success) {
+        return (false, String::new());
+    }
+    let mut ch = h.channel_open_session().await.unwrap();
+    ch.exec(true, "echo hi").await.unwrap();
+    let mut out = Vec::new();
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+            russh::ChannelMsg::ExitStatus { .. }
+            | russh::ChannelMsg::Eof
+            | russh::ChannelMsg::Close
+                if !out.is_empty() =>
+            {
+                break;
+            }
+            _ => {}
+        }
+    }
+    (true, text(&out))
+}
+
+#[tokio::test]
+async fn roles_with_session_mfa_ask_for_a_totp_code_at_ssh_login() {
+    let lab = Lab::start().await;
+    let out = gatehouse(&lab.path("data"))
+        .args(["mfa", "enroll-totp", "--identity", "alice"])
+        .output()
+        .unwrap();
+    let printed = ok(&out);
+    assert!(printed.starts_with("otpauth://totp/"), "{printed}");
+    let secret = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .to_string();
+    let (st, v) = lab
+        .api(
+            reqwest::Method::PUT,
+            "/api/v1/roles/db-root",
+            TOKEN,
+            Some(
+                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
+                "logins": ["root"], "session_mfa": true }),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+
+    // OpenSSH in batch mode cannot answer the prompt: the key alone does not get in.
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    // A wrong code is refused; the right one gets in, once.
+    assert!(!login_with_totp(&lab, Some("000000")).await.0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let code = gatehouse_broker::mfa::code_at(&secret, now_ms).unwrap();
+    let (ok_login, output) = login_with_totp(&lab, Some(&code)).await;
+    assert!(ok_login);
+    assert_eq!(output, "hi\n");
+    assert!(
+        !login_with_totp(&lab, Some(&code)).await.0,
+        "a code is accepted once"
+    );
+    // Stopping at the prompt opens nothing.
+    login_with_totp(&lab, None).await;
+    let results: Vec<String> = lab
+        .audit("mfa.totp")
+        .await
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| *r == "success").count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(lab.sessions().await.len(), 1);
+    lab.server.stop();
+}

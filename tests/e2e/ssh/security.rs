@@ -1,0 +1,260 @@
+//! Regression tests for the gateway's security classes: offered-but-unsigned keys, stalled
+//! clients, pinned host keys, port forwarding without permission.
+
+use super::*;
+
+struct NoSignature;
+
+struct BadSignature;
+
+#[derive(Debug)]
+struct Refused;
+
+impl From<russh::SendError> for Refused {
+    fn from(_: russh::SendError) -> Self {
+        Refused
+    }
+}
+
+impl russh::Signer for NoSignature {
+    type Error = Refused;
+    async fn auth_sign(
+        &mut self,
+        _key: &russh::keys::agent::AgentIdentity,
+        _hash_alg: Option<russh::keys::HashAlg>,
+        _to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, Refused> {
+        Err(Refused)
+    }
+}
+
+impl russh::Signer for BadSignature {
+    type Error = Refused;
+    async fn auth_sign(
+        &mut self,
+        _key: &russh::keys::agent::AgentIdentity,
+        _hash_alg: Option<russh::keys::HashAlg>,
+        mut to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, Refused> {
+        // A well-formed ssh-ed25519 signature blob that no key made.
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&11u32.to_be_bytes());
+        blob.extend_from_slice(b"ssh-ed25519");
+        blob.extend_from_slice(&64u32.to_be_bytes());
+        blob.extend_from_slice(&[7u8; 64]);
+        to_sign.extend_from_slice(&(blob.len() as u32).to_be_bytes());
+        to_sign.extend_from_slice(&blob);
+        Ok(to_sign)
+    }
+}
+
+#[tokio::test]
+async fn security_offered_key_without_signature_never_authenticates() {
+    let lab = Lab::start().await;
+    let alice = russh::keys::load_public_key(lab.path("alice.pub")).unwrap();
+    let config = std::sync::Arc::new(russh::client::Config::default());
+
+    // Offer alice's registered key, then fail to sign: the gateway answered "that key could
+    // work" (PK_OK), which must not be a login.
+    let mut h = russh::client::connect(config.clone(), lab.server.ssh, AnyHost)
+        .await
+        .unwrap();
+    let r = h
+        .authenticate_publickey_with("root@db-01", alice.clone(), None, &mut NoSignature)
+        .await;
+    assert!(r.is_err(), "the signer refused");
+    let opened = tokio::time::timeout(Duration::from_secs(5), h.channel_open_session()).await;
+    assert!(
+        !matches!(opened, Ok(Ok(_))),
+        "a channel opened without a verified signature"
+    );
+
+    // Offer it with a signature no key made: refused.
+    let mut h = russh::client::connect(config.clone(), lab.server.ssh, AnyHost)
+        .await
+        .unwrap();
+    let r = h
+        .authenticate_publickey_with("root@db-01", alice, None, &mut BadSignature)
+        .await
+        .unwrap();
+    assert!(!r.success(), "a bad signature authenticated");
+    let opened = tokio::time::timeout(Duration::from_secs(5), h.channel_open_session()).await;
+    assert!(!matches!(opened, Ok(Ok(_))));
+
+    // The real key with its real signature works (the test can tell the difference).
+    let key = russh::keys::load_secret_key(lab.path("alice"), None).unwrap();
+    let mut h = russh::client::connect(config, lab.server.ssh, AnyHost)
+        .await
+        .unwrap();
+    let r = h
+        .authenticate_publickey(
+            "root@db-01",
+            russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None),
+        )
+        .await
+        .unwrap();
+    assert!(r.success());
+    assert!(
+        lab.sessions().await.is_empty(),
+        "no session was opened by the probes"
+    );
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn security_a_stalled_client_neither_blocks_others_nor_outlives_the_login_timeout() {
+    use std::io::Read;
+    let lab = Lab::start_with("[ssh]\nlogin_timeout = \"2s\"\n").await;
+    // A client that connects and says nothing; another that sends half a banner.
+    let mut silent = std::net::TcpStream::connect(lab.server.ssh).unwrap();
+    let mut slow = std::net::TcpStream::connect(lab.server.ssh).unwrap();
+    std::io::Write::write_all(&mut slow, b"SSH-2.0-").unwrap();
+    let t = Instant::now();
+    // Meanwhile everyone else gets in.
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "hi\n");
+    for stream in [&mut silent, &mut slow] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        // Our banner may arrive first; then the connection must close.
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+    let took = t.elapsed();
+    println!("stalled clients were cut after {took:?} (login timeout 2 s)");
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn a_target_presenting_another_host_key_is_refused() {
+    let lab = Lab::start().await;
+    keygen(&lab.path("impostor"), "impostor");
+    let impostor = std::fs::read_to_string(lab.path("impostor.pub")).unwrap();
+    let (st, t) = lab
+        .api(reqwest::Method::GET, "/api/v1/targets/db-01", TOKEN, None)
+        .await;
+    assert_eq!(st, 200, "{t}");
+    let body = serde_json::json!({
+        "name": "db-01", "kind": "ssh", "address": t["address"],
+        "host_key": impostor.trim(), "labels": t["labels"],
+    });
+    let (st, v) = lab
+        .api(
+            reqwest::Method::PUT,
+            "/api/v1/targets/db-01",
+            TOKEN,
+            Some(body),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot reach db-01"),
+        "{}",
+        text(&out.stderr)
+    );
+    let denied = lab.audit("session.denied").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"].to_string().contains("host key does not match")),
+        "{denied:?}"
+    );
+    lab.server.stop();
+}
+
+/// Opens `ssh -L` through the gateway for a few seconds and reads what comes through the tunnel
+/// from the target's own sshd port.
+async fn through_a_tunnel(lab: &Lab, to_port: u16) -> String {
+    use std::io::Read;
+    let local = free_port();
+    let mut child = lab
+        .ssh("alice", "root@db-01")
+        .arg("-L")
+        .arg(format!("{local}:127.0.0.1:{to_port}"))
+        .arg("echo up; sleep 4")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_line(&mut child, b"up\n");
+    let mut got = Vec::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(n) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text(&got)
+}
+
+fn wait_line(child: &mut Child, want: &[u8]) {
+    use std::io::Read;
+    let mut buf = vec![0u8; want.len()];
+    child.stdout.as_mut().unwrap().read_exact(&mut buf).unwrap();
+    assert_eq!(buf, want);
+}
+
+#[tokio::test]
+async fn security_port_forwarding_needs_a_role_that_allows_it() {
+    let lab = Lab::start().await;
+    let sshd_port = {
+        let (_, t) = lab
+            .api(reqwest::Method::GET, "/api/v1/targets/db-01", TOKEN, None)
+            .await;
+        t["address"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    // db-root does not allow forwarding: the tunnel carries nothing, and the refusal is audited.
+    let got = through_a_tunnel(&lab, sshd_port).await;
+    assert_eq!(got, "", "a forward opened without permission");
+    let denied = lab.audit("session.denied").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"].to_string().contains("port forward")),
+        "{denied:?}"
+    );
+
+    // Once the role allows it, the same tunnel reaches the target's port, audited.
+    let (st, v) = lab
+        .api(
+            reqwest::Method::PUT,
+            "/api/v1/roles/db-root",
+            TOKEN,
+            Some(
+                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
+                "logins": ["root"], "port_forwarding": true }),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let got = through_a_tunnel(&lab, sshd_port).await;
+    assert!(got.starts_with("SSH-2.0-OpenSSH"), "{got:?}");
+    assert!(!lab.audit("session.forward").await.is_empty());
+    lab.server.stop();
+}
