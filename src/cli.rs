@@ -261,6 +261,21 @@ pub enum SshCommand {
     /// IDENTITY in to the gateway (never to a target directly: targets trust another CA).
     ///
     /// Writes FILE's certificate beside it as NAME-cert.pub, where OpenSSH finds it. Audited.
+    /// Vault a private key Gatehouse logs in with as LOGIN on TARGET, for targets that cannot
+    /// trust the user CA. Stored sealed (AES-256-GCM, key in DATA_DIR/keys/secrets.key); it never
+    /// reaches an engineer. Audited with the public key. `--remove` goes back to the CA.
+    VaultKey {
+        /// The OpenSSH private key file (unencrypted) LOGIN uses on TARGET.
+        file: Option<PathBuf>,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        login: String,
+        /// Remove the vaulted key instead (back to the user CA).
+        #[arg(long, conflicts_with = "file")]
+        remove: bool,
+    },
+
     SignUserKey {
         /// The public key file (e.g. ~/.ssh/id_ed25519.pub).
         file: PathBuf,

@@ -52,6 +52,12 @@ pub async fn ssh(settings: &Settings, cmd: SshCommand) -> anyhow::Result<ExitCod
             identity,
             valid,
         } => sign_user_key(settings, &file, &identity, &valid).await,
+        SshCommand::VaultKey {
+            file,
+            target,
+            login,
+            remove,
+        } => vault_key(settings, file.as_deref(), &target, &login, remove).await,
         SshCommand::Ca => {
             context::prepare_data_dir(&settings.data_dir)?;
             let (ca, _) = gatehouse_gateway::keys::load_or_create(
@@ -130,5 +136,57 @@ async fn sign_user_key(
     tx.commit().await?;
     store.close().await;
     println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn vault_key(
+    settings: &Settings,
+    file: Option<&std::path::Path>,
+    target: &str,
+    login: &str,
+    remove: bool,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use gatehouse_broker::{Actor, Clock, SystemClock, credentials, sealing::SealingKey};
+    let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
+    let now = SystemClock.now_ms();
+    let mut tx = store.begin().await?;
+    if remove {
+        let removed = credentials::remove(&mut tx, &Actor::Cli, now, target, login).await?;
+        tx.commit().await?;
+        println!(
+            "{}",
+            if removed {
+                format!("removed the vaulted key of {login} on {target}")
+            } else {
+                format!("no key was vaulted for {login} on {target}")
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(file) = file else {
+        anyhow::bail!("give the private key file, or --remove");
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let key = gatehouse_gateway::keys::parse_private(&text)
+        .with_context(|| format!("{}", file.display()))?;
+    let public = gatehouse_gateway::keys::public_line(&key)?;
+    context::prepare_data_dir(&settings.data_dir)?;
+    let sealing = SealingKey::load_or_create(&settings.sealing_key)?;
+    credentials::put(
+        &mut tx,
+        &Actor::Cli,
+        now,
+        target,
+        login,
+        &text,
+        &public,
+        &sealing,
+    )
+    .await?;
+    tx.commit().await?;
+    store.close().await;
+    println!("vaulted {public} for {login} on {target}");
     Ok(ExitCode::SUCCESS)
 }

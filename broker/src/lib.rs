@@ -9,6 +9,7 @@ pub mod assignments;
 pub mod audit;
 pub mod bootstrap;
 pub mod clock;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod grants;

@@ -16,6 +16,12 @@ pub fn parse_public(line: &str) -> Result<PublicKey> {
         .map_err(|e| Error::Key(format!("not an OpenSSH public key: {e}")))
 }
 
+/// Reads an OpenSSH private key (unencrypted).
+pub fn parse_private(text: &str) -> Result<PrivateKey> {
+    PrivateKey::from_openssh(text.trim())
+        .map_err(|e| Error::Key(format!("not an unencrypted OpenSSH private key: {e}")))
+}
+
 /// A fresh Ed25519 key from the operating system's random generator.
 pub fn new_ed25519(comment: &str) -> Result<PrivateKey> {
     let mut seed = [0u8; 32];

@@ -74,21 +74,37 @@ impl Conn {
         }
         let grant = d.grant.as_ref();
         let now = self.shared.clock.now_ms();
-        let connected = upstream::connect(
-            target,
-            &self.shared.user_ca,
-            &CertRequest {
+        let vaulted = {
+            let mut c = self
+                .shared
+                .store
+                .pool()
+                .acquire()
+                .await
+                .map_err(gatehouse_broker::Error::from)?;
+            gatehouse_broker::credentials::open(&mut c, &target.name, login, &self.shared.sealing)
+                .await?
+        };
+        let credential = match vaulted {
+            Some(pem) => upstream::Credential::Vaulted {
                 login,
-                identity: &who.username,
-                session_id,
-                now_unix: u64::try_from(now / 1000).unwrap_or(0),
-                not_after_unix: grant
-                    .and_then(|g| g.not_after_ms)
-                    .map(|t| u64::try_from(t / 1000).unwrap_or(0)),
-                port_forwarding: grant.is_some_and(|g| g.port_forwarding),
+                key: Box::new(crate::keys::parse_private(&pem)?),
             },
-        )
-        .await?;
+            None => upstream::Credential::Certificate {
+                ca: &self.shared.user_ca,
+                request: CertRequest {
+                    login,
+                    identity: &who.username,
+                    session_id,
+                    now_unix: u64::try_from(now / 1000).unwrap_or(0),
+                    not_after_unix: grant
+                        .and_then(|g| g.not_after_ms)
+                        .map(|t| u64::try_from(t / 1000).unwrap_or(0)),
+                    port_forwarding: grant.is_some_and(|g| g.port_forwarding),
+                },
+            },
+        };
+        let connected = upstream::connect(target, credential).await?;
         if let Some(key) = &connected.learned_host_key {
             let mut tx = self.shared.store.begin().await?;
             targets::learn_host_key(&mut tx, now, &target.name, key).await?;

@@ -82,12 +82,22 @@ fn client_config() -> Arc<client::Config> {
     })
 }
 
-/// Connects to `target` and logs in as `cert.login` with a fresh session certificate.
-pub async fn connect(
-    target: &TargetInfo,
-    ca: &PrivateKey,
-    cert: &CertRequest<'_>,
-) -> Result<Connected> {
+/// How Gatehouse logs in to a target.
+pub enum Credential<'a> {
+    /// A certificate minted for this session (the default): the target trusts the user CA.
+    Certificate {
+        ca: &'a PrivateKey,
+        request: CertRequest<'a>,
+    },
+    /// A private key vaulted for this target and login.
+    Vaulted {
+        login: &'a str,
+        key: Box<PrivateKey>,
+    },
+}
+
+/// Connects to `target` and logs in with `credential`.
+pub async fn connect(target: &TargetInfo, credential: Credential<'_>) -> Result<Connected> {
     let fail = |message: String| Error::Upstream {
         target: target.name.clone(),
         message,
@@ -125,16 +135,29 @@ pub async fn connect(
                     fail(format!("cannot connect to {}: {e}", target.address))
                 }
             })?;
-        let key = Arc::new(keys::new_ed25519("gatehouse session")?);
-        let certificate = keys::mint_user_cert(ca, key.public_key(), cert)?;
-        let auth = handle
-            .authenticate_openssh_cert(cert.login, key, certificate)
-            .await
-            .map_err(|e| fail(format!("authentication failed: {e}")))?;
+        let (login, auth) = match credential {
+            Credential::Certificate { ca, request } => {
+                let key = Arc::new(keys::new_ed25519("gatehouse session")?);
+                let certificate = keys::mint_user_cert(ca, key.public_key(), &request)?;
+                let auth = handle
+                    .authenticate_openssh_cert(request.login, key, certificate)
+                    .await;
+                (request.login, auth)
+            }
+            Credential::Vaulted { login, key } => {
+                let auth = handle
+                    .authenticate_publickey(
+                        login,
+                        russh::keys::PrivateKeyWithHashAlg::new(Arc::new(*key), None),
+                    )
+                    .await;
+                (login, auth)
+            }
+        };
+        let auth = auth.map_err(|e| fail(format!("authentication failed: {e}")))?;
         if !auth.success() {
             return Err(fail(format!(
-                "the target refused the Gatehouse certificate for {} (does sshd trust the Gatehouse user CA, and may {} log in?)",
-                cert.login, cert.login
+                "the target refused Gatehouse's credential for {login} (does sshd trust the Gatehouse user CA, or hold the vaulted key, and may {login} log in?)"
             )));
         }
         Ok(handle)

@@ -207,3 +207,94 @@ async fn roles_with_session_mfa_ask_for_a_totp_code_at_ssh_login() {
     assert_eq!(lab.sessions().await.len(), 1);
     lab.server.stop();
 }
+
+#[tokio::test]
+async fn a_target_that_cannot_trust_the_ca_is_reached_with_a_vaulted_key() {
+    let lab = Lab::start().await;
+    // db-02 trusts no CA: only the key in its authorized_keys.
+    let d = lab.path("db-02");
+    std::fs::create_dir_all(&d).unwrap();
+    keygen(&d.join("vaulted"), "gatehouse@db-02");
+    std::fs::copy(d.join("vaulted.pub"), d.join("authorized_keys")).unwrap();
+    let sshd = Sshd::start_trusting(&d, None, Some(&d.join("authorized_keys")));
+    let (st, v) = lab
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/targets",
+            TOKEN,
+            Some(serde_json::json!({ "name": "db-02", "kind": "ssh",
+                "address": format!("127.0.0.1:{}", sshd.port), "host_key": sshd.host_key_pub })),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = lab
+        .api(
+            reqwest::Method::PUT,
+            "/api/v1/roles/db-root",
+            TOKEN,
+            Some(
+                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01", "db-02"] },
+                "logins": ["root"] }),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // With the CA alone, db-02 refuses Gatehouse.
+    let out = lab
+        .ssh("alice", "root@db-02")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot reach db-02"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = gatehouse(&lab.path("data"))
+        .args(["ssh", "vault-key", "--target", "db-02", "--login", "root"])
+        .arg(d.join("vaulted"))
+        .output()
+        .unwrap();
+    assert!(ok(&out).starts_with("vaulted ssh-ed25519 "));
+    let out = lab
+        .ssh("alice", "root@db-02")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "hi\n");
+    // Sealed at rest: the database never holds the key in clear.
+    let pem = std::fs::read_to_string(d.join("vaulted")).unwrap();
+    let body = pem.lines().nth(1).unwrap();
+    let mut stored = Vec::new();
+    for f in ["gatehouse.db", "gatehouse.db-wal"] {
+        stored.extend(std::fs::read(lab.path("data").join(f)).unwrap_or_default());
+    }
+    assert!(stored.len() > 10_000, "the database files were read");
+    assert!(!String::from_utf8_lossy(&stored).contains(body));
+    assert!(!lab.audit("target.credential_set").await.is_empty());
+
+    // Removed: back to the CA, which db-02 does not trust.
+    let out = gatehouse(&lab.path("data"))
+        .args([
+            "ssh",
+            "vault-key",
+            "--target",
+            "db-02",
+            "--login",
+            "root",
+            "--remove",
+        ])
+        .output()
+        .unwrap();
+    ok(&out);
+    let out = lab
+        .ssh("alice", "root@db-02")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    drop(sshd);
+    lab.server.stop();
+}

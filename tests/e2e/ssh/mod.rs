@@ -45,6 +45,17 @@ pub fn keygen(path: &Path, comment: &str) {
 
 impl Sshd {
     pub fn start(dir: &Path, ca_pub: &Path) -> Sshd {
+        Sshd::start_trusting(dir, Some(ca_pub), None)
+    }
+
+    /// An sshd in `dir` (its own files there) trusting the CA in `ca_pub` and/or the keys in
+    /// `authorized_keys` (read as the login user: keep it world-readable).
+    pub fn start_trusting(
+        dir: &Path,
+        ca_pub: Option<&Path>,
+        authorized_keys: Option<&Path>,
+    ) -> Sshd {
+        std::fs::create_dir_all(dir).unwrap();
         let host_key = dir.join("target_host_key");
         keygen(&host_key, "target");
         let port = free_port();
@@ -54,11 +65,12 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nTrustedUserCAKeys {}\nPidFile {}\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-                 PermitRootLogin prohibit-password\nAuthorizedKeysFile none\nSubsystem sftp internal-sftp\n\
+                 PermitRootLogin prohibit-password\nAuthorizedKeysFile {}\nSubsystem sftp internal-sftp\n\
                  AllowTcpForwarding yes\nLogLevel VERBOSE\n",
                 host_key.display(),
-                ca_pub.display(),
-                dir.join("sshd.pid").display()
+                ca_pub.map_or("none".to_string(), |p| p.display().to_string()),
+                dir.join("sshd.pid").display(),
+                authorized_keys.map_or("none".to_string(), |p| p.display().to_string()),
             ),
         )
         .unwrap();
