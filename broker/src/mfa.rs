@@ -18,11 +18,16 @@ fn totp(seed: Vec<u8>, account: &str) -> Result<totp_rs::Totp> {
 }
 
 /// What an enrollment hands the person once: the seed (base32) and the `otpauth://` URL an
-/// authenticator app reads (usually from a QR code).
-#[derive(Debug)]
+/// authenticator app reads (usually from a QR code). `Debug` shows neither.
 pub struct Enrollment {
     pub secret_base32: String,
     pub url: String,
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Enrollment(..)")
+    }
 }
 
 /// Enrolls (or replaces) `username`'s TOTP seed. Audited as `mfa.totp_enrolled`, without it.

@@ -66,7 +66,10 @@ enum Ev<'a> {
 impl Recorder {
     async fn note(&mut self, ev: Ev<'_>) {
         if let Ev::Out(d) | Ev::In(d) = ev {
-            if self.pty.is_none() && self.recorded >= EXEC_RECORD_CAP {
+            if self.pty.is_none()
+                && self.kind.as_deref() == Some("exec")
+                && self.recorded >= EXEC_RECORD_CAP
+            {
                 self.left_out += d.len() as u64;
                 return;
             }
@@ -130,6 +133,48 @@ async fn start_recording(b: &Bridge, rec: &tokio::sync::Mutex<Recorder>, kind: &
         }
     }
 }
+
+/// Resolves when the access carrying `live` has ended: it sleeps until the access's end (a watch
+/// value extensions move), then decides again — another grant or an extension carries it on —
+/// and ends the session with the reason when nothing does.
+pub async fn expiry(shared: &Shared, live: &LiveSession) {
+    let mut deadline = live.deadline.subscribe();
+    loop {
+        let end = *deadline.borrow_and_update();
+        match end {
+            None => {
+                if deadline.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Some(t) => {
+                let left = (t - shared.clock.now_ms()).max(0);
+                let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+                tokio::select! {
+                    () = tokio::time::sleep(left) => {
+                        let now = shared.clock.now_ms();
+                        let cat = match shared.store.pool().acquire().await {
+                            Ok(mut c) => shared.cache.current(&mut c, now).await.ok(),
+                            Err(_) => None,
+                        };
+                        let verdict = match cat {
+                            Some(cat) => crate::enforce::recheck(&cat, live, now, Some(EndReason::Expired)),
+                            None => Some(EndReason::CheckFailed),
+                        };
+                        if let Some(reason) = verdict {
+                            live.end(reason);
+                            return;
+                        }
+                    }
+                    r = deadline.changed() => if r.is_err() { std::future::pending::<()>().await },
+                }
+            }
+        }
+    }
+}
+
+/// How long the one-line end message may wait for the client's window.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the session to its end and returns how it ended (the manifest is written here).
 pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End {
@@ -302,43 +347,7 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
         }
     };
 
-    // The grant's end, moved by extensions.
-    let expiry = async {
-        let mut deadline = b.live.deadline.subscribe();
-        loop {
-            let end = *deadline.borrow_and_update();
-            match end {
-                None => {
-                    if deadline.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                Some(t) => {
-                    let left = (t - b.shared.clock.now_ms()).max(0);
-                    let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
-                    tokio::select! {
-                        () = tokio::time::sleep(left) => {
-                            // Re-decide: an extension or another grant may carry it on.
-                            let now = b.shared.clock.now_ms();
-                            let cat = match b.shared.store.pool().acquire().await {
-                                Ok(mut c) => b.shared.cache.current(&mut c, now).await.ok(),
-                                Err(_) => None,
-                            };
-                            let verdict = match cat {
-                                Some(cat) => crate::enforce::recheck(&cat, &b.live, now, Some(EndReason::Expired)),
-                                None => Some(EndReason::CheckFailed),
-                            };
-                            if let Some(reason) = verdict {
-                                b.live.end(reason);
-                                return;
-                            }
-                        }
-                        r = deadline.changed() => if r.is_err() { std::future::pending::<()>().await },
-                    }
-                }
-            }
-        }
-    };
+    let expiry = expiry(&b.shared, &b.live);
 
     let reason: String = tokio::select! {
         () = client_to_target => if refused.load(Ordering::Acquire) { EndReason::RecordingFailed.code().into() } else { "client_closed".into() },
@@ -356,23 +365,27 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
         .load(Ordering::Acquire)
         .then_some(EndReason::RecordingFailed))
     {
-        // One line to the user, then close.
+        // The target first (it must stop at once), then one line to the user — which may wait
+        // for the client's window only so long — then close.
+        let _ = u_tx.close().await;
         let pty = rec.lock().await.pty.is_some();
         let line = format!("gatehouse: session ended: {}", why.message());
-        let _ = if pty {
-            d_tx.data_bytes(format!("\r\n{line}\r\n").into_bytes())
-                .await
-        } else {
-            d_tx.extended_data_bytes(1, format!("{line}\n").into_bytes())
-                .await
+        let notice = async {
+            if pty {
+                d_tx.data_bytes(format!("\r\n{line}\r\n").into_bytes())
+                    .await
+            } else {
+                d_tx.extended_data_bytes(1, format!("{line}\n").into_bytes())
+                    .await
+            }
         };
+        let _ = tokio::time::timeout(NOTICE_TIMEOUT, notice).await;
         let _ = d_tx.eof().await;
         let _ = d_tx.close().await;
-        let _ = u_tx.close().await;
     } else {
+        let _ = u_tx.close().await;
         let _ = d_tx.eof().await;
         let _ = d_tx.close().await;
-        let _ = u_tx.close().await;
     }
 
     let mut r = rec.into_inner();
@@ -425,25 +438,49 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
     }
 }
 
-/// Copies a forwarded port's bytes both ways until either side closes.
-pub async fn raw(down: Channel<Msg>, up: Channel<client::Msg>) {
+/// Copies a forwarded port's bytes both ways (half-closes passed on) until either side closes,
+/// or until the access carrying it ends.
+pub async fn raw(
+    shared: &Shared,
+    live: &LiveSession,
+    down: Channel<Msg>,
+    up: Channel<client::Msg>,
+) {
     let (mut d_rx, d_tx) = down.split();
     let (mut u_rx, u_tx) = up.split();
-    let a = async {
-        while let Some(ChannelMsg::Data { data }) = d_rx.wait().await {
-            if u_tx.data_bytes(data).await.is_err() {
+    let to_target = async {
+        while let Some(m) = d_rx.wait().await {
+            let sent = match m {
+                ChannelMsg::Data { data } => u_tx.data_bytes(data).await,
+                ChannelMsg::Eof => u_tx.eof().await,
+                ChannelMsg::Close => break,
+                _ => Ok(()),
+            };
+            if sent.is_err() {
                 break;
             }
         }
     };
-    let c = async {
-        while let Some(ChannelMsg::Data { data }) = u_rx.wait().await {
-            if d_tx.data_bytes(data).await.is_err() {
+    let to_client = async {
+        while let Some(m) = u_rx.wait().await {
+            let sent = match m {
+                ChannelMsg::Data { data } => d_tx.data_bytes(data).await,
+                ChannelMsg::Eof => d_tx.eof().await,
+                ChannelMsg::Close => break,
+                _ => Ok(()),
+            };
+            if sent.is_err() {
                 break;
             }
         }
     };
-    tokio::select! { () = a => {}, () = c => {} }
-    let _ = d_tx.close().await;
+    // A loop ends only when its side closed (an EOF is passed on and reading goes on).
+    tokio::select! {
+        () = to_target => {}
+        () = to_client => {}
+        _ = live.killed() => {}
+        () = expiry(shared, live) => {}
+    }
     let _ = u_tx.close().await;
+    let _ = d_tx.close().await;
 }

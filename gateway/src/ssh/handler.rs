@@ -47,6 +47,7 @@ pub(super) async fn connection(
         authed: authed.clone(),
         identity: None,
         pending: None,
+        mfa_failures: 0,
     };
     let deadline = shared.settings.login_timeout;
     let watchdog = {
@@ -122,11 +123,13 @@ struct Handler {
     authed: Arc<AtomicBool>,
     /// Set once a signature was verified (and the second factor passed, where needed).
     identity: Option<open::Who>,
-    /// Verified by key or certificate, waiting for the TOTP code; with the failed tries.
-    pending: Option<(open::Who, u8)>,
+    /// Verified by key or certificate (for its SSH user), waiting for the TOTP code.
+    pending: Option<open::Who>,
+    /// Wrong codes on this connection; never reset, whatever the client signs again.
+    mfa_failures: u8,
 }
 
-/// Wrong TOTP codes allowed per connection before it is refused.
+/// Wrong TOTP codes allowed per connection (signing again does not reset the count).
 const MFA_TRIES: u8 = 3;
 
 impl Handler {
@@ -153,7 +156,11 @@ impl Handler {
                 Err(_) => false,
             };
             if enrolled {
-                self.pending = Some((who, 0));
+                if self.mfa_failures >= MFA_TRIES {
+                    self.pending = None;
+                    return Auth::reject();
+                }
+                self.pending = Some(who);
                 return Auth::Reject {
                     proceed_with_methods: Some(russh::MethodSet::from(
                         &[russh::MethodKind::KeyboardInteractive][..],
@@ -184,15 +191,20 @@ impl server::Handler for Handler {
     /// The TOTP prompt, only after a verified key or certificate whose destination needs it.
     async fn auth_keyboard_interactive<'a>(
         &'a mut self,
-        _user: &str,
+        user: &str,
         _submethods: &str,
         response: Option<server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        let Some((who, tries)) = self.pending.clone() else {
+        let Some(who) = self.pending.clone() else {
             return Ok(Auth::reject());
         };
+        // The second factor completes the login the key started: same SSH user only.
+        if user != who.ssh_user || self.mfa_failures >= MFA_TRIES {
+            self.pending = None;
+            return Ok(Auth::reject());
+        }
         let Some(mut answers) = response else {
-            return Ok(totp_prompt(tries > 0));
+            return Ok(totp_prompt(self.mfa_failures > 0));
         };
         let code = answers
             .next()
@@ -222,13 +234,14 @@ impl server::Handler for Handler {
                 self.identity = Some(who);
                 Ok(Auth::Accept)
             }
-            Ok(false) if tries + 1 < MFA_TRIES => {
-                self.pending = Some((who, tries + 1));
-                Ok(totp_prompt(true))
-            }
             Ok(false) => {
-                self.pending = None;
-                Ok(Auth::reject())
+                self.mfa_failures = self.mfa_failures.saturating_add(1);
+                if self.mfa_failures < MFA_TRIES {
+                    Ok(totp_prompt(true))
+                } else {
+                    self.pending = None;
+                    Ok(Auth::reject())
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot check a TOTP code");
@@ -325,7 +338,8 @@ impl server::Handler for Handler {
         };
         let conn = self.conn.clone();
         let handle = session.handle();
-        tokio::spawn(open::session(conn, who, channel, reply, handle));
+        let tasks = conn.shared.tasks.clone();
+        tasks.spawn(open::session(conn, who, channel, reply, handle));
         Ok(())
     }
 
@@ -344,7 +358,8 @@ impl server::Handler for Handler {
             return Ok(());
         };
         let conn = self.conn.clone();
-        tokio::spawn(open::forward(
+        let tasks = conn.shared.tasks.clone();
+        tasks.spawn(open::forward(
             conn,
             who,
             channel,

@@ -63,6 +63,8 @@ pub struct Shared {
     pub sealing: Arc<gatehouse_broker::sealing::SealingKey>,
     pub settings: Settings,
     pub live: Arc<Live>,
+    /// Every session and forward task, so a stop waits for their ends and manifests.
+    pub tasks: tokio_util::task::TaskTracker,
     config: Arc<server::Config>,
 }
 
@@ -141,6 +143,7 @@ impl Shared {
             sealing,
             settings,
             live: Arc::new(Live::default()),
+            tasks: tokio_util::task::TaskTracker::new(),
             config: Arc::new(config),
         })
     }
@@ -181,6 +184,11 @@ pub async fn serve(
     }
     shared.live.end_all(EndReason::Shutdown);
     tasks.close();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+    shared.tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        tasks.wait().await;
+        shared.tasks.wait().await;
+    })
+    .await;
     Ok(())
 }

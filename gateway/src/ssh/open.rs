@@ -31,7 +31,8 @@ pub struct Conn {
     pub shared: Arc<Shared>,
     pub peer: SocketAddr,
     pub local: Option<SocketAddr>,
-    upstream: tokio::sync::Mutex<Option<Arc<client::Handle<Upstream>>>>,
+    /// The connection to the target, with the login it logged in as.
+    upstream: tokio::sync::Mutex<Option<(String, Arc<client::Handle<Upstream>>)>>,
     /// When this connection passed a second factor at login, if it did.
     mfa_at_ms: std::sync::Mutex<Option<i64>>,
 }
@@ -67,10 +68,15 @@ impl Conn {
         session_id: &str,
     ) -> crate::Result<Arc<client::Handle<Upstream>>> {
         let mut slot = self.upstream.lock().await;
-        if let Some(h) = slot.as_ref()
-            && !h.is_closed()
-        {
-            return Ok(h.clone());
+        match slot.take() {
+            // Reused only for the same login (a single-word destination may be decided to
+            // another login later on the same connection).
+            Some((l, h)) if l == login && !h.is_closed() => {
+                *slot = Some((l, h.clone()));
+                return Ok(h);
+            }
+            Some((_, old)) => disconnect(old),
+            None => {}
         }
         let grant = d.grant.as_ref();
         let now = self.shared.clock.now_ms();
@@ -112,19 +118,31 @@ impl Conn {
             tracing::info!(target = %target.name, "learned the target's host key (trust on first use)");
         }
         let h = Arc::new(connected.handle);
-        *slot = Some(h.clone());
+        *slot = Some((login.to_string(), h.clone()));
         Ok(h)
     }
+
+    /// Drops the connection to the target (after a session was ended by Gatehouse: the next
+    /// channel reconnects with a credential for its own decision).
+    pub async fn drop_upstream(&self) {
+        if let Some((_, h)) = self.upstream.lock().await.take() {
+            disconnect(h);
+        }
+    }
+}
+
+fn disconnect(h: Arc<client::Handle<Upstream>>) {
+    tokio::spawn(async move {
+        let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
+    });
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(h) = self.upstream.get_mut().take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        if let Some((_, h)) = self.upstream.get_mut().take()
+            && tokio::runtime::Handle::try_current().is_ok()
         {
-            rt.spawn(async move {
-                let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
-            });
+            disconnect(h);
         }
     }
 }
@@ -298,6 +316,9 @@ pub(super) async fn session(
         grant.not_after_ms,
     ));
     shared.live.add(live.clone());
+    // An access event between the decision and the registration above was not seen by the
+    // enforcement loop: decide once more now that the session is registered.
+    recheck_now(&shared, &live).await;
     reply.accept().await;
     let ended = bridge::run(
         Bridge {
@@ -316,6 +337,9 @@ pub(super) async fn session(
     )
     .await;
     shared.live.remove(&session_id);
+    if live.reason().is_some() {
+        conn.drop_upstream().await;
+    }
     let finished = async {
         let mut tx = shared.store.begin().await?;
         sessions::end(&mut tx, shared.clock.now_ms(), &session_id, &ended).await?;
@@ -431,7 +455,7 @@ pub(super) async fn forward(
             .await;
         return;
     }
-    let up = conn.upstream.lock().await.clone();
+    let up = conn.upstream.lock().await.as_ref().map(|(_, h)| h.clone());
     let Some(up) = up else {
         // Forwarding rides on a connection that already reached the target.
         reply.reject(ChannelOpenFailure::ConnectFailed).await;
@@ -473,8 +497,31 @@ pub(super) async fn forward(
         reply.reject(ChannelOpenFailure::ResourceShortage).await;
         return;
     }
+    // Enforced like a session: it ends when its access ends.
+    let Ok(d) = decision else {
+        return;
+    };
+    let grant = d.grant.clone().unwrap_or_else(|| policy::GrantRef {
+        kind: "standing".into(),
+        id: String::new(),
+        role: String::new(),
+        not_after_ms: None,
+        port_forwarding: false,
+    });
+    let live = Arc::new(LiveSession::new(
+        format!("forward-{}", gatehouse_broker::ids::new_id()),
+        AccessRequest {
+            login: d.login.clone(),
+            ..request
+        },
+        grant.id,
+        grant.not_after_ms,
+    ));
+    shared.live.add(live.clone());
+    recheck_now(&shared, &live).await;
     reply.accept().await;
-    bridge::raw(channel, up_channel).await;
+    bridge::raw(&shared, &live, channel, up_channel).await;
+    shared.live.remove(&live.id);
 }
 
 /// Whether the destination `who` asked for is allowed only with a second factor: denied without
@@ -505,4 +552,20 @@ pub(super) async fn needs_second_factor(shared: &Shared, who: &Who, peer: Socket
     }
     req.mfa_at_ms = Some(now);
     policy::decide(&catalog, &req, now).allow
+}
+
+/// Decides a just-registered session again; ends it when it is no longer allowed.
+async fn recheck_now(shared: &Shared, live: &LiveSession) {
+    let now = shared.clock.now_ms();
+    let cat = match shared.store.pool().acquire().await {
+        Ok(mut c) => shared.cache.current(&mut c, now).await.ok(),
+        Err(_) => None,
+    };
+    let verdict = match cat {
+        Some(cat) => crate::enforce::recheck(&cat, live, now, None),
+        None => Some(crate::enforce::EndReason::CheckFailed),
+    };
+    if let Some(reason) = verdict {
+        live.end(reason);
+    }
 }

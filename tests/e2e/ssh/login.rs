@@ -298,3 +298,74 @@ async fn a_target_that_cannot_trust_the_ca_is_reached_with_a_vaulted_key() {
     drop(sshd);
     lab.server.stop();
 }
+
+#[tokio::test]
+async fn security_signing_again_does_not_buy_more_totp_guesses() {
+    use russh::client::KeyboardInteractiveAuthResponse as K;
+    let lab = Lab::start().await;
+    let out = gatehouse(&lab.path("data"))
+        .args(["mfa", "enroll-totp", "--identity", "alice"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let (st, _) = lab
+        .api(
+            reqwest::Method::PUT,
+            "/api/v1/roles/db-root",
+            TOKEN,
+            Some(
+                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
+                "logins": ["root"], "session_mfa": true }),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let key = std::sync::Arc::new(russh::keys::load_secret_key(lab.path("alice"), None).unwrap());
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut h = russh::client::connect(config, lab.server.ssh, AnyHost)
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.authenticate_publickey(
+            "root@db-01",
+            russh::keys::PrivateKeyWithHashAlg::new(key.clone(), None)
+        )
+        .await
+        .unwrap(),
+        russh::client::AuthResult::Failure {
+            partial_success: true,
+            ..
+        }
+    ));
+    let mut r = h
+        .authenticate_keyboard_interactive_start("root@db-01", None)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(matches!(r, K::InfoRequest { .. }), "{r:?}");
+        r = h
+            .authenticate_keyboard_interactive_respond(vec!["000000".into()])
+            .await
+            .unwrap();
+    }
+    assert!(matches!(r, K::Failure { .. }), "{r:?}");
+    // Signing again on the same connection: no new prompt, no new guesses.
+    assert!(matches!(
+        h.authenticate_publickey(
+            "root@db-01",
+            russh::keys::PrivateKeyWithHashAlg::new(key.clone(), None)
+        )
+        .await
+        .unwrap(),
+        russh::client::AuthResult::Failure {
+            partial_success: false,
+            ..
+        }
+    ));
+    let r = h
+        .authenticate_keyboard_interactive_start("root@db-01", None)
+        .await
+        .unwrap();
+    assert!(matches!(r, K::Failure { .. }), "{r:?}");
+    lab.server.stop();
+}
