@@ -23,6 +23,8 @@ pub enum EndReason {
     /// The access could not be re-checked (database unreachable): fail closed.
     CheckFailed,
     RecordingFailed,
+    /// Data piled up past the hard flow limit with nobody reading it.
+    Overflow,
     Shutdown,
 }
 
@@ -36,6 +38,7 @@ impl EndReason {
             EndReason::AccessRemoved => "access_removed",
             EndReason::CheckFailed => "access_check_failed",
             EndReason::RecordingFailed => "recording_failed",
+            EndReason::Overflow => "flow_overflow",
             EndReason::Shutdown => "gateway_shutdown",
         }
     }
@@ -49,6 +52,7 @@ impl EndReason {
             EndReason::AccessRemoved => "your access was removed",
             EndReason::CheckFailed => "your access could not be re-checked",
             EndReason::RecordingFailed => "the session could not be recorded",
+            EndReason::Overflow => "too much data waited with nobody reading it",
             EndReason::Shutdown => "the gateway is shutting down",
         }
     }

@@ -12,6 +12,7 @@ use gatehouse_recordings::manifest::{self, SessionInfo};
 use gatehouse_recordings::{CastWriter, Header};
 use russh::server::{self, Msg};
 use russh::{Channel, ChannelMsg, client};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -134,6 +135,18 @@ async fn start_recording(b: &Bridge, rec: &tokio::sync::Mutex<Recorder>, kind: &
     }
 }
 
+/// Runs a direction's reader and writer together; done when the writer is.
+async fn until_written(reader: impl Future<Output = ()>, writer: impl Future<Output = ()>) {
+    tokio::pin!(reader, writer);
+    let mut reader_done = false;
+    loop {
+        tokio::select! {
+            () = &mut writer => return,
+            () = &mut reader, if !reader_done => reader_done = true,
+        }
+    }
+}
+
 /// Resolves when the access carrying `live` has ended: it sleeps until the access's end (a watch
 /// value extensions move), then decides again — another grant or an extension carries it on —
 /// and ends the session with the reason when nothing does.
@@ -173,6 +186,30 @@ pub async fn expiry(shared: &Shared, live: &LiveSession) {
     }
 }
 
+/// Queues `msg` in direction `dir` once flow control admits it; false when the session must
+/// end (the hard limit: the session is ended with `Overflow`) or the writer is gone.
+async fn enqueue(
+    flow: &super::flow::Flow,
+    live: &LiveSession,
+    dir: usize,
+    msg: ChannelMsg,
+    tx: &tokio::sync::mpsc::UnboundedSender<ChannelMsg>,
+) -> bool {
+    if flow.admit(dir, size_of(&msg)).await.is_err() {
+        live.end(EndReason::Overflow);
+        return false;
+    }
+    tx.send(msg).is_ok()
+}
+
+/// The bytes a message carries, for flow control.
+fn size_of(msg: &ChannelMsg) -> usize {
+    match msg {
+        ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+        _ => 0,
+    }
+}
+
 /// How long the one-line end message may wait for the client's window.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -186,8 +223,30 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
     let bytes_down = AtomicU64::new(0);
     let refused = AtomicBool::new(false);
 
-    let client_to_target = async {
+    // Each direction is a reader that drains russh's channel queue into a queue of ours, under
+    // the flow control of `super::flow` (which says why: without it a full-duplex transfer such
+    // as `ssh … cat` deadlocks), and a writer that waits for the other side's window.
+    let flow = super::flow::Flow::default();
+    let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel::<ChannelMsg>();
+    let (down_tx, mut down_rx) = tokio::sync::mpsc::unbounded_channel::<ChannelMsg>();
+    let (flow_ref, live_ref) = (&flow, &*b.live);
+    let read_client = async move {
         while let Some(msg) = d_rx.wait().await {
+            if !enqueue(flow_ref, live_ref, 0, msg, &up_tx).await {
+                break;
+            }
+        }
+    };
+    let read_target = async move {
+        while let Some(msg) = u_rx.wait().await {
+            if !enqueue(flow_ref, live_ref, 1, msg, &down_tx).await {
+                break;
+            }
+        }
+    };
+    let client_to_target = async {
+        while let Some(msg) = up_rx.recv().await {
+            flow.consumed(0, size_of(&msg));
             let sent = match msg {
                 ChannelMsg::Data { data } => {
                     bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -293,7 +352,8 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
     };
 
     let target_to_client = async {
-        while let Some(msg) = u_rx.wait().await {
+        while let Some(msg) = down_rx.recv().await {
+            flow.consumed(1, size_of(&msg));
             let ok = match msg {
                 ChannelMsg::Data { data } => {
                     bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -349,6 +409,10 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
 
     let expiry = expiry(&b.shared, &b.live);
 
+    // A direction is done when its writer is: the reader ends with the channel and closes the
+    // queue behind the last message; a writer that stops early (refusal, closed peer) ends it.
+    let client_to_target = until_written(read_client, client_to_target);
+    let target_to_client = until_written(read_target, target_to_client);
     let reason: String = tokio::select! {
         () = client_to_target => if refused.load(Ordering::Acquire) { EndReason::RecordingFailed.code().into() } else { "client_closed".into() },
         () = target_to_client => "target_closed".into(),

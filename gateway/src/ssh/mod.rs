@@ -4,6 +4,7 @@
 //! and ended when its access ends.
 
 mod bridge;
+mod flow;
 mod handler;
 mod menu;
 mod open;
@@ -90,6 +91,10 @@ pub fn preferred() -> russh::Preferred {
     }
 }
 
+/// The SSH window both sides grant (as OpenSSH does). russh credits it back when a packet is
+/// received, not when it was passed on: see `flow` for what that means for the bridge.
+pub const WINDOW: u32 = 2 * 1024 * 1024;
+
 /// Most authentication attempts per connection (each rejected key counts).
 pub const MAX_AUTH_ATTEMPTS: usize = 6;
 
@@ -123,7 +128,7 @@ impl Shared {
             auth_rejection_time: Duration::from_millis(500),
             auth_rejection_time_initial: Some(Duration::ZERO),
             max_auth_attempts: MAX_AUTH_ATTEMPTS,
-            window_size: 8 * 1024 * 1024,
+            window_size: WINDOW,
             maximum_packet_size: 65_535,
             nodelay: true,
             // Idle shells stay: keepalives find dead peers instead.

@@ -141,7 +141,7 @@ pub struct Connected {
 
 fn client_config() -> Arc<client::Config> {
     Arc::new(client::Config {
-        window_size: 8 * 1024 * 1024,
+        window_size: super::WINDOW,
         maximum_packet_size: 65_535,
         nodelay: true,
         inactivity_timeout: None,

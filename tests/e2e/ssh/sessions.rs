@@ -466,3 +466,39 @@ async fn on_postgresql_a_revoke_on_one_instance_ends_the_session_on_another() {
     lab.server.stop();
     gatehouse_broker::testkit::drop_postgres_database(&name).await;
 }
+
+#[tokio::test]
+async fn a_full_duplex_transfer_does_not_stall() {
+    // Upload and download at once through `cat` on the target: 32 MiB each way.
+    let lab = Lab::start().await;
+    let data: Vec<u8> = (0..32 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let mut child = lab
+        .ssh("alice", "root@db-01")
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let input = data.clone();
+    let t = Instant::now();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&input).unwrap();
+    });
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut back = Vec::new();
+        stdout.read_to_end(&mut back).unwrap();
+        back
+    });
+    let (_, _) = ends_within(child, Duration::from_secs(60));
+    writer.join().unwrap();
+    let back = reader.join().unwrap();
+    println!("full duplex: 32 MiB each way in {:?}", t.elapsed());
+    assert!(back == data, "the echo differs ({} bytes back)", back.len());
+    lab.server.stop();
+}
