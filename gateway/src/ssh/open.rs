@@ -455,11 +455,35 @@ pub(super) async fn forward(
             .await;
         return;
     }
-    let up = conn.upstream.lock().await.as_ref().map(|(_, h)| h.clone());
-    let Some(up) = up else {
-        // Forwarding rides on a connection that already reached the target.
+    // The connection to the target (made here for `ssh -N -L`, which opens no session).
+    let Ok(d) = &decision else {
+        return;
+    };
+    let target = match shared.store.pool().acquire().await {
+        Ok(mut c) => targets::by_name(&mut c, &request.target)
+            .await
+            .ok()
+            .flatten(),
+        Err(_) => None,
+    };
+    let Some(target) = target else {
         reply.reject(ChannelOpenFailure::ConnectFailed).await;
         return;
+    };
+    let info = TargetInfo {
+        name: target.name.clone(),
+        address: target.address.clone(),
+        host_key: target.host_key.clone(),
+    };
+    let login = d.login.clone().unwrap_or_default();
+    let session_id = gatehouse_broker::ids::new_id();
+    let up = match conn.upstream(&who, &info, &login, d, &session_id).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(target = %info.name, error = %e, "cannot reach the target for a forward");
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            return;
+        }
     };
     let up_channel = match up
         .channel_open_direct_tcpip(

@@ -258,3 +258,105 @@ async fn security_port_forwarding_needs_a_role_that_allows_it() {
     assert!(!lab.audit("session.forward").await.is_empty());
     lab.server.stop();
 }
+
+#[tokio::test]
+async fn a_forward_without_a_session_still_ends_with_its_access() {
+    use std::io::Read;
+    let lab = Lab::start().await;
+    let (st, _) = lab
+        .api(
+            reqwest::Method::PUT,
+            "/api/v1/roles/db-root",
+            TOKEN,
+            Some(
+                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
+                "logins": ["root"], "port_forwarding": true }),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, t) = lab
+        .api(reqwest::Method::GET, "/api/v1/targets/db-01", TOKEN, None)
+        .await;
+    let sshd_port: u16 = t["address"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let local = free_port();
+    // `ssh -N -L`: a forward and no session channel at all.
+    let mut child = lab
+        .ssh("alice", "root@db-01")
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+        .arg(format!("{local}:127.0.0.1:{sshd_port}"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tunnel = loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the tunnel never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    tunnel
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tunnel.read(&mut buf).unwrap();
+    assert!(
+        text(&buf[..n]).starts_with("SSH-2.0-OpenSSH"),
+        "{:?}",
+        text(&buf[..n])
+    );
+
+    // Remove alice's access: the forwarded connection is cut.
+    let (_, all) = lab
+        .api(reqwest::Method::GET, "/api/v1/assignments", TOKEN, None)
+        .await;
+    let id = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["role"] == "db-root" && a["subject"].to_string().contains("alice"))
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("{all}"));
+    let (st, _) = lab
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/assignments/{id}"),
+            TOKEN,
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let t = Instant::now();
+    let closed = loop {
+        match tunnel.read(&mut buf) {
+            Ok(0) => break true,
+            // The read timeout (5 s): still open.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false;
+            }
+            Err(_) => break true, // reset
+            Ok(_) => {}
+        }
+    };
+    println!(
+        "forward: the tunnel closed {:?} after the assignment was removed",
+        t.elapsed()
+    );
+    assert!(closed, "the forward outlived its access");
+    assert!(lab.audit("session.forward").await.len() == 1);
+    let _ = child.kill();
+    let _ = child.wait();
+    lab.server.stop();
+}
