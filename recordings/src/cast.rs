@@ -123,12 +123,11 @@ impl CastWriter {
     }
 
     async fn line(&mut self, line: &str) -> Result<()> {
-        let path = self.path.clone();
-        self.file
-            .write_all(line.as_bytes())
-            .await
-            .map_err(io(&path))?;
-        self.file.write_all(b"\n").await.map_err(io(&path))?;
+        let written = async {
+            self.file.write_all(line.as_bytes()).await?;
+            self.file.write_all(b"\n").await
+        };
+        written.await.map_err(io(&self.path))?;
         self.hasher.update(line.as_bytes());
         self.hasher.update(b"\n");
         self.size += line.len() as u64 + 1;

@@ -11,6 +11,12 @@ pub struct Utf8Carry {
 impl Utf8Carry {
     /// The text of `chunk` (with what was carried), leaving an incomplete tail for later.
     pub fn decode(&mut self, chunk: &[u8]) -> String {
+        // The common case: nothing carried and a whole valid chunk — one copy.
+        if self.pending.is_empty()
+            && let Ok(s) = std::str::from_utf8(chunk)
+        {
+            return s.to_string();
+        }
         let mut bytes = std::mem::take(&mut self.pending);
         bytes.extend_from_slice(chunk);
         let mut out = String::with_capacity(bytes.len());
