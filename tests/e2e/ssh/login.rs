@@ -157,18 +157,8 @@ async fn roles_with_session_mfa_ask_for_a_totp_code_at_ssh_login() {
         .find_map(|l| l.strip_prefix("secret: "))
         .unwrap()
         .to_string();
-    let (st, v) = lab
-        .api(
-            reqwest::Method::PUT,
-            "/api/v1/roles/db-root",
-            TOKEN,
-            Some(
-                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
-                "logins": ["root"], "session_mfa": true }),
-            ),
-        )
+    lab.put_db_root(&["db-01"], serde_json::json!({ "session_mfa": true }))
         .await;
-    assert_eq!(st, 200, "{v}");
 
     // OpenSSH in batch mode cannot answer the prompt: the key alone does not get in.
     let out = lab
@@ -227,18 +217,8 @@ async fn a_target_that_cannot_trust_the_ca_is_reached_with_a_vaulted_key() {
         )
         .await;
     assert_eq!(st, 201, "{v}");
-    let (st, v) = lab
-        .api(
-            reqwest::Method::PUT,
-            "/api/v1/roles/db-root",
-            TOKEN,
-            Some(
-                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01", "db-02"] },
-                "logins": ["root"] }),
-            ),
-        )
+    lab.put_db_root(&["db-01", "db-02"], serde_json::json!({}))
         .await;
-    assert_eq!(st, 200, "{v}");
     // With the CA alone, db-02 refuses Gatehouse.
     let out = lab
         .ssh("alice", "root@db-02")
@@ -308,18 +288,8 @@ async fn security_signing_again_does_not_buy_more_totp_guesses() {
         .output()
         .unwrap();
     ok(&out);
-    let (st, _) = lab
-        .api(
-            reqwest::Method::PUT,
-            "/api/v1/roles/db-root",
-            TOKEN,
-            Some(
-                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
-                "logins": ["root"], "session_mfa": true }),
-            ),
-        )
+    lab.put_db_root(&["db-01"], serde_json::json!({ "session_mfa": true }))
         .await;
-    assert_eq!(st, 200);
     let key = std::sync::Arc::new(russh::keys::load_secret_key(lab.path("alice"), None).unwrap());
     let config = std::sync::Arc::new(russh::client::Config::default());
     let mut h = russh::client::connect(config, lab.server.ssh, AnyHost)

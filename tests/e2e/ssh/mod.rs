@@ -250,6 +250,39 @@ kind = "eligible"
         )
     }
 
+    /// Replaces role db-root (login root) with these targets and extra fields.
+    pub async fn put_db_root(&self, targets: &[&str], extra: serde_json::Value) {
+        let mut role = serde_json::json!({ "name": "db-root", "targets": { "names": targets },
+            "logins": ["root"] });
+        if let (Some(r), Some(e)) = (role.as_object_mut(), extra.as_object()) {
+            r.extend(e.clone());
+        }
+        let (st, v) = self
+            .api(
+                reqwest::Method::PUT,
+                "/api/v1/roles/db-root",
+                TOKEN,
+                Some(role),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+
+    /// `who` activates `role` (no approval needed) for 30 minutes; returns the grant id.
+    pub async fn activate(&self, who: &str, role: &str) -> String {
+        let token = self.token(who).await;
+        let (st, r) = self
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/requests",
+                &token,
+                Some(serde_json::json!({ "role": role, "duration": "30m", "reason": "e2e" })),
+            )
+            .await;
+        assert_eq!(st, 201, "{r}");
+        r["grant_id"].as_str().unwrap().to_string()
+    }
+
     pub async fn token(&self, who: &str) -> String {
         let (st, v) = self
             .api(

@@ -241,18 +241,8 @@ async fn security_port_forwarding_needs_a_role_that_allows_it() {
     );
 
     // Once the role allows it, the same tunnel reaches the target's port, audited.
-    let (st, v) = lab
-        .api(
-            reqwest::Method::PUT,
-            "/api/v1/roles/db-root",
-            TOKEN,
-            Some(
-                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
-                "logins": ["root"], "port_forwarding": true }),
-            ),
-        )
+    lab.put_db_root(&["db-01"], serde_json::json!({ "port_forwarding": true }))
         .await;
-    assert_eq!(st, 200, "{v}");
     let got = through_a_tunnel(&lab, sshd_port).await;
     assert!(got.starts_with("SSH-2.0-OpenSSH"), "{got:?}");
     assert!(!lab.audit("session.forward").await.is_empty());
@@ -263,18 +253,8 @@ async fn security_port_forwarding_needs_a_role_that_allows_it() {
 async fn a_forward_without_a_session_still_ends_with_its_access() {
     use std::io::Read;
     let lab = Lab::start().await;
-    let (st, _) = lab
-        .api(
-            reqwest::Method::PUT,
-            "/api/v1/roles/db-root",
-            TOKEN,
-            Some(
-                serde_json::json!({ "name": "db-root", "targets": { "names": ["db-01"] },
-                "logins": ["root"], "port_forwarding": true }),
-            ),
-        )
+    lab.put_db_root(&["db-01"], serde_json::json!({ "port_forwarding": true }))
         .await;
-    assert_eq!(st, 200);
     let (_, t) = lab
         .api(reqwest::Method::GET, "/api/v1/targets/db-01", TOKEN, None)
         .await;

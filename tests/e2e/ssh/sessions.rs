@@ -200,17 +200,7 @@ async fn sessions_without_access_are_denied_and_sessions_end_with_their_grant() 
     );
 
     // bob activates db-temp (no approval needed), connects; revoking the grant cuts him off.
-    let bob = lab.token("bob").await;
-    let (st, r) = lab
-        .api(
-            reqwest::Method::POST,
-            "/api/v1/requests",
-            &bob,
-            Some(serde_json::json!({ "role": "db-temp", "duration": "30m", "reason": "e2e" })),
-        )
-        .await;
-    assert_eq!(st, 201, "{r}");
-    let grant = r["grant_id"].as_str().unwrap().to_string();
+    let grant = lab.activate("bob", "db-temp").await;
     let mut child = long_session(&lab, "bob");
     wait_started(&mut child);
     let (st, _) = lab
@@ -433,17 +423,7 @@ async fn on_postgresql_a_revoke_on_one_instance_ends_the_session_on_another() {
         server: a,
         _sshd: sshd,
     };
-    let bob = lab.token("bob").await;
-    let (st, r) = lab
-        .api(
-            reqwest::Method::POST,
-            "/api/v1/requests",
-            &bob,
-            Some(serde_json::json!({ "role": "db-temp", "duration": "30m", "reason": "e2e" })),
-        )
-        .await;
-    assert_eq!(st, 201, "{r}");
-    let grant = r["grant_id"].as_str().unwrap().to_string();
+    let grant = lab.activate("bob", "db-temp").await;
     let mut child = long_session(&lab, "bob");
     wait_started(&mut child);
     // Revoke through instance B; the session runs on instance A.
