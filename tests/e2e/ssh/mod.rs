@@ -303,6 +303,19 @@ kind = "eligible"
         v.as_array().cloned().unwrap_or_default()
     }
 
+    /// The sessions once every one has its end recorded (a client may exit a moment before the
+    /// gateway writes the end and the manifest).
+    pub async fn ended_sessions(&self) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.sessions().await;
+            if s.iter().all(|x| x["ended_at_ms"].is_i64()) || Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn audit(&self, action: &str) -> Vec<serde_json::Value> {
         let (_, v) = self
             .api(

@@ -93,7 +93,7 @@ async fn exec_pty_scp_and_sftp_work_through_the_gateway_and_are_recorded() {
     assert!(std::fs::read(&back).unwrap() == data, "sftp copy differs");
 
     // Every session is in the sessions table with its recording and end.
-    let sessions = lab.sessions().await;
+    let sessions = lab.ended_sessions().await;
     let kinds: Vec<&str> = sessions
         .iter()
         .map(|s| s["kind"].as_str().unwrap())
@@ -241,7 +241,7 @@ async fn sessions_without_access_are_denied_and_sessions_end_with_their_grant() 
     );
 
     let ended: Vec<String> = lab
-        .sessions()
+        .ended_sessions()
         .await
         .iter()
         .map(|s| s["end_reason"].as_str().unwrap_or_default().to_string())
@@ -292,7 +292,7 @@ async fn strict_recording_refuses_a_session_that_cannot_be_recorded() {
         "{}",
         text(&out.stderr)
     );
-    let s = lab.sessions().await;
+    let s = lab.ended_sessions().await;
     assert_eq!(s[0]["end_reason"], "recording_failed", "{s:?}");
     lab.server.stop();
 }
