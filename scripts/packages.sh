@@ -7,7 +7,9 @@ set -euo pipefail
 packages=(ca-certificates gcc libc6-dev pkg-config curl)
 if [ "${1:-build}" = test ]; then
   # openssh-client is the engineer, openssh-server the target, asciinema plays recordings.
-  packages+=(postgresql postgresql-client procps openssh-client openssh-server asciinema bsdutils)
+  # chromium + chromium-driver drive the web UI tests.
+  packages+=(postgresql postgresql-client procps openssh-client openssh-server asciinema bsdutils
+    chromium chromium-driver)
 fi
 
 missing=()

@@ -192,6 +192,19 @@ pub struct ServeArgs {
     /// Address of the SSH gateway [default: 127.0.0.1:2222].
     #[arg(long, env = "GATEHOUSE_SSH_LISTEN", value_name = "ADDR")]
     pub ssh_listen: Option<SocketAddr>,
+    /// HTTPS for the web listener: `auto` (a configured certificate, else one generated in the
+    /// data directory on first start) or `off` (plain HTTP, refused unless the web listener is
+    /// on loopback) [default: auto].
+    #[arg(long, env = "GATEHOUSE_WEB_TLS", value_name = "auto|off")]
+    pub web_tls: Option<WebTls>,
+}
+
+/// Whether the web listener speaks HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebTls {
+    Auto,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,6 +308,15 @@ pub enum MfaCommand {
     /// DATA_DIR/keys/secrets.key). Roles with `session_mfa = true` then ask for a code at SSH
     /// login. Audited, without the secret.
     EnrollTotp {
+        /// The username.
+        #[arg(long)]
+        identity: String,
+    },
+    /// Set an identity's web sign-in password, read from standard input (one line; at least
+    /// 12 characters). Stored as an argon2id hash; the identity's browser sessions end. Audited.
+    ///
+    /// Example: `printf '%s\n' 'a long passphrase' | gatehouse mfa set-password --identity alice`
+    SetPassword {
         /// The username.
         #[arg(long)]
         identity: String,

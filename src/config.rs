@@ -62,6 +62,11 @@ pub struct WebConfig {
     pub listen: Option<SocketAddr>,
     /// The URL users reach the web UI at, for links Gatehouse prints.
     pub public_url: Option<String>,
+    /// `auto` (default) or `off` (plain HTTP, loopback only).
+    pub tls: Option<crate::cli::WebTls>,
+    /// PEM certificate chain and key; generated in DATA_DIR/keys when neither is set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +99,9 @@ pub struct Settings {
     pub log_level: Option<String>,
     pub web_listen: SocketAddr,
     pub public_url: Option<String>,
+    pub web_tls: crate::cli::WebTls,
+    pub web_tls_cert: PathBuf,
+    pub web_tls_key: PathBuf,
     pub checkpoint_interval: Duration,
     pub signing_key: PathBuf,
     /// Webhook for notifications (may embed a secret in its path: hidden in `Debug`).
@@ -177,7 +185,23 @@ impl Settings {
                 .and_then(|s| s.web_listen)
                 .or(file.web.listen)
                 .unwrap_or(default_listen),
-            public_url: file.web.public_url,
+            public_url: file.web.public_url.clone(),
+            web_tls: serve
+                .and_then(|s| s.web_tls)
+                .or(file.web.tls)
+                .unwrap_or(crate::cli::WebTls::Auto),
+            web_tls_cert: file
+                .web
+                .tls_cert
+                .clone()
+                .map(from_file)
+                .unwrap_or_else(|| keys.join("web-cert.pem")),
+            web_tls_key: file
+                .web
+                .tls_key
+                .clone()
+                .map(from_file)
+                .unwrap_or_else(|| keys.join("web-key.pem")),
             checkpoint_interval: file
                 .audit
                 .checkpoint_interval

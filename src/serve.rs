@@ -40,10 +40,44 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address; put TLS in front");
-    }
-    tracing::info!(%addr, "web listener bound");
+    let tls = match settings.web_tls {
+        crate::cli::WebTls::Off => {
+            if !addr.ip().is_loopback() {
+                anyhow::bail!(
+                    "plain HTTP (web tls = off) is only allowed on a loopback address, not {addr}; \
+                     use tls = \"auto\" or give web.tls_cert and web.tls_key"
+                );
+            }
+            None
+        }
+        crate::cli::WebTls::Auto => {
+            let names: Vec<String> = settings
+                .public_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .into_iter()
+                .collect();
+            let created = gatehouse_web::tls::ensure_certificate(
+                &settings.web_tls_cert,
+                &settings.web_tls_key,
+                &names,
+            )
+            .map_err(anyhow::Error::msg)?;
+            if created {
+                tracing::info!(cert = %settings.web_tls_cert.display(), "generated a self-signed web certificate (browsers will ask you to trust it; configure web.tls_cert for a real one)");
+            }
+            Some((settings.web_tls_cert.clone(), settings.web_tls_key.clone()))
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let origin = settings
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .or_else(|| url::Url::parse(&format!("{scheme}://localhost:{}", addr.port())).ok())
+        .context("the web origin")?;
+    tracing::info!(%addr, url = %origin, "web listener bound");
 
     let (host_key, created) =
         gatehouse_gateway::keys::load_or_create(&settings.ssh_host_key, "gatehouse host key")?;
@@ -86,7 +120,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             let base = settings
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{addr}"));
+                .unwrap_or_else(|| origin.to_string());
             // Printed, not logged: the link is a credential and logs travel further than a console.
             eprintln!(
                 "\nGatehouse has no administrator yet. Open this one-time link within an hour to create one:\n\n    {}/setup?code={}\n\n(Or restart with GATEHOUSE_BOOTSTRAP_TOKEN set to create `admin` without a browser.)\n",
@@ -129,6 +163,9 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             tracing::warn!(sessions = n, "ended sessions left open by the previous run");
         }
     }
+    let sealing = Arc::new(gatehouse_broker::sealing::SealingKey::load_or_create(
+        &settings.sealing_key,
+    )?);
     let gateway = gatehouse_gateway::ssh::Shared::new(
         store.clone(),
         cache.clone(),
@@ -138,9 +175,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             host_key,
             user_ca: Arc::new(user_ca),
             client_ca: client_ca.public_key().clone(),
-            sealing: Arc::new(gatehouse_broker::sealing::SealingKey::load_or_create(
-                &settings.sealing_key,
-            )?),
+            sealing: sealing.clone(),
         },
         gatehouse_gateway::ssh::Settings {
             recordings_dir: settings.recordings_dir.clone(),
@@ -163,8 +198,12 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         clock: clock.clone(),
         cache,
         ssh_user_ca: Some(user_ca_line),
+        web: Arc::new(gatehouse_web::WebConfig {
+            ssh_address: Some(ssh_addr.to_string()),
+            ..gatehouse_web::WebConfig::new(origin, sealing, settings.recordings_dir.clone())
+        }),
     };
-    let served = gatehouse_web::serve(listener, state, shutdown.clone()).await;
+    let served = gatehouse_web::serve(listener, state, tls, shutdown.clone()).await;
     shutdown.cancel();
     let _ = ssh.await;
     let _ = checkpoints.await;

@@ -206,6 +206,8 @@ pub async fn set_status(
     )
     .await?;
     if status != Status::Active {
+        crate::web_sessions::end_all(tx, now_ms, &before.id, username, None, "identity_disabled")
+            .await?;
         tx.publish(crate::events::AccessEvent::IdentityDisabled {
             identity: username.into(),
         });

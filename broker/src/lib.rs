@@ -19,8 +19,11 @@ pub mod ids;
 pub mod keys;
 pub mod mfa;
 pub mod outbox;
+pub mod passkeys;
+pub mod passwords;
 pub mod policy;
 pub mod privileges;
+pub mod recovery;
 pub mod requests;
 pub mod reviews;
 pub mod role_spec;
@@ -35,6 +38,7 @@ pub mod targets;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod tokens;
+pub mod web_sessions;
 
 pub use actor::Actor;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -151,3 +151,80 @@ pub fn code_at(secret_base32: &str, now_ms: i64) -> Result<String> {
     Ok(t.generate(u64::try_from(now_ms / 1000).unwrap_or(0))
         .to_string())
 }
+
+/// A fresh TOTP seed for `username`, not yet active: the sealed seed (kept by the caller until
+/// the person confirms a code) and what to show them.
+pub fn new_totp(username: &str, key: &SealingKey) -> Result<(String, Enrollment)> {
+    let mut seed = vec![0u8; 20];
+    getrandom::fill(&mut seed).map_err(|e| Error::Key(format!("random generator: {e}")))?;
+    let t = totp(seed.clone(), username)?;
+    Ok((
+        key.seal(&seed)?,
+        Enrollment {
+            secret_base32: t.secret().to_base32(),
+            url: t
+                .to_url()
+                .map_err(|e| Error::Key(format!("TOTP URL: {e}")))?,
+        },
+    ))
+}
+
+/// Activates a seed from [`new_totp`] once the person proves their app has it with a current
+/// code: false (nothing stored) if the code is wrong. Replaces an earlier seed; audited as
+/// `mfa.totp_enrolled`; a new factor ends the identity's other browser sessions.
+#[allow(clippy::too_many_arguments)]
+pub async fn activate_totp(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    identity_id: &str,
+    username: &str,
+    sealed: &str,
+    code: &str,
+    key: &SealingKey,
+    keep_session: Option<&str>,
+) -> Result<bool> {
+    let t = totp(key.open(sealed)?, username)?;
+    let now = u64::try_from(now_ms / 1000).unwrap_or(0);
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let Some(step) = (code.len() == 6)
+        .then(|| t.check(&code, now))
+        .flatten()
+        .and_then(|s| i64::try_from(s).ok())
+    else {
+        return Ok(false);
+    };
+    sqlx::query("DELETE FROM identity_totp WHERE identity_id = $1")
+        .bind(identity_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO identity_totp (identity_id, secret, last_step, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(identity_id)
+    .bind(sealed)
+    .bind(step)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "mfa.totp_enrolled",
+            format!("identity:{username}"),
+        ),
+    )
+    .await?;
+    crate::web_sessions::end_all(
+        tx,
+        now_ms,
+        identity_id,
+        username,
+        keep_session,
+        "factor_changed",
+    )
+    .await?;
+    Ok(true)
+}

@@ -14,6 +14,8 @@ use sqlx::Row;
 pub enum Privilege {
     /// Everything: identities, targets, roles, policies, audit.
     Admin,
+    /// Security review: sessions, recordings (replay, download, live view, terminate), audit.
+    Reviewer,
 }
 
 impl Privilege {
@@ -21,6 +23,7 @@ impl Privilege {
     pub fn as_str(self) -> &'static str {
         match self {
             Privilege::Admin => "admin",
+            Privilege::Reviewer => "reviewer",
         }
     }
 }
@@ -62,14 +65,24 @@ pub async fn grant(
     Ok(())
 }
 
-/// Whether the identity (by id) holds the privilege.
+/// Parses a stored or typed spelling.
+pub fn parse(s: &str) -> Option<Privilege> {
+    match s {
+        "admin" => Some(Privilege::Admin),
+        "reviewer" => Some(Privilege::Reviewer),
+        _ => None,
+    }
+}
+
+/// Whether the identity (by id) holds the privilege; an administrator holds every privilege.
 pub async fn has(
     conn: &mut AnyConnection,
     identity_id: &str,
     privilege: Privilege,
 ) -> Result<bool> {
     let row = sqlx::query(
-        "SELECT COUNT(*) FROM identity_privileges WHERE identity_id = $1 AND privilege = $2",
+        "SELECT COUNT(*) FROM identity_privileges WHERE identity_id = $1 \
+         AND (privilege = $2 OR privilege = 'admin')",
     )
     .bind(identity_id)
     .bind(privilege.as_str())

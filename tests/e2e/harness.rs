@@ -49,12 +49,28 @@ impl Server {
         Server::start_command("serve", data_dir, extra, env).await
     }
 
-    /// Starts `command` (`serve` or `demo`) on free loopback ports.
+    /// Starts `command` (`serve` or `demo`) on free loopback ports, the web side on plain HTTP.
     pub async fn start_command(
         command: &str,
         data_dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
+    ) -> Server {
+        Server::start_full(command, data_dir, extra, env, false).await
+    }
+
+    /// Starts `serve` with the web side on HTTPS (its default: a generated certificate), reached
+    /// as `https://localhost:PORT` as a browser would.
+    pub async fn start_https(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full("serve", data_dir, extra, env, true).await
+    }
+
+    async fn start_full(
+        command: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        https: bool,
     ) -> Server {
         let mut cmd = gatehouse(data_dir);
         cmd.args(["--log-format", "json"]).args(extra).args([
@@ -63,6 +79,8 @@ impl Server {
             "127.0.0.1:0",
             "--ssh-listen",
             "127.0.0.1:0",
+            "--web-tls",
+            if https { "auto" } else { "off" },
         ]);
         for (k, v) in env {
             cmd.env(k, v);
@@ -101,13 +119,27 @@ impl Server {
             }
         }
         let addr = web.unwrap_or_default();
+        let base = if https {
+            let port = addr.rsplit(':').next().unwrap_or_default();
+            format!("https://localhost:{port}")
+        } else {
+            format!("http://{addr}")
+        };
         let server = Server {
             child,
-            base: format!("http://{addr}"),
+            base,
             ssh: ssh.unwrap_or_default().parse().unwrap(),
             stderr: lines,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
+        if https {
+            // reqwest here has no TLS: the listener accepting is enough (the browser does the rest).
+            while std::net::TcpStream::connect(&addr).is_err() {
+                assert!(Instant::now() < deadline, "the web listener never accepted");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            return server;
+        }
         loop {
             if let Ok(r) = reqwest::get(server.url("/healthz")).await
                 && r.status() == 200

@@ -8,4 +8,5 @@ mod audit;
 mod harness;
 mod serve;
 mod ssh;
+mod ui;
 mod usage;

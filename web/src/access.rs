@@ -4,6 +4,7 @@
 //! (`X-Remote-User`, `X-Forwarded-User`, ...) are never read.
 
 use crate::AppState;
+use crate::cookies::Kind;
 use crate::error::ApiError;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_broker::identities::Identity;
 use gatehouse_broker::privileges::{self, Privilege};
 use gatehouse_broker::tokens;
+use gatehouse_broker::web_sessions::{self, Stage, WebSession};
 
 /// What a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub enum Requirement {
     Public,
     /// Any active identity with a valid credential.
     Authenticated,
+    /// A browser that has passed the password step and not yet the second factor (or has).
+    SecondFactor,
     /// An identity holding this privilege.
     Privilege(Privilege),
 }
@@ -39,6 +43,124 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         "/setup",
         PUBLIC,
         "Redeem the one-time setup code",
+    ),
+    // Browser pages (the web UI). Forms that change state also pass the CSRF check.
+    (
+        Method::GET,
+        "/assets/{file}",
+        PUBLIC,
+        "Stylesheet, scripts and the replay player",
+    ),
+    (Method::GET, "/login", PUBLIC, "Sign-in page"),
+    (
+        Method::POST,
+        "/login",
+        PUBLIC,
+        "Sign in with username and password",
+    ),
+    (
+        Method::POST,
+        "/login/passkey/start",
+        PUBLIC,
+        "Start a passkey sign-in",
+    ),
+    (
+        Method::POST,
+        "/login/passkey/finish",
+        PUBLIC,
+        "Finish a passkey sign-in",
+    ),
+    (
+        Method::GET,
+        "/login/second-factor",
+        SECOND,
+        "Second-factor page",
+    ),
+    (
+        Method::POST,
+        "/login/second-factor",
+        SECOND,
+        "Check a TOTP or recovery code",
+    ),
+    (
+        Method::POST,
+        "/login/second-factor/passkey/start",
+        SECOND,
+        "Start a passkey second factor",
+    ),
+    (
+        Method::POST,
+        "/login/second-factor/passkey/finish",
+        SECOND,
+        "Finish a passkey second factor",
+    ),
+    (Method::POST, "/logout", SECOND, "Sign out"),
+    (Method::GET, "/", AUTH, "My access"),
+    (Method::GET, "/requests", AUTH, "My requests"),
+    (Method::GET, "/requests/new", AUTH, "Request access form"),
+    (
+        Method::POST,
+        "/requests/new",
+        AUTH,
+        "Send an access request",
+    ),
+    (Method::GET, "/approvals", AUTH, "My approval queue"),
+    (
+        Method::POST,
+        "/approvals/{id}/approve",
+        AUTH,
+        "Approve a request",
+    ),
+    (Method::POST, "/approvals/{id}/deny", AUTH, "Deny a request"),
+    (
+        Method::GET,
+        "/account",
+        AUTH,
+        "My account and sign-in factors",
+    ),
+    (Method::GET, "/account/reauth", AUTH, "Confirm it is you"),
+    (Method::POST, "/account/reauth", AUTH, "Re-authenticate"),
+    (
+        Method::POST,
+        "/account/password",
+        AUTH,
+        "Change my password",
+    ),
+    (
+        Method::GET,
+        "/account/totp",
+        AUTH,
+        "Start authenticator app enrollment",
+    ),
+    (
+        Method::POST,
+        "/account/totp",
+        AUTH,
+        "Confirm authenticator app enrollment",
+    ),
+    (
+        Method::POST,
+        "/account/recovery-codes",
+        AUTH,
+        "Make new recovery codes",
+    ),
+    (
+        Method::POST,
+        "/account/ssh-keys",
+        AUTH,
+        "Add one of my SSH public keys",
+    ),
+    (
+        Method::POST,
+        "/account/passkeys/start",
+        AUTH,
+        "Start registering a passkey",
+    ),
+    (
+        Method::POST,
+        "/account/passkeys/finish",
+        AUTH,
+        "Finish registering a passkey",
     ),
     (
         Method::GET,
@@ -77,6 +199,18 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         "/api/v1/identities/{username}/tokens",
         ADMIN,
         "Create an API token for an identity (shown once)",
+    ),
+    (
+        Method::POST,
+        "/api/v1/identities/{username}/password",
+        ADMIN,
+        "Set an identity's web sign-in password",
+    ),
+    (
+        Method::POST,
+        "/api/v1/identities/{username}/privileges",
+        ADMIN,
+        "Grant a privilege (admin, reviewer)",
     ),
     (
         Method::GET,
@@ -312,8 +446,13 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
     ),
 ];
 
+/// Routes whose state-changing requests carry their own credential in the body and use no
+/// cookie, so cross-site forgery gains nothing.
+const CSRF_EXEMPT: &[&str] = &["/setup"];
+
 const PUBLIC: Requirement = Requirement::Public;
 const AUTH: Requirement = Requirement::Authenticated;
+const SECOND: Requirement = Requirement::SecondFactor;
 const ADMIN: Requirement = Requirement::Privilege(Privilege::Admin);
 
 /// The requirement for a matched route, if it is listed. HEAD is answered by GET handlers, so
@@ -339,8 +478,24 @@ fn path_is_listed(path: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Principal(pub Identity);
 
+/// A browser request's session (set when the request came with a live session cookie).
+#[derive(Debug, Clone)]
+pub struct Browser {
+    pub session: WebSession,
+    pub identity: Identity,
+}
+
+/// Refuses the request in the form its caller reads: JSON under `/api/`, a page elsewhere.
+fn refuse(api: bool, e: ApiError) -> Response {
+    if api {
+        e.into_response()
+    } else {
+        crate::error::page(e)
+    }
+}
+
 /// The middleware.
-pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(path) = req
         .extensions()
         .get::<MatchedPath>()
@@ -349,31 +504,97 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         // No route matched: answer here rather than pass an unchecked request on.
         return crate::error::not_found().await.into_response();
     };
+    let api = path.starts_with("/api/");
     let Some(rule) = requirement(req.method(), &path) else {
         if path_is_listed(&path) {
             // A known path with a method it does not have: nothing to log.
-            return ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed",
-            )
-            .into_response();
+            return refuse(
+                api,
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "method not allowed",
+                ),
+            );
         }
         tracing::error!(method = %req.method(), path, "route has no access rule; refusing");
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "you are not allowed to do this",
-        )
-        .into_response();
+        return refuse(api, forbidden());
     };
-    if rule == Requirement::Public {
-        return next.run(req).await;
-    }
+    // One credential per request: a bearer token, or else the browser session cookie.
     let bearer = bearer_token(&req).map(str::to_owned);
-    let identity = match authenticate(&state, bearer).await {
-        Ok(identity) => identity,
-        Err(e) => return e.into_response(),
+    let browser = match bearer {
+        Some(_) => None,
+        None => match browser_session(&state, req.headers()).await {
+            Ok(b) => b,
+            Err(e) => return refuse(api, e),
+        },
+    };
+    // Browser requests that change state must prove they come from our own pages: every page
+    // form (sign-in included, against login CSRF) and any API call riding on a session cookie.
+    // The setup form is exempt: its one-time code in the body is the credential.
+    let mut req = if bearer.is_none()
+        && crate::csrf::is_unsafe(req.method())
+        && (browser.is_some() || !api)
+        && !CSRF_EXEMPT.contains(&path.as_str())
+    {
+        match crate::csrf::check(
+            req,
+            &state.web.cookies,
+            browser.as_ref().map(|b| b.session.csrf.as_str()),
+            crate::MAX_BODY,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::warn!(
+                    ?why,
+                    path,
+                    "state-changing browser request without a valid CSRF token"
+                );
+                return refuse(
+                    api,
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf",
+                        "this form has expired or was sent from another site; reload the page and try again",
+                    ),
+                );
+            }
+        }
+    } else {
+        req
+    };
+    let signed_in = browser
+        .as_ref()
+        .filter(|b| b.session.stage == Stage::Active)
+        .cloned();
+    match rule {
+        Requirement::Public => {
+            if let Some(b) = signed_in {
+                req.extensions_mut().insert(Principal(b.identity.clone()));
+                req.extensions_mut().insert(b);
+            }
+            return next.run(req).await;
+        }
+        Requirement::SecondFactor => {
+            return match browser {
+                Some(b) => {
+                    req.extensions_mut().insert(b);
+                    next.run(req).await
+                }
+                None => to_sign_in(api, &req),
+            };
+        }
+        Requirement::Authenticated | Requirement::Privilege(_) => {}
+    }
+    let identity = match (&bearer, &signed_in) {
+        (Some(_), _) => match authenticate(&state, bearer).await {
+            Ok(identity) => identity,
+            Err(e) => return refuse(api, e),
+        },
+        (None, Some(b)) => b.identity.clone(),
+        (None, None) => return to_sign_in(api, &req),
     };
     if let Requirement::Privilege(p) = rule {
         let held = match state.store.pool().acquire().await {
@@ -382,19 +603,62 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         };
         match held {
             Ok(true) => {}
-            Ok(false) => {
-                return ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "you are not allowed to do this",
-                )
-                .into_response();
-            }
-            Err(e) => return ApiError::from(e).into_response(),
+            Ok(false) => return refuse(api, forbidden()),
+            Err(e) => return refuse(api, ApiError::from(e)),
         }
     }
     req.extensions_mut().insert(Principal(identity));
+    if let Some(b) = signed_in {
+        req.extensions_mut().insert(b);
+    }
     next.run(req).await
+}
+
+fn forbidden() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "you are not allowed to do this",
+    )
+}
+
+/// Unauthenticated: 401 for the API; for pages, the sign-in page, coming back here after.
+fn to_sign_in(api: bool, req: &Request) -> Response {
+    if api {
+        return ApiError::from(gatehouse_broker::Error::Unauthenticated).into_response();
+    }
+    let back = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| *p != "/")
+        .map(|p| {
+            format!(
+                "?next={}",
+                url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()
+            )
+        })
+        .unwrap_or_default();
+    axum::response::Redirect::to(&format!("/login{back}")).into_response()
+}
+
+/// The session behind the request's session cookie, if any is live.
+async fn browser_session(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Browser>, ApiError> {
+    let Some(cookie) = state.web.cookies.read(headers, Kind::Session) else {
+        return Ok(None);
+    };
+    let mut conn = state
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(gatehouse_broker::Error::from)?;
+    let found =
+        web_sessions::lookup(&mut conn, &cookie, state.clock.now_ms(), state.web.timeouts).await?;
+    Ok(found.map(|(session, identity)| Browser { session, identity }))
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header, if that is what the request carries.

@@ -27,7 +27,14 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match &e {
+        Self::from_ref(&e)
+    }
+}
+
+impl ApiError {
+    /// The response for a domain error (the one mapping of domain errors to HTTP).
+    pub fn from_ref(e: &Error) -> Self {
+        let status = match e {
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
@@ -36,7 +43,7 @@ impl From<Error> for ApiError {
             Error::Forbidden(_) | Error::Refused(..) => StatusCode::FORBIDDEN,
             Error::Key(_) | Error::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let message = match &e {
+        let message = match e {
             Error::Unavailable(_) => "the database is unavailable; try again shortly".to_string(),
             Error::Key(_) | Error::Storage(_) => "internal error".to_string(),
             Error::Forbidden(_) => "you are not allowed to do this".to_string(),
@@ -70,4 +77,24 @@ impl IntoResponse for ApiError {
 /// Any path no route matches.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// The error as a page, for browser routes: the same status, code and message as the API gives.
+pub fn page(e: ApiError) -> Response {
+    use askama::Template;
+    #[derive(Template)]
+    #[template(path = "error.html")]
+    struct ErrorPage<'a> {
+        status: u16,
+        code: &'a str,
+        message: &'a str,
+    }
+    let body = ErrorPage {
+        status: e.status.as_u16(),
+        code: e.code,
+        message: &e.message,
+    }
+    .render()
+    .unwrap_or_else(|_| "error".to_string());
+    (e.status, axum::response::Html(body)).into_response()
 }

@@ -4,13 +4,21 @@
 
 pub mod access;
 mod api;
+pub mod cookies;
+pub mod csrf;
 pub mod error;
 mod headers;
 mod health;
 mod setup;
+pub mod throttle;
+pub mod tls;
+mod ui;
 
 use axum::Router;
+use gatehouse_broker::sealing::SealingKey;
+use gatehouse_broker::web_sessions;
 use gatehouse_broker::{SharedClock, Store};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +31,62 @@ pub struct AppState {
     pub cache: gatehouse_broker::policy::CatalogCache,
     /// The SSH user CA's public key line, when the SSH gateway runs beside the API.
     pub ssh_user_ca: Option<String>,
+    /// What the browser side needs.
+    pub web: Arc<WebConfig>,
+}
+
+/// Settings and shared parts of the browser side.
+#[derive(Debug)]
+pub struct WebConfig {
+    /// The origin browsers reach this server at, e.g. `https://localhost:8443`.
+    pub origin: url::Url,
+    pub cookies: cookies::Cookies,
+    pub timeouts: web_sessions::Timeouts,
+    /// Passkeys; `None` when the origin's host is an IP address (WebAuthn needs a name).
+    pub webauthn: Option<webauthn_rs::Webauthn>,
+    /// Seals TOTP seeds in flight and the known-device cookie.
+    pub sealing: Arc<SealingKey>,
+    pub throttle: throttle::Throttle,
+    /// Where session recordings are (replay and download).
+    pub recordings_dir: std::path::PathBuf,
+    /// The SSH gateway's address as users type it (`host:port`), for the ssh lines shown.
+    pub ssh_address: Option<String>,
+}
+
+impl WebConfig {
+    /// Settings for a server reached at `origin`. Cookies are Secure when it is HTTPS.
+    pub fn new(
+        origin: url::Url,
+        sealing: Arc<SealingKey>,
+        recordings_dir: std::path::PathBuf,
+    ) -> Self {
+        let webauthn = origin.host_str().and_then(|host| {
+            if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+                tracing::warn!(%origin, "passkeys need a host name, not an IP address: they are off");
+                return None;
+            }
+            match webauthn_rs::WebauthnBuilder::new(host, &origin)
+                .map(|b| b.rp_name("Gatehouse"))
+                .and_then(|b| b.build())
+            {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(%origin, error = %e, "passkeys are off");
+                    None
+                }
+            }
+        });
+        Self {
+            cookies: cookies::Cookies::new(origin.scheme() == "https"),
+            origin,
+            timeouts: web_sessions::Timeouts::default(),
+            webauthn,
+            sealing,
+            throttle: throttle::Throttle::default(),
+            recordings_dir,
+            ssh_address: None,
+        }
+    }
 }
 
 /// Largest request body accepted anywhere (bytes).
@@ -33,6 +97,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(health::routes())
         .merge(setup::routes())
+        .merge(ui::routes())
         .nest("/api/v1", api::routes());
     routes
         .fallback(error::not_found)
@@ -49,12 +114,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` is cancelled.
+/// Serves `router(state)` on `listener` until `shutdown` is cancelled: over TLS with the
+/// certificate and key files given, else plain HTTP (the caller allows that only on loopback).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    if let Some((cert, key)) = tls {
+        return tls::serve(listener, &cert, &key, router(state), shutdown).await;
+    }
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

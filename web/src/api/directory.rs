@@ -19,6 +19,8 @@ pub fn routes() -> Router<AppState> {
         .route("/identities/{username}", get(get_identity))
         .route("/identities/{username}/status", post(set_status))
         .route("/identities/{username}/tokens", post(create_token))
+        .route("/identities/{username}/password", post(set_password))
+        .route("/identities/{username}/privileges", post(grant_privilege))
         .route(
             "/identities/{username}/ssh-keys",
             get(list_keys).post(add_key),
@@ -118,6 +120,74 @@ async fn set_status(
             .await?;
     tx.commit().await?;
     Ok(Json(updated))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+/// Sets an identity's web sign-in password (argon2id); its browser sessions end.
+async fn set_password(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(username): Path<String>,
+    Body(b): Body<PasswordBody>,
+) -> ApiResult<serde_json::Value> {
+    gatehouse_broker::passwords::validate(&username, &b.password)?;
+    let pw = b.password;
+    let phc = tokio::task::spawn_blocking(move || gatehouse_broker::passwords::hash(&pw))
+        .await
+        .map_err(|_| Error::Key("password hashing task failed".into()))??;
+    let mut tx = begin(&state).await?;
+    gatehouse_broker::passwords::set_hash(
+        &mut tx,
+        &actor(&p),
+        state.clock.now_ms(),
+        &username,
+        &phc,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(
+        serde_json::json!({ "username": username, "password": "set" }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivilegeBody {
+    privilege: String,
+}
+
+/// Grants a control-plane privilege (`admin`, `reviewer`).
+async fn grant_privilege(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(username): Path<String>,
+    Body(b): Body<PrivilegeBody>,
+) -> ApiResult<serde_json::Value> {
+    let privilege = gatehouse_broker::privileges::parse(&b.privilege).ok_or_else(|| {
+        Error::Invalid(format!(
+            "privilege {:?}: use admin or reviewer",
+            b.privilege
+        ))
+    })?;
+    let mut tx = begin(&state).await?;
+    gatehouse_broker::privileges::grant(
+        &mut tx,
+        &actor(&p),
+        state.clock.now_ms(),
+        &username,
+        privilege,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(
+        serde_json::json!({ "username": username, "privilege": privilege }),
+    ))
 }
 
 #[derive(Deserialize)]

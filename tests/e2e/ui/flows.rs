@@ -1,0 +1,248 @@
+//! The journeys of the web UI, in chromium: sign-in with password + TOTP and with a passkey
+//! alone; a request approved by someone else and its grant's countdown; a cross-site form
+//! post refused.
+
+use super::{Browser, fresh_code};
+use crate::harness::{Server, gatehouse, run, stderr};
+use fantoccini::Locator;
+use std::io::Write;
+use std::process::Stdio;
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A server on HTTPS with alice (requester), bob (approver in group security) and a role
+/// alice may request.
+struct Site {
+    _dir: TempDir,
+    server: Server,
+}
+
+fn set_password(data: &std::path::Path, who: &str) {
+    let mut child = gatehouse(data)
+        .args(["mfa", "set-password", "--identity", who])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn site() -> Site {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let policy = r#"
+[[identities]]
+username = "alice"
+attributes = { department = "payments", manager = "bob" }
+
+[[identities]]
+username = "bob"
+
+[[groups]]
+name = "security"
+members = ["bob"]
+
+[[targets]]
+name = "db-01"
+kind = "ssh"
+address = "127.0.0.1:1"
+
+[[roles]]
+name = "prod-db"
+targets = { names = ["db-01"] }
+logins = ["postgres"]
+max_duration = "4h"
+approvals = [{ from = "group:security", count = 1 }]
+
+[[assignments]]
+role = "prod-db"
+to = "alice"
+kind = "eligible"
+"#;
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    let out = run(gatehouse(&data)
+        .arg("apply")
+        .arg(dir.path().join("policy.toml")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    set_password(&data, "alice");
+    set_password(&data, "bob");
+    let server = Server::start_https(&data, &[], &[]).await;
+    Site { _dir: dir, server }
+}
+
+#[tokio::test]
+async fn browser_sign_in_with_password_and_totp_then_with_a_passkey_alone() {
+    let s = site().await;
+    let b = Browser::start(&s.server.base).await;
+    b.goto("/").await;
+    // Not signed in: the sign-in page, coming back afterwards.
+    b.text("#login-form").await;
+    b.shot("sign-in").await;
+    // A wrong password: the same message as for an unknown user.
+    b.fill("#username", "alice").await;
+    b.fill("#password", "not the password").await;
+    b.click("#sign-in").await;
+    assert_eq!(b.text("#form-error").await, "Wrong username or password.");
+    b.fill("#username", "nobody").await;
+    b.fill("#password", "not the password").await;
+    b.click("#sign-in").await;
+    assert_eq!(b.text("#form-error").await, "Wrong username or password.");
+
+    // First sign-in: no second factor yet, so the account page asks for one.
+    b.sign_in("alice", PASSWORD, None).await;
+    assert_eq!(b.path().await, "/account");
+    b.click("#totp-setup").await;
+    let secret = b.text("#totp-secret").await;
+    assert!(
+        b.html().await.contains("<svg"),
+        "the QR code is on the page"
+    );
+    b.shot("totp-enrollment").await;
+    b.fill("#code", "000000").await;
+    b.click("#totp-confirm").await;
+    assert!(b.text("#code-error").await.contains("did not match"));
+    let code = fresh_code(&secret).await;
+    b.fill("#code", &code).await;
+    b.click("#totp-confirm").await;
+    assert!(b.text(".flash").await.contains("Authenticator app set up"));
+    b.shot("account").await;
+
+    // Password + TOTP.
+    b.sign_out().await;
+    b.sign_in("alice", PASSWORD, Some(&secret)).await;
+    assert_eq!(b.path().await, "/");
+    b.shot("my-access").await;
+
+    // Register a passkey with Chrome's virtual authenticator...
+    let authenticator = b.add_virtual_authenticator().await;
+    b.goto("/account").await;
+    b.fill("#passkey-name", "laptop").await;
+    b.click("#passkey-add").await;
+    assert!(
+        b.text(".flash").await.contains("Passkey added"),
+        "{}",
+        b.html().await
+    );
+    assert!(b.text("#passkeys").await.contains("laptop"));
+    assert_eq!(b.virtual_credentials(&authenticator).await.len(), 1);
+
+    // ...and sign in with it alone: username, then the passkey; no password, no code.
+    b.sign_out().await;
+    b.fill("#username", "alice").await;
+    b.click("#passkey-sign-in").await;
+    assert_eq!(b.text("#signed-in-as").await, "alice");
+    assert_eq!(b.path().await, "/");
+
+    // The audit trail has each sign-in with its method.
+    let out = run(gatehouse(&s.server_data()).args(["audit", "verify"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    b.close().await;
+}
+
+#[tokio::test]
+async fn browser_request_approved_by_another_shows_the_grant_with_a_countdown() {
+    let s = site().await;
+    let b = Browser::start(&s.server.base).await;
+    // alice asks for prod-db.
+    b.sign_in("alice", PASSWORD, None).await;
+    b.goto("/requests/new").await;
+    b.click("#role option[value='prod-db']").await;
+    b.fill("#duration", "9h").await;
+    b.fill("#reason", "rotate the replication password").await;
+    b.click("#submit-request").await;
+    // Too long: the error sits next to the duration field.
+    assert!(
+        b.text("#duration-error").await.contains("4h"),
+        "{}",
+        b.html().await
+    );
+    b.shot("request-form-error").await;
+    b.fill("#duration", "1h").await;
+    b.click("#submit-request").await;
+    assert!(b.text(".flash").await.contains("Request sent"));
+    assert_eq!(b.text("#just-created .state").await, "pending");
+    b.shot("my-requests").await;
+    // Nobody approves their own request: alice's queue is empty.
+    b.goto("/approvals").await;
+    b.text("#queue-empty").await;
+
+    // A cross-site form post (from another origin, without the CSRF token) is refused.
+    let forged = format!(
+        "data:text/html,<form id=f method=post action='{}/requests/new'>\
+         <input name=role value=prod-db><input name=duration value=1h><input name=reason value=x></form>\
+         <script>document.getElementById('f').submit()</script>",
+        s.server.base
+    );
+    b.c.goto(&forged).await.unwrap();
+    assert!(
+        b.text("#error-message").await.contains("another site"),
+        "{}",
+        b.html().await
+    );
+    b.goto("/requests").await;
+    assert_eq!(
+        b.c.find_all(Locator::Css("tr.request"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    b.sign_out().await;
+
+    // bob approves with a comment.
+    b.sign_in("bob", PASSWORD, None).await;
+    b.goto("/approvals").await;
+    let item = b.text(".request-item[data-requester='alice']").await;
+    assert!(item.contains("rotate the replication password"), "{item}");
+    assert!(
+        item.contains("payments"),
+        "the requester's department is shown: {item}"
+    );
+    b.shot("approvals").await;
+    b.fill(".request-item input[name=comment]", "ok for today")
+        .await;
+    b.click(".request-item button.approve").await;
+    assert!(
+        b.text(".flash").await.contains("Approved"),
+        "{}",
+        b.html().await
+    );
+    b.text("#queue-empty").await;
+    b.sign_out().await;
+
+    // alice sees the grant, live, with its countdown.
+    b.sign_in("alice", PASSWORD, None).await;
+    b.goto("/").await;
+    let row = b.text("tr.grant[data-role='prod-db']").await;
+    assert!(row.contains("active"), "{row}");
+    let countdown = b.text("tr.grant[data-role='prod-db'] .countdown").await;
+    assert!(
+        countdown.starts_with("0:59:") || countdown.starts_with("1:00:"),
+        "countdown: {countdown}"
+    );
+    assert!(b.text("#reach").await.contains("postgres@db-01@localhost"));
+    b.shot("my-access-with-grant").await;
+    b.close().await;
+}
+
+impl Site {
+    fn server_data(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.server.log());
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The web UI in a real browser: Debian's chromium, headless, driven through chromedriver with
+//! fantoccini, against `gatehouse serve` on HTTPS (its generated certificate) at
+//! `https://localhost:PORT`. Screenshots of the pages visited land in
+//! `$CARGO_TARGET_TMPDIR/ui-screenshots/` as test artifacts.
+
+mod flows;
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A chromedriver and one browser session; both end when dropped (call `close` to end cleanly).
+pub struct Browser {
+    pub c: Client,
+    driver: std::process::Child,
+    pub base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where screenshots go.
+pub fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Browser {
+    pub async fn start(base: &str) -> Browser {
+        let port = free_port();
+        let driver = std::process::Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .arg("--silent")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "chrome".into());
+        caps.insert("acceptInsecureCerts".into(), true.into());
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--window-size=1280,900"],
+            }),
+        );
+        let c = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        Browser {
+            c,
+            driver,
+            base: base.to_string(),
+        }
+    }
+
+    pub async fn goto(&self, path: &str) {
+        self.c.goto(&format!("{}{path}", self.base)).await.unwrap();
+    }
+
+    pub async fn fill(&self, css: &str, value: &str) {
+        let e = self.c.find(Locator::Css(css)).await.unwrap();
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Waits (up to 10 s) for an element and returns its text.
+    pub async fn text(&self, css: &str) -> String {
+        match self
+            .c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e.text().await.unwrap(),
+            Err(e) => {
+                let url = self
+                    .c
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                panic!("no {css} ({e}) at {url}:\n{}", self.html().await)
+            }
+        }
+    }
+
+    pub async fn path(&self) -> String {
+        self.c.current_url().await.unwrap().path().to_string()
+    }
+
+    pub async fn html(&self) -> String {
+        self.c.source().await.unwrap()
+    }
+
+    /// Saves a screenshot as `NAME.png` among the artifacts.
+    pub async fn shot(&self, name: &str) {
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Password sign-in; then the TOTP step when the account has one.
+    pub async fn sign_in(&self, username: &str, password: &str, totp_secret: Option<&str>) {
+        self.goto("/login").await;
+        self.fill("#username", username).await;
+        self.fill("#password", password).await;
+        self.click("#sign-in").await;
+        if let Some(secret) = totp_secret {
+            self.text("#code-form").await;
+            let code = fresh_code(secret).await;
+            self.fill("#code", &code).await;
+            self.click("#verify").await;
+        }
+        assert_eq!(self.text("#signed-in-as").await, username);
+    }
+
+    pub async fn sign_out(&self) {
+        self.click("header form button").await;
+        self.text("#login-form").await;
+    }
+
+    /// Adds Chrome's virtual authenticator (WebDriver WebAuthn extension): a platform passkey
+    /// with user verification.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        self.c
+            .issue_cmd(WebAuthn::AddAuthenticator)
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn virtual_credentials(&self, authenticator: &str) -> Vec<serde_json::Value> {
+        self.c
+            .issue_cmd(WebAuthn::Credentials(authenticator.into()))
+            .await
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.c.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+/// A TOTP code not yet used: each time step is accepted once, so wait for the next step when
+/// this one may have been used already.
+pub async fn fresh_code(secret: &str) -> String {
+    static LAST: std::sync::Mutex<i64> = std::sync::Mutex::new(0);
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let step = now / 30_000;
+        let fresh = {
+            let mut last = LAST.lock().unwrap();
+            let fresh = step > *last;
+            if fresh {
+                *last = step;
+            }
+            fresh
+        };
+        if fresh {
+            return gatehouse_broker::mfa::code_at(secret, now).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[derive(Debug)]
+enum WebAuthn {
+    AddAuthenticator,
+    Credentials(String),
+}
+
+impl WebDriverCompatibleCommand for WebAuthn {
+    fn endpoint(&self, base: &url::Url, sid: Option<&str>) -> Result<url::Url, url::ParseError> {
+        let s = base.join(&format!("session/{}/", sid.unwrap_or_default()))?;
+        match self {
+            WebAuthn::AddAuthenticator => s.join("webauthn/authenticator"),
+            WebAuthn::Credentials(a) => s.join(&format!("webauthn/authenticator/{a}/credentials")),
+        }
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        match self {
+            WebAuthn::AddAuthenticator => (
+                http::Method::POST,
+                Some(
+                    serde_json::json!({
+                        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                        "hasUserVerification": true, "isUserVerified": true,
+                    })
+                    .to_string(),
+                ),
+            ),
+            WebAuthn::Credentials(_) => (http::Method::GET, None),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Sign-in and sign-out: password, then the second factor (TOTP, a recovery code or a passkey)
+//! when the account has one; each step throttled, audited, and the same for unknown and known
+//! usernames. Finishing sign-in always issues a new session id.
+
+use super::{
+    Chrome, PageError, PageResult, Signed, begin, conn, pre_session_csrf, render, render_status,
+    safe_next,
+};
+use crate::AppState;
+use crate::cookies::Kind;
+use crate::error::ApiError;
+use askama::Template;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use gatehouse_broker::identities::{self, Identity, Status};
+use gatehouse_broker::web_sessions::{self, NewSession, Stage};
+use gatehouse_broker::{mfa, passkeys, passwords, recovery};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_form).post(login))
+        .route("/login/second-factor", get(second_form).post(second))
+        .route("/logout", post(logout))
+}
+
+/// The client address from the socket (never from a header); unknown in in-process tests.
+pub fn ip_of(ci: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
+    ci.map(|Extension(ConnectInfo(a))| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+#[derive(Deserialize, Default)]
+pub struct Next {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: Chrome,
+    username: String,
+    next: String,
+    error: Option<String>,
+    passkeys: bool,
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    signed: Option<Signed>,
+    headers: HeaderMap,
+    Query(q): Query<Next>,
+) -> PageResult {
+    let next = safe_next(q.next.as_deref());
+    if signed.is_some() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    let (csrf, cookie) = pre_session_csrf(&state, &headers);
+    let page = LoginPage {
+        page: Chrome {
+            title: "Sign in".into(),
+            csrf,
+            ..Chrome::default()
+        },
+        username: String::new(),
+        next,
+        error: None,
+        passkeys: state.web.webauthn.is_some(),
+    };
+    let mut resp = render(&page)?;
+    if let Some((k, v)) = cookie {
+        resp.headers_mut().append(k, v);
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Whether the browser carries a valid known-device mark for `identity_id`.
+pub fn known_device(state: &AppState, headers: &HeaderMap, identity_id: Option<&str>) -> bool {
+    let (Some(mark), Some(id)) = (state.web.cookies.read(headers, Kind::Device), identity_id)
+    else {
+        return false;
+    };
+    let Ok(plain) = state.web.sealing.open(&mark) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&plain);
+    let mut parts = text.splitn(2, '|');
+    let (Some(who), Some(until)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    who == id && until.parse::<i64>().is_ok_and(|u| u > state.clock.now_ms())
+}
+
+/// The response that finishes a sign-in: a new session cookie, the known-device mark, and a
+/// redirect (or, for a script, the place to go).
+pub fn signed_in(
+    state: &AppState,
+    identity_id: &str,
+    cookie: &str,
+    next: &str,
+    json: bool,
+) -> Response {
+    let mut resp = if json {
+        axum::Json(serde_json::json!({ "next": next })).into_response()
+    } else {
+        Redirect::to(next).into_response()
+    };
+    let h = resp.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        state.web.cookies.set(Kind::Session, cookie, None),
+    );
+    let until = state.clock.now_ms() + 90 * 86_400_000;
+    if let Ok(mark) = state
+        .web
+        .sealing
+        .seal(format!("{identity_id}|{until}").as_bytes())
+    {
+        h.append(
+            header::SET_COOKIE,
+            state
+                .web
+                .cookies
+                .set(Kind::Device, &mark, Some(90 * 86_400)),
+        );
+    }
+    resp
+}
+
+fn too_many(wait_s: u64) -> PageError {
+    PageError(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "throttled",
+        format!("too many sign-in attempts; wait {wait_s} s and try again"),
+    ))
+}
+
+/// Whether an identity has a second factor (TOTP or a passkey).
+pub async fn has_second_factor(state: &AppState, identity: &Identity) -> Result<bool, PageError> {
+    let mut c = conn(state).await?;
+    Ok(mfa::has_totp(&mut c, &identity.id).await?
+        || !passkeys::of_identity(&mut c, &identity.id)
+            .await?
+            .is_empty())
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ci: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> PageResult {
+    let ip = ip_of(ci);
+    let next = safe_next(f.next.as_deref());
+    let username = f.username.trim().to_string();
+    let (identity, stored) = {
+        let mut c = conn(&state).await?;
+        match identities::by_username(&mut c, &username).await? {
+            Some(i) if i.status == Status::Active => {
+                let h = passwords::stored(&mut c, &i.id).await?;
+                (Some(i), h)
+            }
+            _ => (None, None),
+        }
+    };
+    let known = known_device(&state, &headers, identity.as_ref().map(|i| i.id.as_str()));
+    if let Err(wait) = state.web.throttle.attempt(ip, &username, known) {
+        return Err(too_many(wait));
+    }
+    // Always one argon2 verification, known user or not.
+    let ok = passwords::check(stored, f.password).await && identity.is_some();
+    let now = state.clock.now_ms();
+    let address = ip.to_string();
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let identity = match (ok, identity) {
+        (true, Some(i)) => i,
+        _ => {
+            let mut tx = begin(&state).await?;
+            web_sessions::sign_in_failed(&mut tx, now, &username, "password", &address).await?;
+            tx.commit().await?;
+            let (csrf, _) = pre_session_csrf(&state, &headers);
+            return render_status(
+                StatusCode::UNAUTHORIZED,
+                &LoginPage {
+                    page: Chrome {
+                        title: "Sign in".into(),
+                        csrf,
+                        ..Chrome::default()
+                    },
+                    username,
+                    next,
+                    error: Some("Wrong username or password.".into()),
+                    passkeys: state.web.webauthn.is_some(),
+                },
+            );
+        }
+    };
+    let second = has_second_factor(&state, &identity).await?;
+    let mut tx = begin(&state).await?;
+    let (cookie, _) = web_sessions::create(
+        &mut tx,
+        now,
+        NewSession {
+            identity: &identity,
+            stage: if second {
+                Stage::SecondFactor
+            } else {
+                Stage::Active
+            },
+            methods: "password",
+            mfa_at_ms: None,
+            address: &address,
+            user_agent: ua,
+        },
+        state.web.timeouts,
+    )
+    .await?;
+    tx.commit().await?;
+    if second {
+        let mut resp = Redirect::to(&format!(
+            "/login/second-factor?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        ))
+        .into_response();
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            state.web.cookies.set(Kind::Session, cookie.expose(), None),
+        );
+        return Ok(resp);
+    }
+    // No second factor yet: signed in, and sent to set one up.
+    let go = if next == "/" {
+        "/account?setup=1".to_string()
+    } else {
+        next
+    };
+    Ok(signed_in(&state, &identity.id, cookie.expose(), &go, false))
+}
+
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+struct SecondPage {
+    page: Chrome,
+    next: String,
+    totp: bool,
+    passkeys: bool,
+    error: Option<String>,
+}
+
+async fn second_page(
+    state: &AppState,
+    b: &crate::access::Browser,
+    next: String,
+    error: Option<String>,
+) -> Result<SecondPage, PageError> {
+    let mut c = conn(state).await?;
+    Ok(SecondPage {
+        page: Chrome {
+            title: "Second factor".into(),
+            csrf: b.session.csrf.clone(),
+            ..Chrome::default()
+        },
+        next,
+        totp: mfa::has_totp(&mut c, &b.identity.id).await?,
+        passkeys: state.web.webauthn.is_some()
+            && !passkeys::of_identity(&mut c, &b.identity.id)
+                .await?
+                .is_empty(),
+        error,
+    })
+}
+
+async fn second_form(
+    State(state): State<AppState>,
+    Extension(b): Extension<crate::access::Browser>,
+    Query(q): Query<Next>,
+) -> PageResult {
+    let next = safe_next(q.next.as_deref());
+    if b.session.stage == Stage::Active {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    render(&second_page(&state, &b, next, None).await?)
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Replaces a second-factor session with a signed-in one (a new id), audited as `web.sign_in`.
+pub async fn promote(
+    state: &AppState,
+    b: &crate::access::Browser,
+    methods: &str,
+    address: &str,
+    user_agent: &str,
+) -> Result<String, PageError> {
+    let now = state.clock.now_ms();
+    let mut tx = begin(state).await?;
+    web_sessions::discard(&mut tx, &b.session.id).await?;
+    let (cookie, _) = web_sessions::create(
+        &mut tx,
+        now,
+        NewSession {
+            identity: &b.identity,
+            stage: Stage::Active,
+            methods,
+            mfa_at_ms: Some(now),
+            address,
+            user_agent,
+        },
+        state.web.timeouts,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(cookie.expose().to_string())
+}
+
+async fn second(
+    State(state): State<AppState>,
+    Extension(b): Extension<crate::access::Browser>,
+    ci: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> PageResult {
+    let next = safe_next(f.next.as_deref());
+    if b.session.stage == Stage::Active {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    let ip = ip_of(ci);
+    let known = known_device(&state, &headers, Some(&b.identity.id));
+    if let Err(wait) = state.web.throttle.attempt(ip, &b.identity.username, known) {
+        return Err(too_many(wait));
+    }
+    let now = state.clock.now_ms();
+    let code: String = f.code.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut tx = begin(&state).await?;
+    let (ok, method) = if code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()) {
+        let ok = mfa::check_totp(
+            &mut tx,
+            now,
+            &b.identity.id,
+            &b.identity.username,
+            &code,
+            "web",
+            &state.web.sealing,
+        )
+        .await?;
+        (ok, "password+totp")
+    } else {
+        let ok =
+            recovery::redeem(&mut tx, now, &b.identity.id, &b.identity.username, &code).await?;
+        (ok, "password+recovery_code")
+    };
+    tx.commit().await?;
+    if !ok {
+        return render_status(
+            StatusCode::UNAUTHORIZED,
+            &second_page(&state, &b, next, Some("That code is not valid. Use the current code from your app, or an unused recovery code.".into())).await?,
+        );
+    }
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let cookie = promote(&state, &b, method, &ip.to_string(), ua).await?;
+    let go = if method == "password+recovery_code" {
+        "/account?recovered=1".to_string()
+    } else {
+        next
+    };
+    Ok(signed_in(&state, &b.identity.id, &cookie, &go, false))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    b: Option<Extension<crate::access::Browser>>,
+) -> PageResult {
+    if let Some(Extension(b)) = b {
+        let mut tx = begin(&state).await?;
+        web_sessions::end(
+            &mut tx,
+            state.clock.now_ms(),
+            &b.session,
+            &b.identity.username,
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut()
+        .append(header::SET_COOKIE, state.web.cookies.clear(Kind::Session));
+    Ok(resp)
+}
