@@ -200,6 +200,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         ssh_user_ca: Some(user_ca_line),
         web: Arc::new(gatehouse_web::WebConfig {
             ssh_address: Some(ssh_addr.to_string()),
+            recording_key: Some(signer.public()),
             ..gatehouse_web::WebConfig::new(origin, sealing, settings.recordings_dir.clone())
         }),
     };

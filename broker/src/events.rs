@@ -36,6 +36,8 @@ pub enum AccessEvent {
     AssignmentRemoved { assignment_id: String },
     /// An identity may no longer hold any access.
     IdentityDisabled { identity: String },
+    /// A reviewer ended a live session from the web UI.
+    SessionTerminated { session_id: String, by: String },
     /// Roles, targets, groups or assignments changed: re-decide live sessions.
     AccessChanged,
 }

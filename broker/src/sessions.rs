@@ -138,6 +138,42 @@ pub async fn end(tx: &mut Tx, now_ms: i64, id: &str, end: &End) -> Result<Option
     Ok(Some(s))
 }
 
+/// Asks every gateway instance to end a live session now (a reviewer's decision); audited as
+/// `session.terminate`. The gateway then records the end with reason `terminated`.
+pub async fn terminate(
+    tx: &mut Tx,
+    actor: &crate::Actor,
+    now_ms: i64,
+    id: &str,
+) -> Result<Session> {
+    let s = by_id(tx, id)
+        .await?
+        .ok_or_else(|| crate::Error::NotFound(format!("session {id}")))?;
+    if s.ended_at_ms.is_some() {
+        return Err(crate::Error::Conflict(format!(
+            "session {id} has already ended"
+        )));
+    }
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "session.terminate",
+            format!("session:{id}"),
+        )
+        .details(
+            serde_json::json!({ "identity": s.identity, "target": s.target, "login": s.login }),
+        ),
+    )
+    .await?;
+    tx.publish(crate::events::AccessEvent::SessionTerminated {
+        session_id: id.to_string(),
+        by: actor.to_string(),
+    });
+    Ok(s)
+}
+
 /// Records a refused session attempt: the reason is for the audit log, never for the client.
 pub async fn denied(
     tx: &mut Tx,
@@ -233,6 +269,10 @@ pub struct Filter {
     pub identity: Option<String>,
     pub target: Option<String>,
     pub live: Option<bool>,
+    /// Started at or after (epoch ms).
+    pub since_ms: Option<i64>,
+    /// Started before (epoch ms).
+    pub until_ms: Option<i64>,
     pub limit: i64,
 }
 
@@ -241,6 +281,7 @@ pub async fn list(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Session>> 
     let q = format!(
         "{SELECT} WHERE ($1 = '' OR identity = $1) AND ($2 = '' OR target = $2) \
          AND ($3 = 0 OR ($3 = 1 AND ended_at IS NULL) OR ($3 = 2 AND ended_at IS NOT NULL)) \
+         AND started_at >= $5 AND started_at < $6 \
          ORDER BY started_at DESC, id DESC LIMIT $4"
     );
     let live: i64 = match f.live {
@@ -253,6 +294,8 @@ pub async fn list(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Session>> 
         .bind(f.target.as_deref().unwrap_or(""))
         .bind(live)
         .bind(if f.limit <= 0 { 100 } else { f.limit.min(1000) })
+        .bind(f.since_ms.unwrap_or(i64::MIN))
+        .bind(f.until_ms.unwrap_or(i64::MAX))
         .fetch_all(&mut *conn)
         .await?;
     rows.iter().map(row).collect()

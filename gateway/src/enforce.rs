@@ -26,6 +26,8 @@ pub enum EndReason {
     /// Data piled up past the hard flow limit with nobody reading it.
     Overflow,
     Shutdown,
+    /// A reviewer terminated it.
+    Terminated,
 }
 
 impl EndReason {
@@ -40,6 +42,7 @@ impl EndReason {
             EndReason::RecordingFailed => "recording_failed",
             EndReason::Overflow => "flow_overflow",
             EndReason::Shutdown => "gateway_shutdown",
+            EndReason::Terminated => "terminated",
         }
     }
 
@@ -54,6 +57,7 @@ impl EndReason {
             EndReason::RecordingFailed => "the session could not be recorded",
             EndReason::Overflow => "too much data waited with nobody reading it",
             EndReason::Shutdown => "the gateway is shutting down",
+            EndReason::Terminated => "a security reviewer ended this session",
         }
     }
 }
@@ -213,6 +217,13 @@ pub async fn recheck_all(
         }
     };
     for s in sessions {
+        if let Some(AccessEvent::SessionTerminated { session_id, by }) = event
+            && *session_id == s.id
+        {
+            tracing::info!(session = %s.id, by, "ending session: terminated by a reviewer");
+            s.end(EndReason::Terminated);
+            continue;
+        }
         let grant = s.grant_id.lock().map(|g| g.clone()).unwrap_or_default();
         let hint = match event {
             Some(AccessEvent::GrantRevoked { grant_id, .. }) if *grant_id == grant => {

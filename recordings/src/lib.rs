@@ -3,6 +3,7 @@
 //! signing and checking signatures are handed in as functions, so it knows no key store.
 
 pub mod cast;
+pub mod index;
 pub mod manifest;
 mod utf8;
 

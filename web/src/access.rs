@@ -164,6 +164,48 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
     ),
     (
         Method::GET,
+        "/sessions",
+        REVIEWER,
+        "Sessions, with filters and full-text search",
+    ),
+    (
+        Method::GET,
+        "/sessions/{id}",
+        REVIEWER,
+        "Replay a session, with its command timeline",
+    ),
+    (
+        Method::GET,
+        "/sessions/{id}/cast",
+        REVIEWER,
+        "A session's recording (asciicast v2)",
+    ),
+    (
+        Method::GET,
+        "/sessions/{id}/manifest.json",
+        REVIEWER,
+        "A recording's manifest",
+    ),
+    (
+        Method::GET,
+        "/sessions/{id}/manifest.sig",
+        REVIEWER,
+        "A recording manifest's signature",
+    ),
+    (
+        Method::GET,
+        "/sessions/{id}/live",
+        REVIEWER,
+        "Watch a live session (websocket)",
+    ),
+    (
+        Method::POST,
+        "/sessions/{id}/terminate",
+        REVIEWER,
+        "End a live session now",
+    ),
+    (
+        Method::GET,
         "/api/v1/openapi.json",
         PUBLIC,
         "This API's OpenAPI 3 document",
@@ -454,6 +496,7 @@ const PUBLIC: Requirement = Requirement::Public;
 const AUTH: Requirement = Requirement::Authenticated;
 const SECOND: Requirement = Requirement::SecondFactor;
 const ADMIN: Requirement = Requirement::Privilege(Privilege::Admin);
+const REVIEWER: Requirement = Requirement::Privilege(Privilege::Reviewer);
 
 /// The requirement for a matched route, if it is listed. HEAD is answered by GET handlers, so
 /// it has GET's requirement.

@@ -51,6 +51,12 @@ pub struct WebConfig {
     pub recordings_dir: std::path::PathBuf,
     /// The SSH gateway's address as users type it (`host:port`), for the ssh lines shown.
     pub ssh_address: Option<String>,
+    /// The public key recording manifests are signed with (shown as verified or not).
+    pub recording_key: Option<gatehouse_broker::keys::PublicKey>,
+    /// Command/output indexes of ended recordings (bounded; for the timeline and search).
+    pub indexes: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<gatehouse_recordings::index::Index>>,
+    >,
 }
 
 impl WebConfig {
@@ -85,6 +91,8 @@ impl WebConfig {
             throttle: throttle::Throttle::default(),
             recordings_dir,
             ssh_address: None,
+            recording_key: None,
+            indexes: std::sync::Mutex::default(),
         }
     }
 }

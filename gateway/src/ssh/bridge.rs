@@ -94,10 +94,7 @@ impl Recorder {
 }
 
 fn relative_cast_path(b: &Bridge) -> std::path::PathBuf {
-    let day = gatehouse_broker::clock::from_ms(b.started_ms)
-        .format("%Y/%m/%d")
-        .to_string();
-    std::path::PathBuf::from(day).join(format!("{}.cast", b.live.id))
+    gatehouse_recordings::index::relative_cast_path(b.started_ms, &b.live.id)
 }
 
 /// Starts the recording when the session's kind becomes known. Returns false when strict mode

@@ -31,6 +31,8 @@ async fn list(State(state): State<AppState>, Query(p): Query<Params>) -> ApiResu
         identity: p.identity,
         target: p.target,
         live: p.live,
+        since_ms: None,
+        until_ms: None,
         limit: p.limit.unwrap_or(100),
     };
     Ok(Json(sessions::list(&mut *conn(&state).await?, &f).await?))

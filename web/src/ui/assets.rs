@@ -19,6 +19,21 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/gatehouse.js"),
     ),
+    (
+        "replay.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/replay.js"),
+    ),
+    (
+        "asciinema-player.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/asciinema-player.min.js"),
+    ),
+    (
+        "asciinema-player.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/vendor/asciinema-player.css"),
+    ),
 ];
 
 pub fn routes() -> Router<AppState> {

@@ -9,6 +9,7 @@ mod auth;
 mod home;
 mod passkeys;
 mod requests;
+mod sessions;
 
 use crate::AppState;
 use crate::access::Browser;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .merge(requests::routes())
         .merge(approvals::routes())
         .merge(account::routes())
+        .merge(sessions::routes())
 }
 
 /// A page's frame: title, who is signed in, the CSRF token, what the navigation highlights.

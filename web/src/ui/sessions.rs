@@ -1,0 +1,458 @@
+//! The security reviewer's pages: sessions with filters and full-text search over what was
+//! typed and shown, the replay page (asciinema-player served from the binary, a command timeline
+//! that seeks it, the recording's signature checked), downloads of cast and manifest, the live
+//! view over a websocket, and terminating a live session. Every route here needs the
+//! `reviewer` privilege (checked by the access layer).
+
+use super::{Chrome, PageError, PageResult, Signed, begin, conn, render, when};
+use crate::AppState;
+use crate::error::ApiError;
+use askama::Template;
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use gatehouse_broker::sessions::{self, Filter, Session};
+use gatehouse_recordings::index::{self, Command, Index};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", get(list))
+        .route("/sessions/{id}", get(replay))
+        .route("/sessions/{id}/cast", get(cast))
+        .route("/sessions/{id}/manifest.json", get(manifest))
+        .route("/sessions/{id}/manifest.sig", get(signature))
+        .route("/sessions/{id}/live", get(live))
+        .route("/sessions/{id}/terminate", post(terminate))
+}
+
+/// How many recent sessions a full-text search reads.
+const SEARCH_WINDOW: i64 = 500;
+
+#[derive(Deserialize, Default, Clone)]
+struct ListQuery {
+    #[serde(default)]
+    identity: String,
+    #[serde(default)]
+    target: String,
+    /// `live`, `ended` or empty.
+    #[serde(default)]
+    state: String,
+    /// YYYY-MM-DD (UTC), inclusive.
+    #[serde(default)]
+    from: String,
+    /// YYYY-MM-DD (UTC), inclusive.
+    #[serde(default)]
+    to: String,
+    /// Words to find in typed commands and output.
+    #[serde(default)]
+    q: String,
+}
+
+struct Row {
+    s: Session,
+    hit: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "sessions.html")]
+struct ListPage {
+    page: Chrome,
+    f: ListQuery,
+    rows: Vec<Row>,
+    error: Option<String>,
+}
+
+impl ListPage {
+    fn when(&self, ms: &i64) -> String {
+        when(*ms)
+    }
+    fn took(&self, s: &Session) -> String {
+        match s.ended_at_ms {
+            Some(e) => super::span(e - s.started_at_ms),
+            None => "live".into(),
+        }
+    }
+}
+
+fn day_ms(s: &str, end: bool) -> Result<Option<i64>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a date like 2026-11-26"))?;
+    let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+    Ok(d.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis()))
+}
+
+/// The cast file of a session (ended: as recorded; live: where it is being written), if the
+/// path stays inside the recordings directory.
+fn cast_path(state: &AppState, s: &Session) -> Option<PathBuf> {
+    let rel = match &s.recording {
+        Some(r) => PathBuf::from(r),
+        None => index::relative_cast_path(s.started_at_ms, &s.id),
+    };
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return None;
+    }
+    Some(state.web.recordings_dir.join(rel))
+}
+
+/// The index of a session's recording (cached for ended sessions).
+async fn index_of(state: &AppState, s: &Session) -> Option<Arc<Index>> {
+    if let Some(hit) = state
+        .web
+        .indexes
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&s.id).cloned())
+    {
+        return Some(hit);
+    }
+    let path = cast_path(state, s)?;
+    let text = tokio::fs::read_to_string(&path).await.ok()?;
+    let idx = tokio::task::spawn_blocking(move || {
+        gatehouse_recordings::cast::parse(&text)
+            .ok()
+            .map(|(_, events)| Arc::new(index::index(&events)))
+    })
+    .await
+    .ok()
+    .flatten()?;
+    if s.ended_at_ms.is_some()
+        && let Ok(mut c) = state.web.indexes.lock()
+    {
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(s.id.clone(), idx.clone());
+    }
+    Some(idx)
+}
+
+/// Where `needle` (lower case) occurs in the index: a short excerpt.
+fn find(idx: &Index, needle: &str) -> Option<String> {
+    if let Some(c) = idx
+        .commands
+        .iter()
+        .find(|c| c.text.to_lowercase().contains(needle))
+    {
+        return Some(format!("{} at {:.1}s: {}", c.kind, c.time, c.text));
+    }
+    let lower = idx.output.to_lowercase();
+    let at = lower.find(needle)?;
+    let line_start = idx.output[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = idx.output[at..]
+        .find('\n')
+        .map(|i| at + i)
+        .unwrap_or(idx.output.len());
+    let line: String = idx.output[line_start..line_end].chars().take(160).collect();
+    Some(format!("output: {line}"))
+}
+
+async fn list(State(state): State<AppState>, s: Signed, Query(f): Query<ListQuery>) -> PageResult {
+    let page = s.chrome(&state, "Sessions", "sessions").await?;
+    let (since, until) = match (day_ms(&f.from, false), day_ms(&f.to, true)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            return render(&ListPage {
+                page,
+                f,
+                rows: Vec::new(),
+                error: Some(e),
+            });
+        }
+    };
+    let filter = Filter {
+        identity: Some(f.identity.trim().to_string()).filter(|v| !v.is_empty()),
+        target: Some(f.target.trim().to_string()).filter(|v| !v.is_empty()),
+        live: match f.state.as_str() {
+            "live" => Some(true),
+            "ended" => Some(false),
+            _ => None,
+        },
+        since_ms: since,
+        until_ms: until,
+        limit: if f.q.trim().is_empty() {
+            200
+        } else {
+            SEARCH_WINDOW
+        },
+    };
+    let found = {
+        let mut c = conn(&state).await?;
+        sessions::list(&mut c, &filter).await?
+    };
+    let needle = f.q.trim().to_lowercase();
+    let mut rows = Vec::new();
+    for s in found {
+        if needle.is_empty() {
+            rows.push(Row { s, hit: None });
+            continue;
+        }
+        if let Some(idx) = index_of(&state, &s).await
+            && let Some(hit) = find(&idx, &needle)
+        {
+            rows.push(Row { s, hit: Some(hit) });
+        }
+    }
+    render(&ListPage {
+        page,
+        f,
+        rows,
+        error: None,
+    })
+}
+
+async fn session(state: &AppState, id: &str) -> Result<Session, PageError> {
+    let mut c = conn(state).await?;
+    sessions::by_id(&mut c, id)
+        .await?
+        .ok_or_else(|| PageError::from(gatehouse_broker::Error::NotFound(format!("session {id}"))))
+}
+
+#[derive(Template)]
+#[template(path = "replay.html")]
+struct ReplayPage {
+    page: Chrome,
+    s: Session,
+    commands: Vec<Command>,
+    has_cast: bool,
+    /// `verified`, `unverified: why`, or `pending` (live).
+    signature: String,
+    signed_sha256: String,
+}
+
+impl ReplayPage {
+    fn when(&self, ms: &i64) -> String {
+        when(*ms)
+    }
+    fn clock(&self, t: &f64) -> String {
+        let t = t.max(0.0) as u64;
+        format!("{}:{:02}", t / 60, t % 60)
+    }
+    fn verified(&self) -> bool {
+        self.signature == "verified"
+    }
+}
+
+async fn replay(State(state): State<AppState>, s: Signed, Path(id): Path<String>) -> PageResult {
+    let sess = session(&state, &id).await?;
+    let path = cast_path(&state, &sess);
+    let has_cast = path.as_ref().is_some_and(|p| p.exists());
+    let (signature, signed_sha256) = if sess.ended_at_ms.is_none() {
+        (
+            "pending: the manifest is signed when the session ends".to_string(),
+            String::new(),
+        )
+    } else {
+        match (&path, &state.web.recording_key) {
+            (Some(p), Some(key)) => {
+                let p = p.clone();
+                let key = *key;
+                match tokio::task::spawn_blocking(move || {
+                    gatehouse_recordings::manifest::verify(&p, |m, sig| key.verify(m, sig))
+                })
+                .await
+                {
+                    Ok(Ok(v)) => ("verified".to_string(), v.manifest.cast.sha256.clone()),
+                    Ok(Err(e)) => (format!("NOT verified: {e}"), String::new()),
+                    Err(_) => ("NOT verified: the check failed".to_string(), String::new()),
+                }
+            }
+            (None, _) => ("NOT verified: no recording".to_string(), String::new()),
+            (_, None) => (
+                "NOT verified: no public key configured".to_string(),
+                String::new(),
+            ),
+        }
+    };
+    let commands = match index_of(&state, &sess).await {
+        Some(idx) => idx.commands.clone(),
+        None => Vec::new(),
+    };
+    render(&ReplayPage {
+        page: s.chrome(&state, "Session", "sessions").await?,
+        s: sess,
+        commands,
+        has_cast,
+        signature,
+        signed_sha256,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct Download {
+    #[serde(default)]
+    download: Option<String>,
+}
+
+async fn file_response(path: PathBuf, mime: &'static str, name: String, attach: bool) -> Response {
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let mut resp = ([(header::CONTENT_TYPE, mime)], bytes).into_response();
+            if attach
+                && let Ok(v) =
+                    header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+            {
+                resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            resp
+        }
+        Err(_) => crate::error::page(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this session has no recording file",
+        )),
+    }
+}
+
+async fn cast(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(d): Query<Download>,
+) -> PageResult {
+    let sess = session(&state, &id).await?;
+    let path = cast_path(&state, &sess)
+        .ok_or_else(|| PageError::from(gatehouse_broker::Error::NotFound("recording".into())))?;
+    Ok(file_response(
+        path,
+        "application/x-asciicast",
+        format!("{id}.cast"),
+        d.download.is_some(),
+    )
+    .await)
+}
+
+async fn manifest(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    let sess = session(&state, &id).await?;
+    let path = cast_path(&state, &sess)
+        .ok_or_else(|| PageError::from(gatehouse_broker::Error::NotFound("recording".into())))?;
+    let (_, m, _) = gatehouse_recordings::manifest::paths(&path);
+    Ok(file_response(m, "application/json", format!("{id}.manifest.json"), true).await)
+}
+
+async fn signature(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    let sess = session(&state, &id).await?;
+    let path = cast_path(&state, &sess)
+        .ok_or_else(|| PageError::from(gatehouse_broker::Error::NotFound("recording".into())))?;
+    let (_, _, sig) = gatehouse_recordings::manifest::paths(&path);
+    Ok(file_response(
+        sig,
+        "text/plain; charset=utf-8",
+        format!("{id}.manifest.sig"),
+        true,
+    )
+    .await)
+}
+
+/// The live view: the cast as it is written, one asciicast v2 line per websocket message
+/// (asciinema-player's `v2.asciicast` protocol), until the session ends.
+async fn live(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> PageResult {
+    // Browsers send their page's origin on websocket handshakes: only our own pages may watch.
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let scheme = if state.web.cookies.secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let by_host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| format!("{scheme}://{h}"));
+    if origin != state.web.origin.as_str().trim_end_matches('/')
+        && Some(origin) != by_host.as_deref()
+    {
+        return Err(PageError(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "you are not allowed to do this",
+        )));
+    }
+    let sess = session(&state, &id).await?;
+    let path = cast_path(&state, &sess)
+        .ok_or_else(|| PageError::from(gatehouse_broker::Error::NotFound("recording".into())))?;
+    Ok(ws
+        .protocols(["v2.asciicast"])
+        .on_upgrade(move |socket| stream(socket, state, id, path))
+        .into_response())
+}
+
+async fn stream(mut socket: WebSocket, state: AppState, id: String, path: PathBuf) {
+    use tokio::io::AsyncReadExt;
+    let mut file = None;
+    let mut carry = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ended_checks = 0u32;
+    loop {
+        if file.is_none() {
+            file = tokio::fs::File::open(&path).await.ok();
+        }
+        let mut got = 0;
+        if let Some(f) = file.as_mut() {
+            got = f.read(&mut buf).await.unwrap_or(0);
+            carry.extend_from_slice(&buf[..got]);
+            while let Some(nl) = carry.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = carry.drain(..=nl).collect();
+                let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                if !text.is_empty() && socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if got > 0 {
+            continue;
+        }
+        // Nothing new: stop once the session has ended and everything was sent.
+        ended_checks += 1;
+        if ended_checks.is_multiple_of(4) {
+            let ended = match state.store.pool().acquire().await {
+                Ok(mut c) => sessions::by_id(&mut c, &id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none_or(|s| s.ended_at_ms.is_some()),
+                Err(_) => true,
+            };
+            if ended {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn terminate(State(state): State<AppState>, s: Signed, Path(id): Path<String>) -> PageResult {
+    let mut tx = begin(&state).await?;
+    match sessions::terminate(&mut tx, &s.actor(), state.clock.now_ms(), &id).await {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(Redirect::to(&format!("/sessions/{id}?terminated=1")).into_response())
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e.into())
+        }
+    }
+}
