@@ -164,6 +164,30 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
     ),
     (
         Method::GET,
+        "/audit",
+        REVIEWER,
+        "Audit log viewer with filters",
+    ),
+    (
+        Method::GET,
+        "/admin",
+        ADMIN,
+        "Administration: what exists, policy as code",
+    ),
+    (
+        Method::POST,
+        "/admin/apply",
+        ADMIN,
+        "Dry-run or apply a policy document",
+    ),
+    (
+        Method::POST,
+        "/admin/identities/{username}/status",
+        ADMIN,
+        "Enable or disable an identity",
+    ),
+    (
+        Method::GET,
         "/sessions",
         REVIEWER,
         "Sessions, with filters and full-text search",

@@ -63,6 +63,9 @@ on_both_backends!(
     appended_hashes_match_the_documented_encoding,
     grant_events_reach_subscribers_only_after_commit,
     sessions_start_end_once_and_are_audited,
+    security_web_sessions_end_on_timeouts_disable_and_factor_change,
+    security_passwords_are_argon2id_hashes_and_empty_never_matches,
+    security_recovery_codes_are_single_use_and_per_identity,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -103,6 +106,7 @@ mod audit_log;
 mod events;
 mod model;
 mod sessions;
+mod web;
 
 /// The scenarios `on_both_backends!` runs.
 mod suite {
@@ -110,6 +114,7 @@ mod suite {
     pub use super::events::*;
     pub use super::model::*;
     pub use super::sessions::*;
+    pub use super::web::*;
 }
 
 /// Both migration sets must describe the same tables and columns.

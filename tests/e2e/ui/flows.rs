@@ -74,7 +74,13 @@ kind = "eligible"
     assert!(out.status.success(), "{}", stderr(&out));
     set_password(&data, "alice");
     set_password(&data, "bob");
-    let server = Server::start_https(&data, &[], &[]).await;
+    let server = Server::start_https(
+        &data,
+        &[],
+        &[("GATEHOUSE_BOOTSTRAP_TOKEN", "ui-bootstrap-token-0123456789")],
+    )
+    .await;
+    set_password(&data, "admin");
     Site { _dir: dir, server }
 }
 
@@ -230,6 +236,83 @@ async fn browser_request_approved_by_another_shows_the_grant_with_a_countdown() 
     );
     assert!(b.text("#reach").await.contains("postgres@db-01@localhost"));
     b.shot("my-access-with-grant").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn security_web_login_state_is_bound_to_one_username() {
+    let s = site().await;
+    let b = Browser::start(&s.server.base).await;
+    // A failed attempt for alice, then bob's valid credentials: signed in as bob, not alice.
+    b.goto("/login").await;
+    b.fill("#username", "alice").await;
+    b.fill("#password", "wrong password for alice").await;
+    b.click("#sign-in").await;
+    b.text("#form-error").await;
+    b.fill("#username", "bob").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#sign-in").await;
+    assert_eq!(b.text("#signed-in-as").await, "bob");
+    b.sign_out().await;
+    // An open redirect through `next` stays on this site.
+    b.goto("/login?next=//evil.example/").await;
+    b.fill("#username", "bob").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#sign-in").await;
+    assert_eq!(b.text("#signed-in-as").await, "bob");
+    let url = b.c.current_url().await.unwrap();
+    assert_eq!(url.host_str(), Some("localhost"), "{url}");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn browser_admin_applies_policy_and_reads_the_audit_log() {
+    let s = site().await;
+    let b = Browser::start(&s.server.base).await;
+    b.sign_in("admin", PASSWORD, None).await;
+    b.goto("/admin").await;
+    assert!(
+        b.text("tr.identity[data-username='alice']")
+            .await
+            .contains("active")
+    );
+    // A broken policy: the error names the line.
+    b.fill("#policy-text", "[[identities]]\nusername = ").await;
+    b.click("#dry-run").await;
+    assert!(
+        b.text("#policy-error").await.contains("policy:2:"),
+        "{}",
+        b.html().await
+    );
+    // Dry run, then apply: the same plan, then dave exists. (The file is the whole truth:
+    // what apply made and the file drops would be removed, so it keeps the site's policy.)
+    let policy = std::fs::read_to_string(s._dir.path().join("policy.toml")).unwrap()
+        + "\n[[identities]]\nusername = \"dave\"\n";
+    b.fill("#policy-text", &policy).await;
+    b.click("#dry-run").await;
+    let plan = b.text("#plan").await;
+    assert!(plan.contains("create identity dave"), "{plan}");
+    assert!(!plan.contains("disable"), "{plan}");
+    assert!(
+        b.c.find_all(Locator::Css("tr.identity[data-username='dave']"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    b.click("#apply").await;
+    assert!(b.text("#plan").await.starts_with("Applied"));
+    b.text("tr.identity[data-username='dave']").await;
+    b.shot("admin").await;
+    // Disable alice from the page.
+    b.click("tr.identity[data-username='alice'] button").await;
+    b.wait_text("tr.identity[data-username='alice']", "disabled")
+        .await;
+    // The audit log viewer, filtered by an action prefix.
+    b.goto("/audit?action=identity.").await;
+    let rows = b.text("#events").await;
+    assert!(rows.contains("identity.status"), "{rows}");
+    assert!(rows.contains("identity:alice"), "{rows}");
+    b.shot("audit").await;
     b.close().await;
 }
 

@@ -114,6 +114,27 @@ impl Browser {
         }
     }
 
+    /// Waits (up to 10 s) until an element's text contains `needle`; returns the text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = match self.c.find(Locator::Css(css)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if found.contains(needle) {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{css} never showed {needle:?} (last: {found:?}):\n{}",
+                    self.html().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn path(&self) -> String {
         self.c.current_url().await.unwrap().path().to_string()
     }

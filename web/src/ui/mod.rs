@@ -3,8 +3,10 @@
 //! authenticated the browser and checked CSRF for every form that changes state.
 
 mod account;
+mod admin;
 mod approvals;
 mod assets;
+mod audit;
 mod auth;
 mod home;
 mod passkeys;
@@ -34,6 +36,8 @@ pub fn routes() -> Router<AppState> {
         .merge(approvals::routes())
         .merge(account::routes())
         .merge(sessions::routes())
+        .merge(admin::routes())
+        .merge(audit::routes())
 }
 
 /// A page's frame: title, who is signed in, the CSRF token, what the navigation highlights.
@@ -43,6 +47,7 @@ pub struct Chrome {
     pub user: Option<String>,
     pub csrf: String,
     pub reviewer: bool,
+    pub admin: bool,
     pub nav: &'static str,
     pub flash: Option<String>,
 }
@@ -94,6 +99,7 @@ impl Signed {
             user: Some(self.0.identity.username.clone()),
             csrf: self.0.session.csrf.clone(),
             reviewer: privileges::has(&mut conn, id, Privilege::Reviewer).await?,
+            admin: privileges::has(&mut conn, id, Privilege::Admin).await?,
             nav,
             flash: None,
         })
@@ -243,7 +249,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn next_stays_on_this_site() {
+    fn security_next_never_leaves_this_site() {
         assert_eq!(safe_next(Some("/approvals")), "/approvals");
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
