@@ -9,6 +9,12 @@ use gatehouse_broker::{Actor, Clock, SystemClock};
 use gatehouse_gateway::keys;
 use tokio_util::sync::CancellationToken;
 
+/// The demo people's web passwords (the demo listens on loopback only).
+const DEMO_PASSWORDS: [(&str, &str); 2] = [
+    ("alice", "alice-demo-password"),
+    ("bob", "bob-demo-password"),
+];
+
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let dir = settings.data_dir.join("demo");
     let keys_dir = dir.join("keys");
@@ -102,17 +108,44 @@ kind = "eligible"
     gatehouse_broker::apply::apply(&store, &Actor::Cli, SystemClock.now_ms(), &doc, false)
         .await
         .context("setting up the demo identities")?;
+    // Web sign-in for the two demo people (loopback only, like the rest of the demo); bob also
+    // reviews sessions.
+    let mut tx = store.begin().await?;
+    for (who, password) in DEMO_PASSWORDS {
+        let phc = tokio::task::spawn_blocking(move || gatehouse_broker::passwords::hash(password))
+            .await??;
+        gatehouse_broker::passwords::set_hash(
+            &mut tx,
+            &Actor::Cli,
+            SystemClock.now_ms(),
+            who,
+            &phc,
+            None,
+        )
+        .await?;
+    }
+    gatehouse_broker::privileges::grant(
+        &mut tx,
+        &Actor::Cli,
+        SystemClock.now_ms(),
+        "bob",
+        gatehouse_broker::privileges::Privilege::Reviewer,
+    )
+    .await?;
+    tx.commit().await?;
     store.close().await;
 
     let recordings = settings.recordings_dir.clone();
     let banner = move |bound: crate::serve::Bound| {
         let (host, port) = (bound.ssh.ip(), bound.ssh.port());
         eprintln!(
-            "\nGatehouse demo (data in {dir}). Paste this to open a recorded session on the sandbox:\n\n    ssh -i {key} -p {port} demo@sandbox@{host}\n\nOr `ssh -i {key} -p {port} {host}` to see what alice may reach. Recordings land in {rec}; check one with\n`gatehouse --data-dir {dir} recordings verify FILE.cast`. Web API on http://{web}. Stop with Ctrl-C.\n",
+            "\nGatehouse demo (data in {dir}). Paste this to open a recorded session on the sandbox:\n\n    ssh -i {key} -p {port} demo@sandbox@{host}\n\nOr `ssh -i {key} -p {port} {host}` to see what alice may reach. Recordings land in {rec}; check one with\n`gatehouse --data-dir {dir} recordings verify FILE.cast`.\n\nWeb UI: {web} — sign in as alice / {alice_pw} (request sandbox-root) or bob / {bob_pw}\n(approves, replays and watches sessions). The certificate is self-signed: accept it in the browser.\nStop with Ctrl-C.\n",
             dir = dir.display(),
             key = key_path.display(),
             rec = recordings.display(),
-            web = bound.web,
+            web = bound.web_url,
+            alice_pw = DEMO_PASSWORDS[0].1,
+            bob_pw = DEMO_PASSWORDS[1].1,
         );
     };
     let served = crate::serve::run_with(settings, banner).await;

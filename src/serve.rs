@@ -13,9 +13,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Where a started server listens.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Bound {
-    pub web: std::net::SocketAddr,
+    /// Where browsers reach the web UI (`https://localhost:PORT` by default).
+    pub web_url: String,
     pub ssh: std::net::SocketAddr,
 }
 
@@ -184,7 +185,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         },
     );
     ready(Bound {
-        web: addr,
+        web_url: origin.as_str().trim_end_matches('/').to_string(),
         ssh: ssh_addr,
     });
     let ssh = tokio::spawn(gatehouse_gateway::ssh::serve(

@@ -107,6 +107,12 @@ pub fn router(state: AppState) -> Router {
         .merge(setup::routes())
         .merge(ui::routes())
         .nest("/api/v1", api::routes());
+    let hsts = state.web.cookies.secure().then(|| {
+        tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     routes
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -114,6 +120,7 @@ pub fn router(state: AppState) -> Router {
             access::layer,
         ))
         .layer(axum::middleware::from_fn(headers::security_headers))
+        .layer(tower::util::option_layer(hsts))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
