@@ -57,21 +57,12 @@ impl AuditPage {
 
 const PAGE: i64 = 100;
 
-fn day(s: &str, end: bool) -> Result<Option<i64>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("{s:?} is not a date like 2026-11-26"))?;
-    let d = if end { d.succ_opt().unwrap_or(d) } else { d };
-    Ok(d.and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp_millis()))
-}
-
 async fn page(State(state): State<AppState>, s: Signed, Query(f): Query<AuditQuery>) -> PageResult {
     let page = s.chrome(&state, "Audit log", "audit").await?;
-    let (since, until) = match (day(&f.from, false), day(&f.to, true)) {
+    let (since, until) = match (
+        super::day_bound(&f.from, false),
+        super::day_bound(&f.to, true),
+    ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             return render(&AuditPage {

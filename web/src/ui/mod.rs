@@ -236,6 +236,20 @@ pub fn span(ms: i64) -> String {
     }
 }
 
+/// A day typed in a filter (`YYYY-MM-DD`, UTC) as epoch milliseconds: its start, or with `end`
+/// the start of the next day (so the day is included). Empty: no bound.
+pub fn day_bound(s: &str, end: bool) -> Result<Option<i64>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a date like 2026-11-26"))?;
+    let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+    Ok(d.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis()))
+}
+
 /// A local path to go back to after sign-in (never another site).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {

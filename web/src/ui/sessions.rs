@@ -81,18 +81,6 @@ impl ListPage {
     }
 }
 
-fn day_ms(s: &str, end: bool) -> Result<Option<i64>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("{s:?} is not a date like 2026-11-26"))?;
-    let d = if end { d.succ_opt().unwrap_or(d) } else { d };
-    Ok(d.and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp_millis()))
-}
-
 /// The cast file of a session (ended: as recorded; live: where it is being written), if the
 /// path stays inside the recordings directory.
 fn cast_path(state: &AppState, s: &Session) -> Option<PathBuf> {
@@ -164,7 +152,10 @@ fn find(idx: &Index, needle: &str) -> Option<String> {
 
 async fn list(State(state): State<AppState>, s: Signed, Query(f): Query<ListQuery>) -> PageResult {
     let page = s.chrome(&state, "Sessions", "sessions").await?;
-    let (since, until) = match (day_ms(&f.from, false), day_ms(&f.to, true)) {
+    let (since, until) = match (
+        super::day_bound(&f.from, false),
+        super::day_bound(&f.to, true),
+    ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             return render(&ListPage {
