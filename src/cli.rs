@@ -128,8 +128,47 @@ pub enum Command {
     #[command(subcommand)]
     Mfa(MfaCommand),
 
+    /// The HR feed: joiners, movers and leavers.
+    #[command(subcommand)]
+    Hr(HrCommand),
+
     /// Print the version, the database schema version and the supported backends.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HrCommand {
+    /// Import an HR file (CSV with a header row, or a JSON array of objects) and apply the
+    /// joiner / mover / leaver changes it implies.
+    ///
+    /// Columns: employee_number (the correlation key, required), username (default: the email's
+    /// local part, else first.last), first_name, last_name, email, manager and sponsor (employee
+    /// numbers), department, title, location, employment_type (employee | contractor | vendor;
+    /// contractors and vendors need a sponsor and an end_date), start_date and end_date
+    /// (YYYY-MM-DD), status (active | leave | terminated).
+    ///
+    /// Joiners get their birthright roles (roles with a `birthright` rule matching their
+    /// attributes); future start dates are staged as `prehire` with no access; movers get new
+    /// birthright roles at once and keep those no longer implied for the grace period; leavers
+    /// (terminated, or past their end date) are cut off at once: grants revoked, live sessions
+    /// ended, tokens and SSH keys disabled. People absent from the file are left as they are.
+    /// Each change is audited with its file and line.
+    ///
+    /// A bad row is reported with its line and field and skipped; the exit code is then 1.
+    /// With --strict, nothing is applied when any row is bad.
+    Import {
+        /// The HR file (.csv or .json).
+        file: PathBuf,
+        /// Print the changes and the access each adds or removes; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply nothing if any row is bad.
+        #[arg(long)]
+        strict: bool,
+        /// How long a mover keeps access no longer implied [default: 7d].
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<humantime::Duration>,
+    },
 }
 
 #[derive(Debug, Args)]

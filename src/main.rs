@@ -9,6 +9,7 @@ mod config;
 mod context;
 mod demo;
 mod gateway_cmd;
+mod hr_cmd;
 mod logging;
 mod mfa_cmd;
 mod serve;
@@ -76,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recordings(cmd) => gateway_cmd::recordings(&settings, cmd),
         Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd).await,
         Command::Mfa(cmd) => mfa_cmd::run(&settings, cmd).await,
+        Command::Hr(cmd) => hr_cmd::run(&settings, cmd).await,
         Command::Version => {
             use gatehouse_broker::store::{Backend, latest_schema_version};
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));

@@ -34,7 +34,8 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    /// Reads the stored spelling.
+    pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "active" => Status::Active,
             "disabled" => Status::Disabled,

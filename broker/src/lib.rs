@@ -17,6 +17,7 @@ pub mod groups;
 pub mod identities;
 pub mod ids;
 pub mod keys;
+pub mod lifecycle;
 pub mod mfa;
 pub mod outbox;
 pub mod passkeys;

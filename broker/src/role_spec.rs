@@ -125,6 +125,26 @@ pub struct RoleSpec {
     pub port_forwarding: bool,
     /// Sessions through this role need a second factor at login (SSH: a TOTP prompt).
     pub session_mfa: bool,
+    /// Birthright: identities whose attributes match every entry (attribute → accepted values)
+    /// hold this role as a standing assignment, kept in step by the lifecycle engine. Empty:
+    /// not a birthright role.
+    pub birthright: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl RoleSpec {
+    /// Whether attributes match the birthright rule (never for a role without one).
+    pub fn birthright_matches(
+        &self,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        !self.birthright.is_empty()
+            && self.birthright.iter().all(|(k, accepted)| {
+                attributes
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|v| accepted.iter().any(|a| a == v))
+            })
+    }
 }
 
 impl Default for RoleSpec {
@@ -145,6 +165,7 @@ impl Default for RoleSpec {
             request_ttl_ms: DEFAULT_REQUEST_TTL_MS,
             port_forwarding: false,
             session_mfa: false,
+            birthright: Default::default(),
         }
     }
 }

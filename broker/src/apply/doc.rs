@@ -133,6 +133,9 @@ pub struct RoleDoc {
     pub port_forwarding: bool,
     #[serde(default)]
     pub session_mfa: bool,
+    /// Birthright rule: attribute → accepted values (see `RoleSpec::birthright`).
+    #[serde(default)]
+    pub birthright: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl RoleDoc {
@@ -164,6 +167,7 @@ impl RoleDoc {
             request_ttl_ms: dur(&self.request_ttl, d.request_ttl_ms, "request_ttl")?,
             port_forwarding: self.port_forwarding,
             session_mfa: self.session_mfa,
+            birthright: self.birthright.clone(),
         };
         crate::roles::validate_name(&self.name)?;
         spec.check(&self.name)?;

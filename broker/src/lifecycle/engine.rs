@@ -1,0 +1,320 @@
+//! Carries out a joiner / mover / leaver plan: identities created, updated, suspended or
+//! terminated; birthright roles assigned at once, and those no longer implied given a grace
+//! period; leavers cut off everywhere. Each change is audited as `hr.<kind>` with the record
+//! (file, line, employee number) that caused it, in the transaction of the change.
+
+use super::plan::{Change, Current, Kind};
+use crate::actor::Actor;
+use crate::assignments::{self, Kind as AssignmentKind, NewAssignment, Subject};
+use crate::audit::{self, NewEvent};
+use crate::error::{Error, Result};
+use crate::identities::{self, NewIdentity, Status};
+use crate::role_spec::RoleSpec;
+use crate::store::Tx;
+use serde_json::{Map, Value};
+use sqlx::{AnyConnection, Row};
+use std::collections::{BTreeSet, HashMap};
+
+/// Default grace period for access a mover no longer needs.
+pub const DEFAULT_GRACE_MS: i64 = 7 * 86_400_000;
+
+/// Where assignments made by birthright rules come from.
+pub const BIRTHRIGHT: &str = "birthright";
+
+/// Everyone HR manages now, by employee number.
+pub async fn current(conn: &mut AnyConnection) -> Result<HashMap<String, Current>> {
+    let rows = sqlx::query(
+        "SELECT id, username, status, attributes, employee_number FROM identities \
+         WHERE employee_number IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut held: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT a.subject_id, r.name FROM role_assignments a JOIN roles r ON r.id = a.role_id \
+         WHERE a.source = $1 AND a.subject_kind = 'identity' AND a.not_after IS NULL",
+    )
+    .bind(BIRTHRIGHT)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        held.entry(r.try_get(0)?).or_default().insert(r.try_get(1)?);
+    }
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let id: String = r.try_get(0)?;
+        let attrs: String = r.try_get(3)?;
+        let status: String = r.try_get(2)?;
+        out.insert(
+            r.try_get::<String, _>(4)?,
+            Current {
+                birthright: held.remove(&id).unwrap_or_default(),
+                identity_id: id,
+                username: r.try_get(1)?,
+                status: Status::parse(&status)?,
+                attributes: serde_json::from_str(&attrs).unwrap_or_default(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The roles with a birthright rule.
+pub async fn birthright_roles(conn: &mut AnyConnection) -> Result<Vec<(String, RoleSpec)>> {
+    Ok(crate::roles::list(conn)
+        .await?
+        .into_iter()
+        .filter(|r| !r.spec.birthright.is_empty())
+        .map(|r| (r.name, r.spec))
+        .collect())
+}
+
+/// Applies one planned change.
+pub async fn apply(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    c: &Change,
+    source: &str,
+    grace_ms: i64,
+) -> Result<()> {
+    if c.kind == Kind::Unchanged {
+        return Ok(());
+    }
+    match c.kind {
+        Kind::Joiner | Kind::Staged => {
+            if identities::by_username(tx, &c.username).await?.is_some() {
+                return Err(Error::Conflict(format!(
+                    "username {} is taken by an identity HR does not manage (employee {})",
+                    c.username, c.employee_number
+                )));
+            }
+            let created = identities::create(
+                tx,
+                actor,
+                now_ms,
+                NewIdentity {
+                    username: c.username.clone(),
+                    display_name: c.display_name.clone(),
+                    email: c.email.clone(),
+                    attributes: c.attributes.clone(),
+                    source: "hr".into(),
+                },
+            )
+            .await?;
+            sqlx::query("UPDATE identities SET employee_number = $1 WHERE id = $2")
+                .bind(c.employee_number.as_str())
+                .bind(created.id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| {
+                    Error::from(e).on_conflict(|| {
+                        format!("employee number {} is already used", c.employee_number)
+                    })
+                })?;
+            if c.status != Status::Active {
+                identities::set_status(tx, actor, now_ms, &c.username, c.status).await?;
+            }
+        }
+        Kind::Mover | Kind::Start | Kind::Leave => {
+            identities::update(
+                tx,
+                actor,
+                now_ms,
+                &c.username,
+                &c.display_name,
+                c.email.as_deref(),
+                &c.attributes,
+            )
+            .await?;
+            let now = identities::by_username(tx, &c.username).await?;
+            if now.is_some_and(|i| i.status != c.status) {
+                identities::set_status(tx, actor, now_ms, &c.username, c.status).await?;
+            }
+        }
+        Kind::Leaver => {
+            identities::update(
+                tx,
+                actor,
+                now_ms,
+                &c.username,
+                &c.display_name,
+                c.email.as_deref(),
+                &c.attributes,
+            )
+            .await?;
+        }
+        Kind::Unchanged => {}
+    }
+    let mut handed = Value::Null;
+    if c.kind == Kind::Leaver {
+        handed = terminate(tx, actor, now_ms, &c.username, &c.attributes).await?;
+    } else {
+        for role in &c.roles_add {
+            assign(tx, actor, now_ms, &c.username, role).await?;
+        }
+        for role in &c.roles_remove {
+            start_grace(tx, actor, now_ms, &c.username, role, now_ms + grace_ms).await?;
+        }
+    }
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            format!("hr.{}", c.kind.as_str()),
+            format!("identity:{}", c.username),
+        )
+        .details(serde_json::json!({
+            "source": source,
+            "line": c.line,
+            "employee_number": c.employee_number,
+            "status": c.status,
+            "moved": c.moved,
+            "roles_added": c.roles_add,
+            "roles_removed": c.roles_remove,
+            "leaver": handed,
+        })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Gives `username` a birthright role: a new standing assignment, or the one in its grace
+/// period kept again.
+async fn assign(tx: &mut Tx, actor: &Actor, now_ms: i64, username: &str, role: &str) -> Result<()> {
+    let kept = sqlx::query(
+        "UPDATE role_assignments SET not_after = NULL WHERE source = $1 AND subject_kind = 'identity' \
+         AND subject_id = (SELECT id FROM identities WHERE username = $2) \
+         AND role_id = (SELECT id FROM roles WHERE name = $3) AND not_after IS NOT NULL",
+    )
+    .bind(BIRTHRIGHT)
+    .bind(username)
+    .bind(role)
+    .execute(&mut **tx)
+    .await?;
+    if kept.rows_affected() > 0 {
+        return Ok(());
+    }
+    assignments::add(
+        tx,
+        actor,
+        now_ms,
+        NewAssignment {
+            role: role.into(),
+            subject: Subject::Identity(username.into()),
+            kind: AssignmentKind::Standing,
+            not_before_ms: None,
+            not_after_ms: None,
+            source: BIRTHRIGHT.into(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends a birthright role after the grace period (unless kept before); audited as
+/// `lifecycle.grace`.
+async fn start_grace(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    username: &str,
+    role: &str,
+    until_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE role_assignments SET not_after = $4 WHERE source = $1 AND subject_kind = 'identity' \
+         AND subject_id = (SELECT id FROM identities WHERE username = $2) \
+         AND role_id = (SELECT id FROM roles WHERE name = $3) AND not_after IS NULL",
+    )
+    .bind(BIRTHRIGHT)
+    .bind(username)
+    .bind(role)
+    .bind(until_ms)
+    .execute(&mut **tx)
+    .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(actor.to_string(), "lifecycle.grace", format!("identity:{username}"))
+            .details(serde_json::json!({ "role": role, "until_ms": until_ms,
+                "note": "no longer implied by HR attributes; removed at the end of the grace period unless the manager keeps it" })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A leaver: terminated at once (browser sessions end; live SSH sessions end through the
+/// `IdentityDisabled` event), every grant revoked, API tokens revoked, SSH keys disabled,
+/// pending requests cancelled, birthright assignments removed, owned targets handed to the
+/// manager. Returns what was done, for the audit event.
+pub async fn terminate(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    username: &str,
+    attributes: &Map<String, Value>,
+) -> Result<Value> {
+    let who = identities::by_username(tx, username)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
+    if who.status != Status::Terminated {
+        identities::set_status(tx, actor, now_ms, username, Status::Terminated).await?;
+    }
+    let mut revoked = 0;
+    for g in crate::grants::active_of(tx, &who.id, now_ms).await? {
+        crate::grants::revoke(tx, actor, now_ms, &g.id, "leaver").await?;
+        revoked += 1;
+    }
+    let tokens = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE identity_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now_ms)
+    .bind(who.id.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let keys = sqlx::query(
+        "UPDATE ssh_keys SET status = 'disabled' WHERE identity_id = $1 AND status = 'active'",
+    )
+    .bind(who.id.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let requests = sqlx::query(
+        "UPDATE access_requests SET state = 'cancelled', decided_at = $1 \
+         WHERE requester_id = $2 AND state = 'pending'",
+    )
+    .bind(now_ms)
+    .bind(who.id.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let birthright = sqlx::query(
+        "DELETE FROM role_assignments WHERE source = $1 AND subject_kind = 'identity' AND subject_id = $2",
+    )
+    .bind(BIRTHRIGHT)
+    .bind(who.id.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let manager = attributes
+        .get("manager")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let mut handed = 0;
+    if let Some(m) = &manager {
+        handed = sqlx::query("UPDATE targets SET owner = $1 WHERE owner = $2")
+            .bind(m.as_str())
+            .bind(username)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    }
+    Ok(serde_json::json!({
+        "grants_revoked": revoked, "tokens_revoked": tokens, "ssh_keys_disabled": keys,
+        "requests_cancelled": requests, "birthright_removed": birthright,
+        "targets_handed_to": manager, "targets_handed": handed,
+    }))
+}

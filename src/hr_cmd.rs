@@ -1,0 +1,205 @@
+//! `gatehouse hr import`: reads an HR file, prints the joiner / mover / leaver plan with the
+//! access each change adds or removes, and (unless --dry-run) applies it in batches, with
+//! progress on large files.
+
+use crate::cli::HrCommand;
+use crate::config::Settings;
+use crate::context;
+use gatehouse_broker::lifecycle::{self, Change, Kind};
+use gatehouse_broker::{Actor, Clock, SystemClock};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// Changes per transaction.
+const BATCH: usize = 500;
+
+pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode> {
+    let HrCommand::Import {
+        file,
+        dry_run,
+        strict,
+        grace,
+    } = cmd;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let json = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let parsed = lifecycle::parse(&text, json);
+    let name = file.display().to_string();
+    for e in &parsed.errors {
+        eprintln!("{name}:{}: {}: {}", e.line, e.field, e.message);
+    }
+    if strict && !parsed.errors.is_empty() {
+        eprintln!(
+            "{} bad row(s); --strict: nothing applied",
+            parsed.errors.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
+    let now_ms = SystemClock.now_ms();
+    let today = gatehouse_broker::clock::from_ms(now_ms).date_naive();
+    let (current, roles) = {
+        let mut conn = store.pool().acquire().await?;
+        (
+            lifecycle::current(&mut conn).await?,
+            lifecycle::birthright_roles(&mut conn).await?,
+        )
+    };
+    let grace_ms = grace
+        .map(|g| i64::try_from(g.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(lifecycle::DEFAULT_GRACE_MS);
+    let changes = lifecycle::plan(&parsed.records, &current, &roles, today);
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for c in &changes {
+        *counts.entry(c.kind.as_str()).or_default() += 1;
+        if c.kind != Kind::Unchanged {
+            println!("{}", describe(c, grace_ms));
+        }
+    }
+    let summary: Vec<String> = [
+        "joiner",
+        "staged",
+        "start",
+        "mover",
+        "leave",
+        "leaver",
+        "unchanged",
+    ]
+    .iter()
+    .map(|k| format!("{} {k}", counts.get(k).copied().unwrap_or(0)))
+    .collect();
+    println!("{}; {} bad row(s)", summary.join(", "), parsed.errors.len());
+    let bad = if parsed.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if dry_run {
+        println!("dry run: nothing changed");
+        store.close().await;
+        return Ok(bad);
+    }
+    let todo: Vec<&Change> = changes
+        .iter()
+        .filter(|c| c.kind != Kind::Unchanged)
+        .collect();
+    let bar = progress(todo.len());
+    let actor = Actor::System;
+    let source = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("hr-feed")
+        .to_string();
+    let mut failed = 0usize;
+    for batch in todo.chunks(BATCH) {
+        // The batch in one transaction; if one change fails, each change of the batch alone,
+        // so the good ones still land and the bad one is named.
+        let mut tx = store.begin().await?;
+        let mut ok = true;
+        for c in batch {
+            if lifecycle::apply(&mut tx, &actor, now_ms, c, &source, grace_ms)
+                .await
+                .is_err()
+            {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+            for c in batch {
+                let mut tx = store.begin().await?;
+                match lifecycle::apply(&mut tx, &actor, now_ms, c, &source, grace_ms).await {
+                    Ok(()) => tx.commit().await?,
+                    Err(e) => {
+                        tx.rollback().await?;
+                        failed += 1;
+                        bar.suspend(|| eprintln!("{name}:{}: {}: {e}", c.line, c.employee_number));
+                    }
+                }
+            }
+        }
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+    store.close().await;
+    println!(
+        "applied {} change(s){}",
+        todo.len() - failed,
+        if failed > 0 {
+            format!("; {failed} failed (named above)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(if failed > 0 { ExitCode::from(1) } else { bad })
+}
+
+/// One line of the plan.
+fn describe(c: &Change, grace_ms: i64) -> String {
+    let who = format!("{} ({}, line {})", c.username, c.employee_number, c.line);
+    let mut parts: Vec<String> = Vec::new();
+    match c.kind {
+        Kind::Joiner => parts.push(format!("{} / {}", text(c, "department"), text(c, "title"))),
+        Kind::Staged => parts.push(format!(
+            "starts {} (prehire: no access until then)",
+            text(c, "start_date")
+        )),
+        Kind::Start => parts.push("active again".into()),
+        Kind::Leave => parts.push("on leave: suspended".into()),
+        Kind::Leaver => parts.push(
+            "terminated: grants revoked, live sessions ended, tokens and SSH keys disabled".into(),
+        ),
+        Kind::Mover | Kind::Unchanged => {}
+    }
+    for (k, before, after) in &c.moved {
+        parts.push(format!("{k} {before:?} → {after:?}"));
+    }
+    for r in &c.roles_add {
+        parts.push(format!("+ role {r}"));
+    }
+    for r in &c.roles_remove {
+        if c.kind == Kind::Leaver {
+            parts.push(format!("- role {r}"));
+        } else {
+            parts.push(format!(
+                "- role {r} after {} grace",
+                humantime::format_duration(std::time::Duration::from_millis(
+                    u64::try_from(grace_ms).unwrap_or(0)
+                ))
+            ));
+        }
+    }
+    let sign = match c.kind {
+        Kind::Joiner | Kind::Start => '+',
+        Kind::Leaver | Kind::Leave => '-',
+        _ => '~',
+    };
+    format!("{sign} {:<8} {who}: {}", c.kind.as_str(), parts.join("; "))
+}
+
+fn text(c: &Change, key: &str) -> String {
+    c.attributes
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or("-")
+        .to_string()
+}
+
+fn progress(total: usize) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() || total < 1000 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "importing {bar:40} {pos}/{len} changes ({per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
