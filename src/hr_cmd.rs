@@ -93,19 +93,34 @@ pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode
         .and_then(|n| n.to_str())
         .unwrap_or("hr-feed")
         .to_string();
+    let role_ids: std::collections::HashMap<String, String> = {
+        let mut conn = store.pool().acquire().await?;
+        gatehouse_broker::roles::list(&mut conn)
+            .await?
+            .into_iter()
+            .map(|r| (r.name, r.id))
+            .collect()
+    };
     let mut failed = 0usize;
     for batch in todo.chunks(BATCH) {
-        // The batch in one transaction; if one change fails, each change of the batch alone,
-        // so the good ones still land and the bad one is named.
+        // The batch in one transaction (joiners in bulk); if one change fails, each change of
+        // the batch alone, so the good ones still land and the bad one is named.
         let mut tx = store.begin().await?;
-        let mut ok = true;
-        for c in batch {
+        let mut ok = lifecycle::bulk::joiners(&mut tx, &actor, now_ms, batch, &source, &role_ids)
+            .await
+            .is_ok();
+        for c in batch
+            .iter()
+            .filter(|c| !matches!(c.kind, Kind::Joiner | Kind::Staged))
+        {
+            if !ok {
+                break;
+            }
             if lifecycle::apply(&mut tx, &actor, now_ms, c, &source, grace_ms)
                 .await
                 .is_err()
             {
                 ok = false;
-                break;
             }
         }
         if ok {

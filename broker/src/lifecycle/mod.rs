@@ -2,6 +2,7 @@
 //! ([`plan`], a plain function) that the engine ([`engine`]) carries out, audited change by
 //! change. Birthright rules live on roles (`RoleSpec::birthright`).
 
+pub mod bulk;
 pub mod engine;
 pub mod plan;
 pub mod record;

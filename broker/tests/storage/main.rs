@@ -66,6 +66,7 @@ on_both_backends!(
     security_web_sessions_end_on_timeouts_disable_and_factor_change,
     security_passwords_are_argon2id_hashes_and_empty_never_matches,
     security_recovery_codes_are_single_use_and_per_identity,
+    hr_joiners_in_bulk_movers_and_leavers,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -104,6 +105,7 @@ fn signer() -> (tempfile::TempDir, SigningKeyPair) {
 
 mod audit_log;
 mod events;
+mod lifecycle;
 mod model;
 mod sessions;
 mod web;
@@ -112,6 +114,7 @@ mod web;
 mod suite {
     pub use super::audit_log::*;
     pub use super::events::*;
+    pub use super::lifecycle::*;
     pub use super::model::*;
     pub use super::sessions::*;
     pub use super::web::*;

@@ -1,0 +1,136 @@
+//! The HR lifecycle engine on both backends: joiners in bulk and one at a time agree, a mover's
+//! old birthright enters its grace period, a leaver is cut off, and the chain verifies.
+
+use super::*;
+use gatehouse_broker::lifecycle::{self, Kind};
+use gatehouse_broker::role_spec::RoleSpec;
+
+pub async fn hr_joiners_in_bulk_movers_and_leavers(db: &TestDb) {
+    let store = &db.store;
+    let mut tx = store.begin().await.unwrap();
+    for (name, dept) in [("eng-base", "engineering"), ("ops-base", "operations")] {
+        let mut spec = RoleSpec::default();
+        spec.birthright
+            .insert("department".into(), vec![dept.into()]);
+        roles::create_with(&mut tx, &Actor::Cli, T0, name, "", spec, "api")
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let feed = "employee_number,first_name,last_name,email,manager,department,start_date\n\
+                E1,Ann,Lee,ann@x.io,,engineering,2020-01-01\n\
+                E2,Bo,Ray,bo@x.io,E1,engineering,2020-01-01\n\
+                E3,Cy,Day,cy@x.io,E1,operations,2099-01-01\n";
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    let run = |text: &'static str| async move {
+        let parsed = lifecycle::parse(text, false);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let mut conn = store.pool().acquire().await.unwrap();
+        let current = lifecycle::current(&mut conn).await.unwrap();
+        let rl = lifecycle::birthright_roles(&mut conn).await.unwrap();
+        let ids: std::collections::HashMap<String, String> = roles::list(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.name, r.id))
+            .collect();
+        drop(conn);
+        let plan = lifecycle::plan(&parsed.records, &current, &rl, today);
+        let refs: Vec<&lifecycle::Change> = plan.iter().collect();
+        let mut tx = store.begin().await.unwrap();
+        lifecycle::bulk::joiners(&mut tx, &Actor::System, T0, &refs, "feed.csv", &ids)
+            .await
+            .unwrap();
+        for c in refs
+            .iter()
+            .filter(|c| !matches!(c.kind, Kind::Joiner | Kind::Staged))
+        {
+            lifecycle::apply(
+                &mut tx,
+                &Actor::System,
+                T0,
+                c,
+                "feed.csv",
+                lifecycle::DEFAULT_GRACE_MS,
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        plan.iter()
+            .map(|c| (c.username.clone(), c.kind))
+            .collect::<Vec<_>>()
+    };
+    let kinds = run(feed).await;
+    assert_eq!(
+        kinds,
+        vec![
+            ("ann".into(), Kind::Joiner),
+            ("bo".into(), Kind::Joiner),
+            ("cy".into(), Kind::Staged)
+        ]
+    );
+    let mut conn = store.pool().acquire().await.unwrap();
+    let bo = identities::by_username(&mut conn, "bo")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bo.attributes["manager"], "ann");
+    let cy = identities::by_username(&mut conn, "cy")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cy.status, Status::Prehire);
+    let held = lifecycle::current(&mut conn).await.unwrap();
+    assert_eq!(held["E1"].birthright, ["eng-base".to_string()].into());
+    assert!(
+        held["E3"].birthright.is_empty(),
+        "no access before the start date"
+    );
+    drop(conn);
+    // bo moves to operations; ann leaves.
+    let kinds = run(
+        "employee_number,first_name,last_name,email,manager,department,start_date,status\n\
+                     E1,Ann,Lee,ann@x.io,,engineering,2020-01-01,terminated\n\
+                     E2,Bo,Ray,bo@x.io,E1,operations,2020-01-01,\n",
+    )
+    .await;
+    assert_eq!(
+        kinds,
+        vec![("ann".into(), Kind::Leaver), ("bo".into(), Kind::Mover)]
+    );
+    let mut conn = store.pool().acquire().await.unwrap();
+    let ann = identities::by_username(&mut conn, "ann")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ann.status, Status::Terminated);
+    let now = lifecycle::current(&mut conn).await.unwrap();
+    assert_eq!(
+        now["E2"].birthright,
+        ["ops-base".to_string()].into(),
+        "eng-base is in its grace period"
+    );
+    let graced: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM role_assignments WHERE source = 'birthright' AND not_after = $1",
+    )
+    .bind(T0 + lifecycle::DEFAULT_GRACE_MS)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(graced, 1);
+    drop(conn);
+    let acts = actions(store).await;
+    for a in [
+        "hr.joiner",
+        "hr.staged",
+        "hr.mover",
+        "hr.leaver",
+        "lifecycle.grace",
+    ] {
+        assert!(acts.contains(&a.to_string()), "{a} missing from {acts:?}");
+    }
+    let report = audit::verify::verify(store, None, None).await.unwrap();
+    assert_eq!(report.problem, None);
+}
