@@ -10,7 +10,6 @@ use crate::audit::{self, NewEvent};
 use crate::error::{Error, Result};
 use crate::identities::{Status, validate_username};
 use crate::store::{Backend, Tx, backend_of};
-use serde_json::Value;
 use sqlx::AnyConnection;
 use std::collections::HashMap;
 
@@ -79,7 +78,7 @@ pub async fn joiners(
         let sql = insert_sql("identities", ICOLS, chunk.len(), backend);
         let attrs: Vec<String> = chunk
             .iter()
-            .map(|(c, _)| Value::Object(c.attributes.clone()).to_string())
+            .map(|(c, _)| serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()))
             .collect();
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for ((c, id), a) in chunk.iter().zip(&attrs) {

@@ -240,6 +240,54 @@ async fn browser_request_approved_by_another_shows_the_grant_with_a_countdown() 
 }
 
 #[tokio::test]
+async fn browser_passkey_as_second_factor_and_single_use_recovery_codes() {
+    let s = site().await;
+    let b = Browser::start(&s.server.base).await;
+    b.sign_in("alice", PASSWORD, None).await;
+    // Recovery codes first (shown once), then a passkey.
+    b.click("#recovery-new").await;
+    let codes = b.text("#recovery-codes").await;
+    let code = codes.lines().next().unwrap().trim().to_string();
+    assert_eq!(codes.lines().count(), 10, "{codes}");
+    b.shot("recovery-codes").await;
+    b.add_virtual_authenticator().await;
+    b.goto("/account").await;
+    b.click("#passkey-add").await;
+    b.wait_text(".flash", "Passkey added").await;
+    b.sign_out().await;
+
+    // Password, then the passkey as the second factor.
+    b.goto("/login").await;
+    b.fill("#username", "alice").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#sign-in").await;
+    b.text("#passkey-second").await;
+    b.shot("second-factor").await;
+    b.click("#passkey-second").await;
+    assert_eq!(b.text("#signed-in-as").await, "alice");
+    b.sign_out().await;
+
+    // Password, then a recovery code: once.
+    for attempt in 0..2 {
+        b.goto("/login").await;
+        b.fill("#username", "alice").await;
+        b.fill("#password", PASSWORD).await;
+        b.click("#sign-in").await;
+        b.click("details summary").await;
+        b.fill("#recovery", &code.to_lowercase()).await;
+        b.click("details button").await;
+        if attempt == 0 {
+            b.wait_text(".flash", "You used a recovery code").await;
+            assert_eq!(b.text("#signed-in-as").await, "alice");
+            b.sign_out().await;
+        } else {
+            assert!(b.text("#form-error").await.contains("not valid"));
+        }
+    }
+    b.close().await;
+}
+
+#[tokio::test]
 async fn security_web_login_state_is_bound_to_one_username() {
     let s = site().await;
     let b = Browser::start(&s.server.base).await;
