@@ -84,7 +84,10 @@ async fn stored_passkeys(
 /// A challenge for someone with no passkey (or no account): shaped like a real one, with a
 /// credential id derived from the username so repeated asks look the same.
 fn decoy(state: &AppState, username: &str) -> Value {
-    let id = &secrets::hash(&format!("{}|decoy|{username}", state.web.origin))[..32];
+    // Keyed with a random per-process salt, so nobody can compute the decoy for a username.
+    static SALT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let salt = SALT.get_or_init(|| secrets::generate("").unwrap_or_default());
+    let id = &secrets::hash(&format!("{salt}|{}|decoy|{username}", state.web.origin))[..32];
     let b64 = |bytes: &[u8]| {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
