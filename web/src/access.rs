@@ -382,6 +382,12 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         "Remove an assignment",
     ),
     (
+        Method::POST,
+        "/api/v1/assignments/{id}/keep",
+        AUTH,
+        "As the person's manager, keep access in its HR grace period",
+    ),
+    (
         Method::GET,
         "/api/v1/sod/rules",
         ADMIN,

@@ -318,3 +318,55 @@ pub async fn terminate(
         "targets_handed_to": manager, "targets_handed": handed,
     }))
 }
+
+/// The new manager keeps a mover's birthright access that is in its grace period (an approval):
+/// the assignment loses its end and is no longer managed by the birthright rule (source
+/// `kept`), so later imports leave it. Only the identity's manager may; audited as
+/// `lifecycle.keep`.
+pub async fn keep(
+    tx: &mut Tx,
+    manager: &crate::identities::Identity,
+    now_ms: i64,
+    assignment_id: &str,
+) -> Result<crate::assignments::Assignment> {
+    let a = assignments::by_id(tx, assignment_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("assignment {assignment_id}")))?;
+    let Subject::Identity(username) = &a.subject else {
+        return Err(Error::invalid(
+            "assignment: only a person's birthright access can be kept",
+        ));
+    };
+    if a.source != BIRTHRIGHT || a.not_after_ms.is_none_or(|t| t <= now_ms) {
+        return Err(Error::Conflict(format!(
+            "assignment {assignment_id} is not in a grace period"
+        )));
+    }
+    let who = identities::by_username(tx, username)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
+    if who.attributes.get("manager").and_then(|m| m.as_str()) != Some(manager.username.as_str()) {
+        return Err(Error::refused(
+            "not_manager",
+            format!("only {username}'s manager may keep this access"),
+        ));
+    }
+    sqlx::query("UPDATE role_assignments SET not_after = NULL, source = 'kept' WHERE id = $1")
+        .bind(assignment_id)
+        .execute(&mut **tx)
+        .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            format!("identity:{}", manager.username),
+            "lifecycle.keep",
+            format!("identity:{username}"),
+        )
+        .details(serde_json::json!({ "assignment": assignment_id, "role": a.role })),
+    )
+    .await?;
+    assignments::by_id(tx, assignment_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("assignment {assignment_id}")))
+}

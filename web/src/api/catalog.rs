@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
             get(list_assignments).post(create_assignment),
         )
         .route("/assignments/{id}", delete(delete_assignment))
+        .route("/assignments/{id}/keep", post(keep_assignment))
         .route("/sod/rules", get(list_rules))
         .route("/sod/rules/{name}", put(put_rule).delete(delete_rule))
         .route("/sod/exceptions", post(create_exception))
@@ -178,6 +179,19 @@ async fn delete_assignment(
     assignments::remove(&mut tx, &actor(&p), state.clock.now_ms(), &id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The manager keeps a mover's access that is in its grace period (see docs/lifecycle.md).
+async fn keep_assignment(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<assignments::Assignment> {
+    let mut tx = begin(&state).await?;
+    let kept =
+        gatehouse_broker::lifecycle::engine::keep(&mut tx, &p.0, state.clock.now_ms(), &id).await?;
+    tx.commit().await?;
+    Ok(Json(kept))
 }
 
 async fn list_rules(State(state): State<AppState>) -> ApiResult<Vec<sod::Rule>> {
