@@ -105,3 +105,80 @@ pub async fn watch_access(store: Store, stop: CancellationToken) {
         }
     }
 }
+
+/// Watches the HR drop folder: every `interval`, imports the `.csv` and `.json` files in it (by
+/// name order; dot-files and `*.tmp` are skipped, so writers should write elsewhere and rename
+/// in), then moves each to `processed/` (or `failed/` when it could not be imported at all)
+/// with the import's report beside it as `NAME.report.txt`.
+pub async fn hr_drop_folder(
+    store: Store,
+    dir: std::path::PathBuf,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let opts = crate::hr_cmd::Options {
+        dry_run: false,
+        strict: false,
+        grace_ms: gatehouse_broker::lifecycle::DEFAULT_GRACE_MS,
+        progress: false,
+        stderr: false,
+    };
+    loop {
+        let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+                    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                    !name.starts_with('.')
+                        && (ext.eq_ignore_ascii_case("csv") || ext.eq_ignore_ascii_case("json"))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot read the HR drop folder");
+                Vec::new()
+            }
+        };
+        files.sort();
+        for file in files {
+            let mut report: Vec<u8> = Vec::new();
+            let result = crate::hr_cmd::import(&store, &file, opts, &mut report).await;
+            let (sub, outcome) = match &result {
+                Ok(o) => (
+                    "processed",
+                    format!(
+                        "{} applied, {} failed, {} bad row(s)",
+                        o.applied, o.failed, o.bad_rows
+                    ),
+                ),
+                Err(e) => {
+                    report.extend_from_slice(format!("import failed: {e:#}\n").as_bytes());
+                    ("failed", format!("import failed: {e:#}"))
+                }
+            };
+            let target_dir = dir.join(sub);
+            let name = file.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            let moved = std::fs::create_dir_all(&target_dir)
+                .and_then(|()| std::fs::rename(&file, target_dir.join(&name)));
+            let _ = std::fs::write(
+                target_dir.join(format!("{}.report.txt", name.to_string_lossy())),
+                &report,
+            );
+            match moved {
+                Ok(()) => {
+                    tracing::info!(file = %file.display(), outcome, "imported an HR file from the drop folder")
+                }
+                Err(e) => {
+                    // Not moved: stop watching rather than import it again and again.
+                    tracing::error!(file = %file.display(), error = %e, "cannot move an imported HR file; the drop folder is no longer watched");
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}

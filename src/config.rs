@@ -25,6 +25,19 @@ pub struct FileConfig {
     pub notifications: NotificationsConfig,
     #[serde(default)]
     pub ssh: SshConfig,
+    #[serde(default)]
+    pub hr: HrConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HrConfig {
+    /// A folder `serve` watches for HR files (.csv, .json) to import; imported files move to
+    /// `processed/` beside a `.report.txt`.
+    pub drop_folder: Option<PathBuf>,
+    /// How often the folder is looked at [default: 30s].
+    #[serde(default, deserialize_with = "duration")]
+    pub poll_interval: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +130,8 @@ pub struct Settings {
     pub recordings_dir: PathBuf,
     pub strict_recording: bool,
     pub ssh_login_timeout: Duration,
+    pub hr_drop_folder: Option<PathBuf>,
+    pub hr_poll_interval: Duration,
 }
 
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
@@ -169,6 +184,8 @@ impl Settings {
             .recordings_dir
             .map(from_file)
             .unwrap_or_else(|| data_dir.join("recordings"));
+        let hr_drop_folder = file.hr.drop_folder.clone().map(from_file);
+        let hr_poll_interval = file.hr.poll_interval.unwrap_or(Duration::from_secs(30));
         Ok(Self {
             database_url: global
                 .database_url
@@ -225,6 +242,8 @@ impl Settings {
             recordings_dir,
             strict_recording: ssh.strict_recording.unwrap_or(true),
             ssh_login_timeout: ssh.login_timeout.unwrap_or(Duration::from_secs(30)),
+            hr_drop_folder,
+            hr_poll_interval,
         })
     }
 

@@ -13,6 +13,37 @@ use std::process::ExitCode;
 /// Changes per transaction.
 const BATCH: usize = 500;
 
+/// How an import ran.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub bad_rows: usize,
+    pub applied: usize,
+    pub failed: usize,
+}
+
+impl Outcome {
+    /// 0 when every row was good and applied, else 1.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.bad_rows > 0 || self.failed > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// What an import is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub dry_run: bool,
+    pub strict: bool,
+    pub grace_ms: i64,
+    /// Show a progress bar (a terminal is watching).
+    pub progress: bool,
+    /// Also name bad rows and failures on standard error (the command line).
+    pub stderr: bool,
+}
+
 pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode> {
     let HrCommand::Import {
         file,
@@ -20,7 +51,34 @@ pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode
         strict,
         grace,
     } = cmd;
-    let text = std::fs::read_to_string(&file)
+    let opts = Options {
+        dry_run,
+        strict,
+        grace_ms: grace
+            .map(|g| i64::try_from(g.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(lifecycle::DEFAULT_GRACE_MS),
+        progress: std::io::stderr().is_terminal(),
+        stderr: true,
+    };
+    // Read first: a missing file is an error before touching the database.
+    std::fs::metadata(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let outcome = import(&store, &file, opts, &mut out).await;
+    drop(out);
+    store.close().await;
+    Ok(outcome?.exit_code())
+}
+
+/// Imports one HR file: writes the plan, bad rows and results to `out` (bad rows and failures
+/// also to standard error with `opts.stderr`), and applies it unless a dry run.
+pub async fn import(
+    store: &gatehouse_broker::Store,
+    file: &std::path::Path,
+    opts: Options,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<Outcome> {
+    let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let json = file
         .extension()
@@ -28,35 +86,46 @@ pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let parsed = lifecycle::parse(&text, json);
     let name = file.display().to_string();
+    let mut outcome = Outcome {
+        bad_rows: parsed.errors.len(),
+        ..Outcome::default()
+    };
     for e in &parsed.errors {
-        eprintln!("{name}:{}: {}: {}", e.line, e.field, e.message);
+        if opts.stderr {
+            eprintln!("{name}:{}: {}: {}", e.line, e.field, e.message);
+        }
+        writeln!(out, "bad row {name}:{}: {}: {}", e.line, e.field, e.message)?;
     }
-    if strict && !parsed.errors.is_empty() {
-        eprintln!(
+    if opts.strict && !parsed.errors.is_empty() {
+        writeln!(
+            out,
             "{} bad row(s); --strict: nothing applied",
             parsed.errors.len()
-        );
-        return Ok(ExitCode::from(1));
+        )?;
+        return Ok(outcome);
     }
-    let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
     let now_ms = SystemClock.now_ms();
     let today = gatehouse_broker::clock::from_ms(now_ms).date_naive();
-    let (current, roles) = {
+    let (current, roles, role_ids) = {
         let mut conn = store.pool().acquire().await?;
+        let role_ids: std::collections::HashMap<String, String> =
+            gatehouse_broker::roles::list(&mut conn)
+                .await?
+                .into_iter()
+                .map(|r| (r.name, r.id))
+                .collect();
         (
             lifecycle::current(&mut conn).await?,
             lifecycle::birthright_roles(&mut conn).await?,
+            role_ids,
         )
     };
-    let grace_ms = grace
-        .map(|g| i64::try_from(g.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(lifecycle::DEFAULT_GRACE_MS);
     let changes = lifecycle::plan(&parsed.records, &current, &roles, today);
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for c in &changes {
         *counts.entry(c.kind.as_str()).or_default() += 1;
         if c.kind != Kind::Unchanged {
-            println!("{}", describe(c, grace_ms));
+            writeln!(out, "{}", describe(c, opts.grace_ms))?;
         }
     }
     let summary: Vec<String> = [
@@ -71,37 +140,28 @@ pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode
     .iter()
     .map(|k| format!("{} {k}", counts.get(k).copied().unwrap_or(0)))
     .collect();
-    println!("{}; {} bad row(s)", summary.join(", "), parsed.errors.len());
-    let bad = if parsed.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    };
-    if dry_run {
-        println!("dry run: nothing changed");
-        store.close().await;
-        return Ok(bad);
+    writeln!(
+        out,
+        "{}; {} bad row(s)",
+        summary.join(", "),
+        parsed.errors.len()
+    )?;
+    if opts.dry_run {
+        writeln!(out, "dry run: nothing changed")?;
+        return Ok(outcome);
     }
+    out.flush()?;
     let todo: Vec<&Change> = changes
         .iter()
         .filter(|c| c.kind != Kind::Unchanged)
         .collect();
-    let bar = progress(todo.len());
+    let bar = progress(if opts.progress { todo.len() } else { 0 });
     let actor = Actor::System;
     let source = file
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("hr-feed")
         .to_string();
-    let role_ids: std::collections::HashMap<String, String> = {
-        let mut conn = store.pool().acquire().await?;
-        gatehouse_broker::roles::list(&mut conn)
-            .await?
-            .into_iter()
-            .map(|r| (r.name, r.id))
-            .collect()
-    };
-    let mut failed = 0usize;
     for batch in todo.chunks(BATCH) {
         // The batch in one transaction (joiners in bulk); if one change fails, each change of
         // the batch alone, so the good ones still land and the bad one is named.
@@ -116,7 +176,7 @@ pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode
             if !ok {
                 break;
             }
-            if lifecycle::apply(&mut tx, &actor, now_ms, c, &source, grace_ms)
+            if lifecycle::apply(&mut tx, &actor, now_ms, c, &source, opts.grace_ms)
                 .await
                 .is_err()
             {
@@ -129,12 +189,17 @@ pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode
             tx.rollback().await?;
             for c in batch {
                 let mut tx = store.begin().await?;
-                match lifecycle::apply(&mut tx, &actor, now_ms, c, &source, grace_ms).await {
+                match lifecycle::apply(&mut tx, &actor, now_ms, c, &source, opts.grace_ms).await {
                     Ok(()) => tx.commit().await?,
                     Err(e) => {
                         tx.rollback().await?;
-                        failed += 1;
-                        bar.suspend(|| eprintln!("{name}:{}: {}: {e}", c.line, c.employee_number));
+                        outcome.failed += 1;
+                        if opts.stderr {
+                            bar.suspend(|| {
+                                eprintln!("{name}:{}: {}: {e}", c.line, c.employee_number)
+                            });
+                        }
+                        writeln!(out, "failed {name}:{}: {}: {e}", c.line, c.employee_number)?;
                     }
                 }
             }
@@ -142,17 +207,18 @@ pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode
         bar.inc(batch.len() as u64);
     }
     bar.finish_and_clear();
-    store.close().await;
-    println!(
+    outcome.applied = todo.len() - outcome.failed;
+    writeln!(
+        out,
         "applied {} change(s){}",
-        todo.len() - failed,
-        if failed > 0 {
-            format!("; {failed} failed (named above)")
+        outcome.applied,
+        if outcome.failed > 0 {
+            format!("; {} failed (named above)", outcome.failed)
         } else {
             String::new()
         }
-    );
-    Ok(if failed > 0 { ExitCode::from(1) } else { bad })
+    )?;
+    Ok(outcome)
 }
 
 /// One line of the plan.

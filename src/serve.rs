@@ -140,6 +140,15 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         settings.alert_webhook_url.clone(),
         shutdown.clone(),
     ));
+    if let Some(dir) = settings.hr_drop_folder.clone() {
+        tracing::info!(dir = %dir.display(), every = ?settings.hr_poll_interval, "watching the HR drop folder");
+        tokio::spawn(crate::background::hr_drop_folder(
+            store.clone(),
+            dir,
+            settings.hr_poll_interval,
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(crate::background::watch_access(
         store.clone(),
         shutdown.clone(),

@@ -169,3 +169,32 @@ async fn hr_feed_joiners_mover_and_leaver_give_the_expected_access_and_cut_the_l
         stdout(&out)
     );
 }
+
+#[tokio::test]
+async fn serve_imports_hr_files_dropped_in_its_folder() {
+    let lab =
+        Lab::start_with("[hr]\ndrop_folder = \"hr-inbox\"\npoll_interval = \"200ms\"\n").await;
+    let inbox = lab.path("hr-inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    // Written elsewhere, then renamed in (as writers should).
+    std::fs::write(lab.path("feed.tmp"), HR0).unwrap();
+    std::fs::rename(lab.path("feed.tmp"), inbox.join("2026-11-26.csv")).unwrap();
+    let processed = inbox.join("processed").join("2026-11-26.csv");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processed.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped file was never imported:\n{}",
+            lab.server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report =
+        std::fs::read_to_string(inbox.join("processed").join("2026-11-26.csv.report.txt")).unwrap();
+    assert!(report.contains("applied 3 change(s)"), "{report}");
+    let (st, v) = lab
+        .api(reqwest::Method::GET, "/api/v1/identities/lea", TOKEN, None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(lab.audit("hr.joiner").await.len(), 3);
+}

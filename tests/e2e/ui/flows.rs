@@ -348,7 +348,7 @@ async fn browser_admin_applies_policy_and_reads_the_audit_log() {
             .is_empty()
     );
     b.click("#apply").await;
-    assert!(b.text("#plan").await.starts_with("Applied"));
+    b.wait_text("#plan", "Applied").await;
     b.text("tr.identity[data-username='dave']").await;
     b.shot("admin").await;
     // Disable alice from the page.

@@ -92,24 +92,35 @@ impl Browser {
             .unwrap();
     }
 
-    /// Waits (up to 10 s) for an element and returns its text.
+    /// Waits (up to 10 s) for an element and returns its text (found again if the page changed
+    /// under it).
     pub async fn text(&self, css: &str) -> String {
-        match self
-            .c
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-        {
-            Ok(e) => e.text().await.unwrap(),
-            Err(e) => {
-                let url = self
-                    .c
-                    .current_url()
-                    .await
-                    .map(|u| u.to_string())
-                    .unwrap_or_default();
-                panic!("no {css} ({e}) at {url}:\n{}", self.html().await)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self
+                .c
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css(css))
+                .await;
+            match found {
+                Ok(e) => match e.text().await {
+                    Ok(t) => return t,
+                    // The page was replaced between finding and reading: look again.
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("{css}: {e}"),
+                },
+                Err(e) => {
+                    let url = self
+                        .c
+                        .current_url()
+                        .await
+                        .map(|u| u.to_string())
+                        .unwrap_or_default();
+                    panic!("no {css} ({e}) at {url}:\n{}", self.html().await)
+                }
             }
         }
     }
