@@ -41,19 +41,32 @@ pub async fn enroll_totp(
     let who = crate::identities::by_username(tx, username)
         .await?
         .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
-    let mut seed = vec![0u8; 20];
-    getrandom::fill(&mut seed).map_err(|e| Error::Key(format!("random generator: {e}")))?;
-    let t = totp(seed.clone(), username)?;
-    let sealed = key.seal(&seed)?;
+    let (sealed, enrollment) = new_totp(username, key)?;
+    store_seed(tx, actor, now_ms, &who.id, username, &sealed, 0).await?;
+    Ok(enrollment)
+}
+
+/// Replaces an identity's stored seed (sealed) and its last accepted step; audited as
+/// `mfa.totp_enrolled`, without the seed.
+async fn store_seed(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    identity_id: &str,
+    username: &str,
+    sealed: &str,
+    last_step: i64,
+) -> Result<()> {
     sqlx::query("DELETE FROM identity_totp WHERE identity_id = $1")
-        .bind(who.id.as_str())
+        .bind(identity_id)
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "INSERT INTO identity_totp (identity_id, secret, last_step, created_at) VALUES ($1, $2, 0, $3)",
+        "INSERT INTO identity_totp (identity_id, secret, last_step, created_at) VALUES ($1, $2, $3, $4)",
     )
-    .bind(who.id.as_str())
-    .bind(sealed.as_str())
+    .bind(identity_id)
+    .bind(sealed)
+    .bind(last_step)
     .bind(now_ms)
     .execute(&mut **tx)
     .await?;
@@ -67,12 +80,7 @@ pub async fn enroll_totp(
         ),
     )
     .await?;
-    Ok(Enrollment {
-        secret_base32: t.secret().to_base32(),
-        url: t
-            .to_url()
-            .map_err(|e| Error::Key(format!("TOTP URL: {e}")))?,
-    })
+    Ok(())
 }
 
 /// Whether the identity has a TOTP factor.
@@ -194,29 +202,7 @@ pub async fn activate_totp(
     else {
         return Ok(false);
     };
-    sqlx::query("DELETE FROM identity_totp WHERE identity_id = $1")
-        .bind(identity_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO identity_totp (identity_id, secret, last_step, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(identity_id)
-    .bind(sealed)
-    .bind(step)
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
-    audit::append(
-        tx,
-        now_ms,
-        NewEvent::new(
-            actor.to_string(),
-            "mfa.totp_enrolled",
-            format!("identity:{username}"),
-        ),
-    )
-    .await?;
+    store_seed(tx, actor, now_ms, identity_id, username, sealed, step).await?;
     crate::web_sessions::end_all(
         tx,
         now_ms,

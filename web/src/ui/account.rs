@@ -156,7 +156,12 @@ struct ReauthForm {
     code: String,
 }
 
-async fn reauth(State(state): State<AppState>, s: Signed, Form(f): Form<ReauthForm>) -> PageResult {
+async fn reauth(
+    State(state): State<AppState>,
+    s: Signed,
+    ci: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    Form(f): Form<ReauthForm>,
+) -> PageResult {
     let id = s.0.identity.id.clone();
     let (stored, totp) = {
         let mut c = conn(&state).await?;
@@ -165,17 +170,13 @@ async fn reauth(State(state): State<AppState>, s: Signed, Form(f): Form<ReauthFo
             mfa::has_totp(&mut c, &id).await?,
         )
     };
-    if let Err(wait) =
-        state
-            .web
-            .throttle
-            .attempt(std::net::IpAddr::from([0, 0, 0, 0]), s.username(), false)
+    // Per address and per account, like sign-in.
+    if let Err(wait) = state
+        .web
+        .throttle
+        .attempt(super::auth::ip_of(ci), s.username(), false)
     {
-        return Err(PageError(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            format!("too many attempts; wait {wait} s"),
-        )));
+        return Err(super::auth::too_many(wait));
     }
     let has_password = stored.is_some();
     let mut ok = has_password && passwords::check(stored, f.password).await;

@@ -28,6 +28,14 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(logout))
 }
 
+/// The browser's User-Agent, for the sessions list ("" when absent or not text).
+pub fn user_agent(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// The client address from the socket (never from a header); unknown in in-process tests.
 pub fn ip_of(ci: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
     ci.map(|Extension(ConnectInfo(a))| a.ip())
@@ -142,7 +150,8 @@ pub fn signed_in(
     resp
 }
 
-fn too_many(wait_s: u64) -> PageError {
+/// The refusal when a throttle says wait.
+pub fn too_many(wait_s: u64) -> PageError {
     PageError(ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "throttled",
@@ -186,10 +195,7 @@ async fn login(
     let ok = passwords::check(stored, f.password).await && identity.is_some();
     let now = state.clock.now_ms();
     let address = ip.to_string();
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ua = user_agent(&headers);
     let identity = match (ok, identity) {
         (true, Some(i)) => i,
         _ => {
@@ -380,10 +386,7 @@ async fn second(
             &second_page(&state, &b, next, Some("That code is not valid. Use the current code from your app, or an unused recovery code.".into())).await?,
         );
     }
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ua = user_agent(&headers);
     let cookie = promote(&state, &b, method, &ip.to_string(), ua).await?;
     let go = if method == "password+recovery_code" {
         "/account?recovered=1".to_string()

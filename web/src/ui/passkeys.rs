@@ -3,13 +3,13 @@
 //! `assets/gatehouse.js`; challenges live in the database (a sign-in's in `web_challenges`, the
 //! others in the session), so any instance can finish what another started.
 
-use super::auth::{ip_of, known_device, promote, signed_in};
+use super::auth::{ip_of, known_device, promote, signed_in, too_many, user_agent};
 use super::{PageError, Signed, begin, conn, safe_next};
 use crate::AppState;
 use crate::access::Browser;
 use crate::error::ApiError;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
@@ -140,11 +140,7 @@ async fn login_start_inner(
     };
     let known = known_device(state, headers, identity.as_ref().map(|i| i.id.as_str()));
     if let Err(wait) = state.web.throttle.attempt(ip, &username, known) {
-        return Err(PageError(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            format!("too many sign-in attempts; wait {wait} s and try again"),
-        )));
+        return Err(too_many(wait));
     }
     let Some(identity) = identity else {
         return Ok(decoy(state, &username));
@@ -277,10 +273,7 @@ async fn login_finish(
             tx.commit().await?;
             return Err(e);
         }
-        let ua = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let ua = user_agent(&headers);
         let mut tx = begin(&state).await?;
         let (cookie, _) = web_sessions::create(
             &mut tx,
@@ -363,10 +356,7 @@ async fn second_finish(
         let auth_state: PasskeyAuthentication =
             serde_json::from_value(saved).map_err(|_| failed())?;
         verify_assertion(&state, &b.identity.id, &auth_state, f.credential).await?;
-        let ua = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let ua = user_agent(&headers);
         let cookie = promote(&state, &b, "password+passkey", &ip.to_string(), ua).await?;
         Ok(signed_in(
             &state,
