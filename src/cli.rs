@@ -132,8 +132,37 @@ pub enum Command {
     #[command(subcommand)]
     Hr(HrCommand),
 
+    /// SCIM 2.0 provisioning at /scim/v2: the clients (identity providers, HR systems) allowed
+    /// to call it.
+    #[command(subcommand)]
+    Scim(ScimCommand),
+
     /// Print the version, the database schema version and the supported backends.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScimCommand {
+    /// Manage SCIM clients: each gets its own bearer token.
+    #[command(subcommand)]
+    Client(ScimClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScimClientCommand {
+    /// Register a SCIM client and print its bearer token (shown once; only its hash is kept).
+    ///
+    /// Give the identity provider the endpoint `https://HOST:PORT/scim/v2` and this token.
+    /// Users it provisions become identities (the part of userName before any '@',
+    /// lower-cased, is the username); `active: false` or a DELETE is a leaver.
+    Add {
+        /// A name for the client, e.g. `entra` or `okta` (audited as `scim:NAME`).
+        name: String,
+    },
+    /// List SCIM clients (never their tokens).
+    List,
+    /// Revoke a SCIM client's token at once.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ mod gateway_cmd;
 mod hr_cmd;
 mod logging;
 mod mfa_cmd;
+mod scim_cmd;
 mod serve;
 
 use clap::Parser;
@@ -78,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd).await,
         Command::Mfa(cmd) => mfa_cmd::run(&settings, cmd).await,
         Command::Hr(cmd) => hr_cmd::run(&settings, cmd).await,
+        Command::Scim(cmd) => scim_cmd::run(&settings, cmd).await,
         Command::Version => {
             use gatehouse_broker::store::{Backend, latest_schema_version};
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));

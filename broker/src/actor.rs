@@ -11,6 +11,8 @@ pub enum Actor {
     Cli,
     /// A signed-in identity, by username.
     Identity(String),
+    /// A SCIM client (an identity provider or HR system provisioning through /scim/v2), by name.
+    Scim(String),
 }
 
 impl Actor {
@@ -26,6 +28,7 @@ impl fmt::Display for Actor {
             Actor::System => f.write_str("system"),
             Actor::Cli => f.write_str("cli"),
             Actor::Identity(u) => write!(f, "identity:{u}"),
+            Actor::Scim(c) => write!(f, "scim:{c}"),
         }
     }
 }

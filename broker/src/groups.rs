@@ -75,6 +75,29 @@ pub async fn create_with_source(
     Ok(group)
 }
 
+/// Renames a group (a SCIM displayName change); audited as `group.rename`.
+pub async fn rename(tx: &mut Tx, actor: &Actor, now_ms: i64, from: &str, to: &str) -> Result<()> {
+    validate_name(to)?;
+    let done = sqlx::query("UPDATE groups SET name = $1, updated_at = $2 WHERE name = $3")
+        .bind(to)
+        .bind(now_ms)
+        .bind(from)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| Error::from(e).on_conflict(|| format!("group {to} already exists")))?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(format!("group {from}")));
+    }
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(actor.to_string(), "group.rename", format!("group:{to}"))
+            .details(serde_json::json!({ "from": from })),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Every group, by name.
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Group>> {
     let rows = sqlx::query("SELECT id, name, description, source FROM groups ORDER BY name")

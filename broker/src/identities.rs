@@ -280,6 +280,40 @@ pub async fn update(
     })
 }
 
+/// Renames an identity (a SCIM userName change); targets it owns follow. Audited as
+/// `identity.rename`.
+pub async fn rename(tx: &mut Tx, actor: &Actor, now_ms: i64, from: &str, to: &str) -> Result<()> {
+    validate_username(to)?;
+    let done =
+        sqlx::query("UPDATE identities SET username = $1, updated_at = $2 WHERE username = $3")
+            .bind(to)
+            .bind(now_ms)
+            .bind(from)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| Error::from(e).on_conflict(|| format!("identity {to} already exists")))?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(format!("identity {from}")));
+    }
+    sqlx::query("UPDATE targets SET owner = $1 WHERE owner = $2")
+        .bind(to)
+        .bind(from)
+        .execute(&mut **tx)
+        .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "identity.rename",
+            format!("identity:{to}"),
+        )
+        .details(serde_json::json!({ "from": from })),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Looks an identity up by username.
 pub async fn by_username(conn: &mut AnyConnection, username: &str) -> Result<Option<Identity>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE username = $1")))

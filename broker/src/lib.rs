@@ -29,6 +29,7 @@ pub mod requests;
 pub mod reviews;
 pub mod role_spec;
 pub mod roles;
+pub mod scim;
 pub mod sealing;
 pub mod secrets;
 pub mod sessions;

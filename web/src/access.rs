@@ -26,6 +26,9 @@ pub enum Requirement {
     SecondFactor,
     /// An identity holding this privilege.
     Privilege(Privilege),
+    /// A SCIM client's bearer token (`gatehouse scim client add`); never a session cookie or an
+    /// identity's API token.
+    ScimClient,
 }
 
 /// Every route of the application: (method, path pattern, requirement, summary). The OpenAPI
@@ -516,6 +519,123 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         PUBLIC,
         "The SSH user CA public key targets trust (sshd TrustedUserCAKeys), as text",
     ),
+    // SCIM 2.0 service provider (RFC 7644), for identity providers and HR systems.
+    (
+        Method::GET,
+        "/scim/v2/ServiceProviderConfig",
+        SCIM,
+        "SCIM service provider configuration",
+    ),
+    (
+        Method::GET,
+        "/scim/v2/ResourceTypes",
+        SCIM,
+        "SCIM resource types",
+    ),
+    (
+        Method::GET,
+        "/scim/v2/ResourceTypes/{id}",
+        SCIM,
+        "One SCIM resource type",
+    ),
+    (Method::GET, "/scim/v2/Schemas", SCIM, "SCIM schemas"),
+    (
+        Method::GET,
+        "/scim/v2/Schemas/{id}",
+        SCIM,
+        "One SCIM schema",
+    ),
+    (
+        Method::GET,
+        "/scim/v2/Users",
+        SCIM,
+        "List or filter SCIM Users",
+    ),
+    (
+        Method::POST,
+        "/scim/v2/Users",
+        SCIM,
+        "Provision a User (an identity)",
+    ),
+    (Method::POST, "/scim/v2/Users/.search", SCIM, "Search Users"),
+    (Method::GET, "/scim/v2/Users/{id}", SCIM, "Read a User"),
+    (Method::PUT, "/scim/v2/Users/{id}", SCIM, "Replace a User"),
+    (
+        Method::PATCH,
+        "/scim/v2/Users/{id}",
+        SCIM,
+        "Modify a User (active=false is a leaver)",
+    ),
+    (
+        Method::DELETE,
+        "/scim/v2/Users/{id}",
+        SCIM,
+        "Deprovision a User (a leaver)",
+    ),
+    (
+        Method::GET,
+        "/scim/v2/Groups",
+        SCIM,
+        "List or filter SCIM Groups",
+    ),
+    (Method::POST, "/scim/v2/Groups", SCIM, "Provision a Group"),
+    (
+        Method::POST,
+        "/scim/v2/Groups/.search",
+        SCIM,
+        "Search Groups",
+    ),
+    (Method::GET, "/scim/v2/Groups/{id}", SCIM, "Read a Group"),
+    (Method::PUT, "/scim/v2/Groups/{id}", SCIM, "Replace a Group"),
+    (
+        Method::PATCH,
+        "/scim/v2/Groups/{id}",
+        SCIM,
+        "Modify a Group",
+    ),
+    (
+        Method::DELETE,
+        "/scim/v2/Groups/{id}",
+        SCIM,
+        "Delete a Group",
+    ),
+    (
+        Method::POST,
+        "/scim/v2/.search",
+        SCIM,
+        "Search Users and Groups",
+    ),
+    (Method::POST, "/scim/v2/Bulk", SCIM, "SCIM Bulk operations"),
+    (
+        Method::GET,
+        "/scim/v2/{*rest}",
+        SCIM,
+        "Unknown SCIM endpoint (404)",
+    ),
+    (
+        Method::POST,
+        "/scim/v2/{*rest}",
+        SCIM,
+        "Unknown SCIM endpoint (404)",
+    ),
+    (
+        Method::PUT,
+        "/scim/v2/{*rest}",
+        SCIM,
+        "Unknown SCIM endpoint (404)",
+    ),
+    (
+        Method::PATCH,
+        "/scim/v2/{*rest}",
+        SCIM,
+        "Unknown SCIM endpoint (404)",
+    ),
+    (
+        Method::DELETE,
+        "/scim/v2/{*rest}",
+        SCIM,
+        "Unknown SCIM endpoint (404)",
+    ),
 ];
 
 /// Routes whose state-changing requests carry their own credential in the body and use no
@@ -523,6 +643,7 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
 const CSRF_EXEMPT: &[&str] = &["/setup"];
 
 const PUBLIC: Requirement = Requirement::Public;
+const SCIM: Requirement = Requirement::ScimClient;
 const AUTH: Requirement = Requirement::Authenticated;
 const SECOND: Requirement = Requirement::SecondFactor;
 const ADMIN: Requirement = Requirement::Privilege(Privilege::Admin);
@@ -578,6 +699,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         return crate::error::not_found().await.into_response();
     };
     let api = path.starts_with("/api/");
+    if path.starts_with("/scim/") {
+        return scim_layer(&state, req, &path, next).await;
+    }
     let Some(rule) = requirement(req.method(), &path) else {
         if path_is_listed(&path) {
             // A known path with a method it does not have: nothing to log.
@@ -660,6 +784,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             };
         }
         Requirement::Authenticated | Requirement::Privilege(_) => {}
+        // Only /scim/ paths carry it, and those never get here.
+        Requirement::ScimClient => return refuse(api, forbidden()),
     }
     let identity = match (&bearer, &signed_in) {
         (Some(_), _) => match authenticate(&state, bearer).await {
@@ -685,6 +811,44 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         req.extensions_mut().insert(b);
     }
     next.run(req).await
+}
+
+/// SCIM requests: a SCIM client's bearer token and nothing else (no cookie, so no CSRF
+/// exposure; no identity token), errors in SCIM form.
+async fn scim_layer(state: &AppState, mut req: Request, path: &str, next: Next) -> Response {
+    use gatehouse_scim::error::ScimError;
+    match requirement(req.method(), path) {
+        Some(Requirement::ScimClient) => {}
+        Some(_) => {
+            tracing::error!(path, "SCIM route with a non-SCIM rule; refusing");
+            return crate::scim::error(ScimError::new(403, None, "forbidden"));
+        }
+        None => {
+            return crate::scim::error(ScimError::new(405, None, "method not allowed"));
+        }
+    }
+    let unauthenticated = || {
+        crate::scim::error(ScimError::new(
+            401,
+            None,
+            "a SCIM client bearer token is required",
+        ))
+    };
+    let Some(token) = bearer_token(&req).map(str::to_owned) else {
+        return unauthenticated();
+    };
+    let client = match state.store.pool().acquire().await {
+        Ok(mut conn) => gatehouse_broker::scim::clients::authenticate(&mut conn, &token).await,
+        Err(e) => Err(gatehouse_broker::Error::from(e)),
+    };
+    match client {
+        Ok(Some(c)) => {
+            req.extensions_mut().insert(crate::scim::Client(c));
+            next.run(req).await
+        }
+        Ok(None) => unauthenticated(),
+        Err(e) => crate::scim::error(gatehouse_broker::scim::to_scim(e)),
+    }
 }
 
 fn forbidden() -> ApiError {

@@ -9,6 +9,7 @@ pub mod csrf;
 pub mod error;
 mod headers;
 mod health;
+pub mod scim;
 mod setup;
 pub mod throttle;
 pub mod tls;
@@ -106,7 +107,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(setup::routes())
         .merge(ui::routes())
-        .nest("/api/v1", api::routes());
+        .nest("/api/v1", api::routes())
+        .nest("/scim/v2", scim::routes());
     let hsts = state.web.cookies.secure().then(|| {
         tower_http::set_header::SetResponseHeaderLayer::if_not_present(
             axum::http::header::STRICT_TRANSPORT_SECURITY,

@@ -180,6 +180,46 @@ pub async fn apply(
     Ok(())
 }
 
+/// Brings one identity's birthright roles in line with its attributes (SCIM changes, which come
+/// one at a time): new roles at once, roles no longer implied into their grace period. Returns
+/// (added, removed).
+#[allow(clippy::too_many_arguments)]
+pub async fn reconcile_birthright(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    username: &str,
+    identity_id: &str,
+    attributes: &Map<String, Value>,
+    status: crate::identities::Status,
+    grace_ms: i64,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let roles = birthright_roles(tx).await?;
+    if roles.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let want = super::plan::birthright_roles(&roles, attributes, status);
+    let have: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT r.name FROM role_assignments a JOIN roles r ON r.id = a.role_id \
+         WHERE a.source = $1 AND a.subject_kind = 'identity' AND a.subject_id = $2 AND a.not_after IS NULL",
+    )
+    .bind(BIRTHRIGHT)
+    .bind(identity_id)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let added: Vec<String> = want.difference(&have).cloned().collect();
+    let removed: Vec<String> = have.difference(&want).cloned().collect();
+    for role in &added {
+        assign(tx, actor, now_ms, username, role).await?;
+    }
+    for role in &removed {
+        start_grace(tx, actor, now_ms, username, role, now_ms + grace_ms).await?;
+    }
+    Ok((added, removed))
+}
+
 /// Gives `username` a birthright role: a new standing assignment, or the one in its grace
 /// period kept again.
 async fn assign(tx: &mut Tx, actor: &Actor, now_ms: i64, username: &str, role: &str) -> Result<()> {

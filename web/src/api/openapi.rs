@@ -33,7 +33,7 @@ pub fn build() -> Value {
         });
         match req {
             Requirement::Public => op["security"] = json!([]),
-            Requirement::Authenticated | Requirement::SecondFactor => {}
+            Requirement::Authenticated | Requirement::SecondFactor | Requirement::ScimClient => {}
             Requirement::Privilege(p) => {
                 op["description"] = json!(format!("Requires the `{}` privilege.", p.as_str()));
             }

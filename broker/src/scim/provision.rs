@@ -1,0 +1,667 @@
+//! Provisioning: a SCIM User is an identity and a SCIM Group a group. Creating, replacing
+//! (PUT, and PATCH after it is applied) and deleting a resource carry the change to Gatehouse in
+//! the same transaction: username, display name, email and HR attributes; `active: false` is a
+//! leaver (cut off everywhere, live sessions included); birthright roles follow the attributes;
+//! group members follow `members`. Each call is audited as `scim.<kind>.<action>` under the
+//! SCIM client's name.
+
+use super::store::{self, Stored};
+use super::to_scim;
+use crate::actor::Actor;
+use crate::audit::{self, NewEvent};
+use crate::error::Error;
+use crate::groups;
+use crate::identities::{self, NewIdentity, Status};
+use crate::lifecycle::engine;
+use crate::store::Tx;
+use gatehouse_scim::error::{Result, ScimError};
+use gatehouse_scim::schema::{ENTERPRISE_URN, Kind};
+use serde_json::{Map, Value, json};
+
+/// Who is calling and when.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `Actor::Scim(client name)`.
+    pub actor: Actor,
+    pub client: String,
+    pub now_ms: i64,
+    /// Grace period for birthright access a mover no longer needs.
+    pub grace_ms: i64,
+}
+
+/// What a resource is to be: the checked document and, for a User, an argon2id hash of a
+/// password the client set (hashed by the caller, off the async runtime).
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub doc: Map<String, Value>,
+    pub password_phc: Option<String>,
+}
+
+/// The identity attributes SCIM manages (others, e.g. from HR, are left alone).
+const MANAGED: &[&str] = &[
+    "first_name",
+    "last_name",
+    "title",
+    "employment_type",
+    "employee_number",
+    "department",
+    "cost_center",
+    "organization",
+    "division",
+    "manager",
+];
+
+/// The Gatehouse username for a SCIM userName: lower-cased, the part before any '@' (SSH logins
+/// use '@' as the separator). Must then follow the username rules.
+pub fn username_of(user_name: &str) -> Result<String> {
+    let local = user_name
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    identities::validate_username(&local).map_err(|_| {
+        ScimError::invalid_value(format!(
+            "userName {user_name:?} gives the Gatehouse username {local:?}: use 1-64 lower-case \
+             letters, digits, '.', '_' or '-' before any '@'"
+        ))
+    })?;
+    Ok(local)
+}
+
+/// The Gatehouse group name for a SCIM displayName: lower-cased, spaces as '-'.
+pub fn group_name_of(display_name: &str) -> Result<String> {
+    let name: String = display_name
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_whitespace() { '-' } else { c })
+        .collect();
+    groups::validate_name(&name).map_err(|_| {
+        ScimError::invalid_value(format!(
+            "displayName {display_name:?} gives the Gatehouse group name {name:?}: use 1-64 \
+             lower-case letters, digits, '.', '_', '-' or spaces"
+        ))
+    })?;
+    Ok(name)
+}
+
+fn s<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    o.get(k).and_then(Value::as_str).filter(|v| !v.is_empty())
+}
+
+/// What a User document means for the identity.
+struct UserView {
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    active: bool,
+    attributes: Map<String, Value>,
+    manager_id: Option<String>,
+}
+
+fn user_view(doc: &Map<String, Value>) -> Result<UserView> {
+    let user_name =
+        s(doc, "userName").ok_or_else(|| ScimError::invalid_value("userName is required"))?;
+    let username = username_of(user_name)?;
+    let empty = Map::new();
+    let name = doc.get("name").and_then(Value::as_object).unwrap_or(&empty);
+    let ent = doc
+        .get(ENTERPRISE_URN)
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let display_name = s(doc, "displayName")
+        .map(str::to_owned)
+        .or_else(|| s(name, "formatted").map(str::to_owned))
+        .or_else(|| {
+            let full = format!(
+                "{} {}",
+                s(name, "givenName").unwrap_or_default(),
+                s(name, "familyName").unwrap_or_default()
+            );
+            let full = full.trim();
+            (!full.is_empty()).then(|| full.to_string())
+        })
+        .unwrap_or_else(|| user_name.to_string());
+    let emails: Vec<&Map<String, Value>> = doc
+        .get("emails")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    let email = emails
+        .iter()
+        .find(|e| e.get("primary") == Some(&Value::Bool(true)))
+        .or(emails.first())
+        .and_then(|e| s(e, "value"))
+        .map(str::to_owned);
+    let mut attributes = Map::new();
+    let mut put = |k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            attributes.insert(k.into(), Value::String(v.into()));
+        }
+    };
+    put("first_name", s(name, "givenName"));
+    put("last_name", s(name, "familyName"));
+    put("title", s(doc, "title"));
+    put(
+        "employment_type",
+        s(doc, "userType").map(|t| t.to_lowercase()).as_deref(),
+    );
+    put("employee_number", s(ent, "employeeNumber"));
+    put("department", s(ent, "department"));
+    put("cost_center", s(ent, "costCenter"));
+    put("organization", s(ent, "organization"));
+    put("division", s(ent, "division"));
+    let manager_id = ent
+        .get("manager")
+        .and_then(Value::as_object)
+        .and_then(|m| s(m, "value"))
+        .map(str::to_owned);
+    Ok(UserView {
+        username,
+        display_name,
+        email,
+        active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+        attributes,
+        manager_id,
+    })
+}
+
+fn conflict(e: Error) -> ScimError {
+    to_scim(e)
+}
+
+async fn audit_call(
+    tx: &mut Tx,
+    call: &Call,
+    action: &str,
+    object: String,
+    details: Value,
+) -> Result<()> {
+    audit::append(
+        tx,
+        call.now_ms,
+        NewEvent::new(call.actor.to_string(), action, object).details(details),
+    )
+    .await
+    .map_err(to_scim)?;
+    Ok(())
+}
+
+/// Creates a resource (POST).
+pub async fn create(tx: &mut Tx, call: &Call, kind: Kind, w: Write) -> Result<Stored> {
+    let key = store::name_key(kind, &w.doc);
+    if store::by_name(tx, kind, &key)
+        .await
+        .map_err(to_scim)?
+        .is_some()
+    {
+        return Err(ScimError::uniqueness(match kind {
+            Kind::User => format!("userName {key:?} is already taken"),
+            Kind::Group => format!("displayName {key:?} is already taken"),
+        }));
+    }
+    let mut stored = Stored {
+        id: crate::ids::new_id(),
+        kind,
+        doc: w.doc,
+        version: 1,
+        created_ms: call.now_ms,
+        modified_ms: call.now_ms,
+        identity_id: None,
+        group_id: None,
+    };
+    match kind {
+        Kind::User => {
+            let (identity_id, username) = create_identity(tx, call, &stored.doc).await?;
+            stored.identity_id = Some(identity_id);
+            if let Some(phc) = &w.password_phc {
+                crate::passwords::set_hash(tx, &call.actor, call.now_ms, &username, phc, None)
+                    .await
+                    .map_err(to_scim)?;
+            }
+            store::insert(tx, &stored, &call.client)
+                .await
+                .map_err(conflict)?;
+            audit_call(tx, call, "scim.user.create", format!("identity:{username}"),
+                json!({ "client": call.client, "scim_id": stored.id, "external_id": stored.doc.get("externalId") })).await?;
+        }
+        Kind::Group => {
+            let name = group_name_of(s(&stored.doc, "displayName").unwrap_or_default())?;
+            let g = match groups::by_name(tx, &name).await.map_err(to_scim)? {
+                Some(g)
+                    if g.source == "scim"
+                        && store::by_group(tx, &g.id).await.map_err(to_scim)?.is_none() =>
+                {
+                    g
+                }
+                Some(_) => {
+                    return Err(ScimError::uniqueness(format!(
+                        "the Gatehouse group {name} exists and is not managed by SCIM"
+                    )));
+                }
+                None => groups::create_with_source(tx, &call.actor, call.now_ms, &name, "", "scim")
+                    .await
+                    .map_err(to_scim)?,
+            };
+            stored.group_id = Some(g.id);
+            sync_members(tx, call, &name, &stored.doc).await?;
+            store::insert(tx, &stored, &call.client)
+                .await
+                .map_err(conflict)?;
+            audit_call(
+                tx,
+                call,
+                "scim.group.create",
+                format!("group:{name}"),
+                json!({ "client": call.client, "scim_id": stored.id }),
+            )
+            .await?;
+        }
+    }
+    Ok(stored)
+}
+
+async fn manager_username(tx: &mut Tx, manager_id: Option<&str>) -> Result<Option<String>> {
+    let Some(id) = manager_id else {
+        return Ok(None);
+    };
+    let Some(m) = store::get(tx, Kind::User, id).await.map_err(to_scim)? else {
+        return Ok(None);
+    };
+    let Some(iid) = m.identity_id else {
+        return Ok(None);
+    };
+    Ok(identities::by_id(tx, &iid)
+        .await
+        .map_err(to_scim)?
+        .map(|i| i.username))
+}
+
+async fn create_identity(
+    tx: &mut Tx,
+    call: &Call,
+    doc: &Map<String, Value>,
+) -> Result<(String, String)> {
+    let mut v = user_view(doc)?;
+    if let Some(m) = manager_username(tx, v.manager_id.as_deref()).await? {
+        v.attributes.insert("manager".into(), Value::String(m));
+    }
+    let status = if v.active {
+        Status::Active
+    } else {
+        Status::Prehire
+    };
+    let identity = match identities::by_username(tx, &v.username)
+        .await
+        .map_err(to_scim)?
+    {
+        // A SCIM-made identity whose resource was deleted (a leaver) comes back: a rehire.
+        Some(i)
+            if i.source == "scim"
+                && store::by_identity(tx, &i.id)
+                    .await
+                    .map_err(to_scim)?
+                    .is_none() =>
+        {
+            identities::update(
+                tx,
+                &call.actor,
+                call.now_ms,
+                &i.username,
+                &v.display_name,
+                v.email.as_deref(),
+                &v.attributes,
+            )
+            .await
+            .map_err(to_scim)?;
+            if i.status != status {
+                identities::set_status(tx, &call.actor, call.now_ms, &i.username, status)
+                    .await
+                    .map_err(to_scim)?;
+            }
+            i
+        }
+        Some(_) => {
+            return Err(ScimError::uniqueness(format!(
+                "the Gatehouse username {} is taken by an identity SCIM does not manage",
+                v.username
+            )));
+        }
+        None => {
+            let i = identities::create(
+                tx,
+                &call.actor,
+                call.now_ms,
+                NewIdentity {
+                    username: v.username.clone(),
+                    display_name: v.display_name.clone(),
+                    email: v.email.clone(),
+                    attributes: v.attributes.clone(),
+                    source: "scim".into(),
+                },
+            )
+            .await
+            .map_err(to_scim)?;
+            if status != Status::Active {
+                identities::set_status(tx, &call.actor, call.now_ms, &i.username, status)
+                    .await
+                    .map_err(to_scim)?;
+            }
+            i
+        }
+    };
+    engine::reconcile_birthright(
+        tx,
+        &call.actor,
+        call.now_ms,
+        &identity.username,
+        &identity.id,
+        &v.attributes,
+        status,
+        call.grace_ms,
+    )
+    .await
+    .map_err(to_scim)?;
+    Ok((identity.id, identity.username))
+}
+
+/// Replaces a resource (PUT, or the result of a PATCH). `if_match` is the request's `If-Match`.
+pub async fn replace(
+    tx: &mut Tx,
+    call: &Call,
+    kind: Kind,
+    id: &str,
+    w: Write,
+    if_match: Option<&str>,
+    action: &str,
+) -> Result<Stored> {
+    let before = store::get(tx, kind, id)
+        .await
+        .map_err(to_scim)?
+        .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.name())))?;
+    if let Some(m) = if_match
+        && !before.matches(m)
+    {
+        return Err(ScimError::precondition_failed(format!(
+            "the resource is at version {}, not {m}",
+            before.etag()
+        )));
+    }
+    let key = store::name_key(kind, &w.doc);
+    if key != store::name_key(kind, &before.doc)
+        && store::by_name(tx, kind, &key)
+            .await
+            .map_err(to_scim)?
+            .is_some()
+    {
+        return Err(ScimError::uniqueness(format!("{key:?} is already taken")));
+    }
+    let mut after = Stored {
+        doc: w.doc,
+        version: before.version + 1,
+        modified_ms: call.now_ms,
+        ..before.clone()
+    };
+    let object = match kind {
+        Kind::User => {
+            let username = update_identity(tx, call, &before, &after).await?;
+            if let Some(phc) = &w.password_phc {
+                crate::passwords::set_hash(tx, &call.actor, call.now_ms, &username, phc, None)
+                    .await
+                    .map_err(to_scim)?;
+            }
+            format!("identity:{username}")
+        }
+        Kind::Group => {
+            let name = update_group(tx, call, &before, &after).await?;
+            after.group_id = before.group_id.clone();
+            format!("group:{name}")
+        }
+    };
+    store::update(tx, &after).await.map_err(conflict)?;
+    audit_call(
+        tx,
+        call,
+        &format!("scim.{}.{action}", kind.name().to_lowercase()),
+        object,
+        json!({ "client": call.client, "scim_id": id, "version": after.version }),
+    )
+    .await?;
+    Ok(after)
+}
+
+async fn update_identity(
+    tx: &mut Tx,
+    call: &Call,
+    before: &Stored,
+    after: &Stored,
+) -> Result<String> {
+    let mut v = user_view(&after.doc)?;
+    let iid = before.identity_id.clone().unwrap_or_default();
+    let current = identities::by_id(tx, &iid)
+        .await
+        .map_err(to_scim)?
+        .ok_or_else(|| ScimError::not_found("the identity of this User is gone"))?;
+    if let Some(m) = manager_username(tx, v.manager_id.as_deref()).await? {
+        v.attributes.insert("manager".into(), Value::String(m));
+    }
+    let mut username = current.username.clone();
+    if v.username != current.username {
+        identities::rename(tx, &call.actor, call.now_ms, &current.username, &v.username)
+            .await
+            .map_err(to_scim)?;
+        username = v.username.clone();
+    }
+    let mut attributes = current.attributes.clone();
+    for k in MANAGED {
+        attributes.remove(*k);
+    }
+    attributes.extend(v.attributes);
+    identities::update(
+        tx,
+        &call.actor,
+        call.now_ms,
+        &username,
+        &v.display_name,
+        v.email.as_deref(),
+        &attributes,
+    )
+    .await
+    .map_err(to_scim)?;
+    let status = match (current.status, v.active) {
+        (Status::Terminated, true)
+        | (Status::Prehire, true)
+        | (Status::Suspended, true)
+        | (Status::Disabled, true) => {
+            identities::set_status(tx, &call.actor, call.now_ms, &username, Status::Active)
+                .await
+                .map_err(to_scim)?;
+            Status::Active
+        }
+        (Status::Active, false) => {
+            leaver(tx, call, &username, &attributes).await?;
+            Status::Terminated
+        }
+        (s, _) => s,
+    };
+    if status != Status::Terminated {
+        engine::reconcile_birthright(
+            tx,
+            &call.actor,
+            call.now_ms,
+            &username,
+            &iid,
+            &attributes,
+            status,
+            call.grace_ms,
+        )
+        .await
+        .map_err(to_scim)?;
+    }
+    Ok(username)
+}
+
+/// `active: false` or a DELETE: the lifecycle engine's leaver (terminated, grants revoked,
+/// live sessions ended, tokens and keys disabled, birthright removed).
+async fn leaver(
+    tx: &mut Tx,
+    call: &Call,
+    username: &str,
+    attributes: &Map<String, Value>,
+) -> Result<()> {
+    let done = engine::terminate(tx, &call.actor, call.now_ms, username, attributes)
+        .await
+        .map_err(to_scim)?;
+    audit_call(
+        tx,
+        call,
+        "scim.leaver",
+        format!("identity:{username}"),
+        json!({ "client": call.client, "leaver": done }),
+    )
+    .await
+}
+
+async fn update_group(tx: &mut Tx, call: &Call, before: &Stored, after: &Stored) -> Result<String> {
+    let old = group_name_of(s(&before.doc, "displayName").unwrap_or_default())?;
+    let new = group_name_of(s(&after.doc, "displayName").unwrap_or_default())?;
+    if old != new {
+        groups::rename(tx, &call.actor, call.now_ms, &old, &new)
+            .await
+            .map_err(to_scim)?;
+    }
+    sync_members(tx, call, &new, &after.doc).await?;
+    Ok(new)
+}
+
+/// Makes the group's identity members those the document lists (members that are Groups are
+/// kept in the document; Gatehouse groups do not nest).
+async fn sync_members(
+    tx: &mut Tx,
+    call: &Call,
+    group: &str,
+    doc: &Map<String, Value>,
+) -> Result<()> {
+    let mut want = Vec::new();
+    for m in doc
+        .get("members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(id) = m.get("value").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(u) = store::get(tx, Kind::User, id).await.map_err(to_scim)? {
+            if let Some(iid) = u.identity_id
+                && let Some(i) = identities::by_id(tx, &iid).await.map_err(to_scim)?
+            {
+                want.push(i.username);
+            }
+        } else if store::get(tx, Kind::Group, id)
+            .await
+            .map_err(to_scim)?
+            .is_none()
+        {
+            return Err(ScimError::invalid_value(format!(
+                "members: no User or Group has the id {id}"
+            )));
+        }
+    }
+    let have = groups::members(tx, group).await.map_err(to_scim)?;
+    for u in &want {
+        if !have.contains(u) {
+            groups::add_member(tx, &call.actor, call.now_ms, group, u)
+                .await
+                .map_err(to_scim)?;
+        }
+    }
+    for u in &have {
+        if !want.contains(u) {
+            groups::remove_member(tx, &call.actor, call.now_ms, group, u)
+                .await
+                .map_err(to_scim)?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a resource. A User's identity is not deleted (the audit trail names it): it leaves.
+pub async fn delete(
+    tx: &mut Tx,
+    call: &Call,
+    kind: Kind,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<()> {
+    let before = store::get(tx, kind, id)
+        .await
+        .map_err(to_scim)?
+        .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.name())))?;
+    if let Some(m) = if_match
+        && !before.matches(m)
+    {
+        return Err(ScimError::precondition_failed(format!(
+            "the resource is at version {}, not {m}",
+            before.etag()
+        )));
+    }
+    let object = match kind {
+        Kind::User => {
+            let iid = before.identity_id.clone().unwrap_or_default();
+            match identities::by_id(tx, &iid).await.map_err(to_scim)? {
+                Some(i) => {
+                    if i.status != Status::Terminated {
+                        leaver(tx, call, &i.username, &i.attributes).await?;
+                    }
+                    format!("identity:{}", i.username)
+                }
+                None => format!("scim:{id}"),
+            }
+        }
+        Kind::Group => {
+            let name = group_name_of(s(&before.doc, "displayName").unwrap_or_default())?;
+            if groups::by_name(tx, &name).await.map_err(to_scim)?.is_some() {
+                groups::delete(tx, &call.actor, call.now_ms, &name)
+                    .await
+                    .map_err(to_scim)?;
+            }
+            format!("group:{name}")
+        }
+    };
+    store::delete(tx, id).await.map_err(to_scim)?;
+    audit_call(
+        tx,
+        call,
+        &format!("scim.{}.delete", kind.name().to_lowercase()),
+        object,
+        json!({ "client": call.client, "scim_id": id }),
+    )
+    .await
+}
+
+/// The groups a User belongs to, as its read-only `groups` attribute.
+pub async fn user_groups(
+    conn: &mut sqlx::AnyConnection,
+    identity_id: &str,
+    base: &str,
+) -> Result<Vec<Value>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT r.id, r.document FROM scim_resources r JOIN group_members m ON m.group_id = r.group_id \
+         WHERE m.identity_id = $1 ORDER BY r.id",
+    )
+    .bind(identity_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| to_scim(Error::from(e)))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, doc)| {
+            let name = serde_json::from_str::<Value>(&doc)
+                .ok()
+                .and_then(|d| d.get("displayName").cloned())
+                .unwrap_or(Value::Null);
+            json!({ "value": id, "$ref": format!("{base}/Groups/{id}"), "display": name, "type": "direct" })
+        })
+        .collect())
+}
