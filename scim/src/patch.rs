@@ -219,6 +219,16 @@ impl Cx<'_> {
             }
             return self.apply_object(doc, op, Some(&ext), value.unwrap_or(&Value::Null));
         }
+        if ext.is_none()
+            && ["id", "meta", "schemas"]
+                .iter()
+                .any(|n| p.attr.attr.eq_ignore_ascii_case(n))
+        {
+            return Err(ScimError::mutability(format!(
+                "{} is read-only",
+                p.attr.attr
+            )));
+        }
         let a: Attribute = if ext.is_none() && p.attr.attr.eq_ignore_ascii_case("externalId") {
             external_id()
         } else {

@@ -6,6 +6,7 @@ mod access;
 mod architecture;
 mod audit;
 mod harness;
+mod scim;
 mod serve;
 mod ssh;
 mod ui;

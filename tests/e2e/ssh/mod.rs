@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 mod lifecycle;
 mod login;
 mod review;
+mod scim;
 mod security;
 mod sessions;
 
