@@ -508,3 +508,73 @@ fn whole(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ENTERPRISE_URN;
+    use serde_json::json;
+
+    fn run(doc: Value, ops: Value) -> Result<Value> {
+        let reg = Registry::builtin().unwrap();
+        apply(
+            &reg,
+            Kind::User,
+            doc.as_object().unwrap(),
+            &json!({ "Operations": ops }),
+        )
+    }
+
+    #[test]
+    fn add_replace_remove_with_value_filters_and_extension_paths() {
+        let doc = json!({ "userName": "ann", "emails": [
+            { "value": "a@x.io", "type": "work", "primary": true },
+            { "value": "a@home.io", "type": "home" } ] });
+        let out = run(doc.clone(), json!([
+            { "op": "Replace", "path": "emails[type eq \"work\"].value", "value": "ann@x.io" },
+            { "op": "add", "path": "emails", "value": [{ "value": "new@x.io", "primary": true }] },
+            { "op": "REMOVE", "path": "emails[type eq \"home\"]" },
+            { "op": "add", "path": format!("{ENTERPRISE_URN}:manager.value"), "value": "m1" },
+            { "op": "replace", "value": { "NAME": { "GIVENNAME": "Ann" }, "title": "Eng" } },
+        ])).unwrap();
+        assert_eq!(
+            out["emails"],
+            json!([
+            { "value": "ann@x.io", "type": "work", "primary": false },
+            { "value": "new@x.io", "primary": true } ])
+        );
+        assert_eq!(out[ENTERPRISE_URN]["manager"]["value"], "m1");
+        assert_eq!(out["name"]["givenName"], "Ann");
+        assert_eq!(out["title"], "Eng");
+        // An eq filter that matches nothing creates the element (Entra's way of adding).
+        let out = run(
+            doc.clone(),
+            json!([
+            { "op": "replace", "path": "phoneNumbers[type eq \"work\"].value", "value": "555" } ]),
+        )
+        .unwrap();
+        assert_eq!(
+            out["phoneNumbers"],
+            json!([{ "type": "work", "value": "555" }])
+        );
+        // Errors carry their scimType.
+        let e = |ops: Value| run(doc.clone(), ops).unwrap_err().scim_type;
+        assert_eq!(e(json!([{ "op": "remove" }])), Some("noTarget"));
+        assert_eq!(
+            e(json!([{ "op": "move", "path": "title" }])),
+            Some("invalidSyntax")
+        );
+        assert_eq!(
+            e(json!([{ "op": "add", "path": "nope", "value": 1 }])),
+            Some("invalidPath")
+        );
+        assert_eq!(
+            e(json!([{ "op": "replace", "path": "groups", "value": [] }])),
+            Some("mutability")
+        );
+        assert_eq!(
+            e(json!([{ "op": "replace", "path": "emails[value sw \"zz\"]", "value": {} }])),
+            Some("noTarget")
+        );
+    }
+}

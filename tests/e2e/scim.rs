@@ -385,14 +385,35 @@ async fn scim_filters_sorting_paging_etags_bulk_and_errors() {
     assert_eq!(st, 204);
     let (st, _) = s.get(&format!("/Users/{dee}")).await;
     assert_eq!(st, 404);
+}
 
-    // Without the client's token: 401 in SCIM form; a revoked token stops working at once.
+/// A SCIM request is authenticated by a live SCIM client token and nothing else: not a session
+/// cookie, not a made-up token; a revoked token stops working at once.
+#[tokio::test]
+async fn security_scim_accepts_only_a_live_scim_client_token() {
+    let (_dir, server, token) = start().await;
+    let s = Scim {
+        server: &server,
+        token: &token,
+    };
+    let (st, _) = s.get("/Users").await;
+    assert_eq!(st, 200);
     let anon = Scim {
         server: &server,
         token: "ghscim_not-a-token",
     };
     let (st, v) = anon.get("/Users").await;
     assert_eq!((st, v["status"].as_str()), (401, Some("401")), "{v}");
+    let resp = reqwest::Client::new()
+        .get(server.url("/scim/v2/Users"))
+        .header(
+            "cookie",
+            format!("__Host-gh_session={token}; gh_session={token}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
     let out = run(gatehouse(&_dir.path().join("data")).args(["scim", "client", "revoke", "okta"]));
     assert!(out.status.success());
     let (st, _) = s.get("/Users").await;
