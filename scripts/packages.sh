@@ -7,9 +7,11 @@ set -euo pipefail
 packages=(ca-certificates gcc libc6-dev pkg-config curl)
 if [ "${1:-build}" = test ]; then
   # openssh-client is the engineer, openssh-server the target, asciinema plays recordings.
-  # chromium + chromium-driver drive the web UI tests; python3-venv holds the PyPI SCIM tools.
+  # chromium + chromium-driver drive the web UI tests; python3-venv holds the PyPI SCIM tools;
+  # slapd + ldap-utils are the directory, nodejs (with npm, as the machine has it) runs the OpenID provider.
   packages+=(postgresql postgresql-client procps openssh-client openssh-server asciinema bsdutils
-    chromium chromium-driver python3 python3-venv)
+    chromium chromium-driver python3 python3-venv
+    slapd ldap-utils nodejs)
 fi
 
 missing=()

@@ -13,6 +13,10 @@ step "Python tools (PyPI, pinned)"
 GATEHOUSE_PY_TOOLS="$(scripts/python-tools.sh)"
 export GATEHOUSE_PY_TOOLS
 
+step "Node tools (npm, pinned)"
+NODE_TOOLS="$(scripts/node-tools.sh)"
+export NODE_TOOLS
+
 step "PostgreSQL on 127.0.0.1:5432"
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   for v in /etc/postgresql/*; do

@@ -137,8 +137,29 @@ pub enum Command {
     #[command(subcommand)]
     Scim(ScimCommand),
 
+    /// Push to apps: provision the users (and a group per role) of the apps in `[[push]]` from
+    /// the holders of the roles mapped to them, over each app's SCIM API.
+    #[command(subcommand)]
+    Push(PushCommand),
+
     /// Print the version, the database schema version and the supported backends.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PushCommand {
+    /// Reconcile the apps now: create users for new role holders, put back what was changed in
+    /// the app, deactivate those who no longer hold a mapped role (leavers included), set each
+    /// role's group; print the drift found and what was done. Users Gatehouse did not create are
+    /// reported, never touched. Exit 1 when a change failed (after retries).
+    Run {
+        /// Only this app (by its `name` in `[[push]]`).
+        #[arg(long)]
+        app: Option<String>,
+        /// Print the drift and the changes it would make; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,90 @@ pub struct FileConfig {
     pub ssh: SshConfig,
     #[serde(default)]
     pub hr: HrConfig,
+    /// Web sign-in against an LDAP / Active Directory server.
+    pub ldap: Option<LdapConfig>,
+    /// Apps Gatehouse provisions over SCIM: `[[push]]` tables.
+    #[serde(default)]
+    pub push: Vec<PushApp>,
+    /// Single sign-on through an OpenID provider.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `[ldap]`: people without a local password sign in to the web UI with their directory
+/// password; their mapped groups follow the directory at each sign-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host:389` (with `starttls = true` in production) or `ldaps://host:636`.
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    /// A service account that looks users up [default: anonymous search].
+    pub bind_dn: Option<String>,
+    /// A file holding the service account's password.
+    pub bind_password_file: Option<PathBuf>,
+    /// Where users are searched, e.g. `ou=people,dc=example,dc=org`.
+    pub base_dn: String,
+    /// `{username}` is replaced by the escaped username
+    /// [default: `(&(objectClass=person)(uid={username}))`; Active Directory: `(sAMAccountName={username})`].
+    pub user_filter: Option<String>,
+    /// Where groups are searched (group sync also reads `memberOf`).
+    pub group_base_dn: Option<String>,
+    /// `{dn}` is replaced by the user's escaped DN [default: `(&(objectClass=groupOfNames)(member={dn}))`].
+    pub group_filter: Option<String>,
+    /// Directory group (`cn` or DN) → Gatehouse group, e.g. `{ "dbas" = "db-admins" }`.
+    #[serde(default)]
+    pub group_mapping: std::collections::BTreeMap<String, String>,
+    /// Create identities at their first sign-in [default: true].
+    pub create_identities: Option<bool>,
+    /// Connection timeout [default: 5s].
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// `[oidc]`: a "Sign in with SSO" button on the sign-in page, through an OpenID provider
+/// (authorization code + PKCE). Register Gatehouse at the provider with the redirect URI
+/// `https://HOST:PORT/login/oidc/callback`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (its discovery document is at
+    /// `ISSUER/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret.
+    pub client_secret_file: PathBuf,
+    /// Scopes besides `openid` [default: ["email", "profile"]].
+    pub scopes: Option<Vec<String>>,
+    /// The claim naming the username of a new identity [default: preferred_username].
+    pub username_claim: Option<String>,
+    /// The claim listing groups [default: groups].
+    pub groups_claim: Option<String>,
+    /// Provider group → Gatehouse group.
+    #[serde(default)]
+    pub group_mapping: std::collections::BTreeMap<String, String>,
+    /// Create identities at their first sign-in [default: true].
+    pub create_identities: Option<bool>,
+    /// The sign-in page's button [default: "Sign in with SSO"].
+    pub label: Option<String>,
+}
+
+/// An app (a SaaS tool) whose users Gatehouse provisions through the app's SCIM API: the active
+/// holders of `roles` get a user there (and a group per role); the others are deactivated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushApp {
+    /// A short name, e.g. `jira` (audited as `app:NAME`).
+    pub name: String,
+    /// The app's SCIM base URL, e.g. `https://jira.example/scim/v2`.
+    pub url: String,
+    /// A file holding the app's SCIM bearer token (read at each run; never logged).
+    pub token_file: PathBuf,
+    /// Roles whose holders the app gets, e.g. `["jira-users"]`.
+    pub roles: Vec<String>,
+    /// How often `serve` reconciles the app [default: 5m]; leavers are pushed at once.
+    #[serde(default, deserialize_with = "duration")]
+    pub interval: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +216,9 @@ pub struct Settings {
     pub ssh_login_timeout: Duration,
     pub hr_drop_folder: Option<PathBuf>,
     pub hr_poll_interval: Duration,
+    pub push: Vec<PushApp>,
+    pub ldap: Option<LdapConfig>,
+    pub oidc: Option<OidcConfig>,
 }
 
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
@@ -186,6 +273,15 @@ impl Settings {
             .unwrap_or_else(|| data_dir.join("recordings"));
         let hr_drop_folder = file.hr.drop_folder.clone().map(from_file);
         let hr_poll_interval = file.hr.poll_interval.unwrap_or(Duration::from_secs(30));
+        let push: Vec<PushApp> = file
+            .push
+            .iter()
+            .cloned()
+            .map(|mut a| {
+                a.token_file = from_file(a.token_file);
+                a
+            })
+            .collect();
         Ok(Self {
             database_url: global
                 .database_url
@@ -244,6 +340,15 @@ impl Settings {
             ssh_login_timeout: ssh.login_timeout.unwrap_or(Duration::from_secs(30)),
             hr_drop_folder,
             hr_poll_interval,
+            push,
+            ldap: file.ldap.clone().map(|mut l| {
+                l.bind_password_file = l.bind_password_file.map(from_file);
+                l
+            }),
+            oidc: file.oidc.clone().map(|mut o| {
+                o.client_secret_file = from_file(o.client_secret_file);
+                o
+            }),
         })
     }
 

@@ -12,6 +12,7 @@ mod gateway_cmd;
 mod hr_cmd;
 mod logging;
 mod mfa_cmd;
+mod push;
 mod scim_cmd;
 mod serve;
 
@@ -80,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mfa(cmd) => mfa_cmd::run(&settings, cmd).await,
         Command::Hr(cmd) => hr_cmd::run(&settings, cmd).await,
         Command::Scim(cmd) => scim_cmd::run(&settings, cmd).await,
+        Command::Push(cmd) => push::command(&settings, cmd).await,
         Command::Version => {
             use gatehouse_broker::store::{Backend, latest_schema_version};
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));

@@ -149,6 +149,15 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             shutdown.clone(),
         ));
     }
+    for app in settings.push.clone() {
+        tracing::info!(app = %app.name, url = %app.url, "pushing users to the app over SCIM");
+        tokio::spawn(crate::push::background(
+            store.clone(),
+            clock.clone(),
+            app,
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(crate::background::watch_access(
         store.clone(),
         shutdown.clone(),
@@ -203,6 +212,14 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         shutdown.clone(),
     ));
 
+    let ldap = match &settings.ldap {
+        None => None,
+        Some(l) => Some(ldap_settings(l)?),
+    };
+    let oidc = match &settings.oidc {
+        None => None,
+        Some(o) => Some(oidc_settings(o)?),
+    };
     let state = gatehouse_web::AppState {
         store: store.clone(),
         clock: clock.clone(),
@@ -211,6 +228,8 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         web: Arc::new(gatehouse_web::WebConfig {
             ssh_address: Some(ssh_addr.to_string()),
             recording_key: Some(signer.public()),
+            ldap,
+            oidc,
             ..gatehouse_web::WebConfig::new(origin, sealing, settings.recordings_dir.clone())
         }),
     };
@@ -288,4 +307,79 @@ async fn sign_checkpoint(store: &Store, clock: &dyn Clock, signer: &SigningKeyPa
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "could not sign an audit checkpoint"),
     }
+}
+
+/// The directory settings `[ldap]` gives (the service password read from its file now, so a
+/// mistake stops the start rather than every sign-in).
+fn ldap_settings(l: &crate::config::LdapConfig) -> anyhow::Result<gatehouse_web::directory::Ldap> {
+    let bind_password = match &l.bind_password_file {
+        None => None,
+        Some(f) => Some(gatehouse_broker::secrets::Secret::new(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("[ldap] bind_password_file {}", f.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        )),
+    };
+    if l.bind_dn.is_some() != bind_password.is_some() {
+        anyhow::bail!("[ldap] bind_dn and bind_password_file go together");
+    }
+    if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
+        anyhow::bail!(
+            "[ldap] url must start with ldap:// or ldaps://, not {:?}",
+            l.url
+        );
+    }
+    tracing::info!(url = %l.url, starttls = l.starttls, "web sign-in through the LDAP directory");
+    Ok(gatehouse_web::directory::Ldap {
+        url: l.url.clone(),
+        starttls: l.starttls,
+        bind_dn: l.bind_dn.clone(),
+        bind_password,
+        base_dn: l.base_dn.clone(),
+        user_filter: l
+            .user_filter
+            .clone()
+            .unwrap_or_else(|| "(&(objectClass=person)(uid={username}))".into()),
+        group_base_dn: l.group_base_dn.clone(),
+        group_filter: l
+            .group_filter
+            .clone()
+            .unwrap_or_else(|| "(&(objectClass=groupOfNames)(member={dn}))".into()),
+        group_mapping: l.group_mapping.clone(),
+        create_identities: l.create_identities.unwrap_or(true),
+        timeout: l.timeout.unwrap_or(std::time::Duration::from_secs(5)),
+    })
+}
+
+/// The single sign-on settings `[oidc]` gives (the client secret read from its file now).
+fn oidc_settings(o: &crate::config::OidcConfig) -> anyhow::Result<gatehouse_web::OidcSettings> {
+    let secret = std::fs::read_to_string(&o.client_secret_file)
+        .with_context(|| {
+            format!(
+                "[oidc] client_secret_file {}",
+                o.client_secret_file.display()
+            )
+        })?
+        .trim_end_matches(['\n', '\r'])
+        .to_string();
+    url::Url::parse(&o.issuer).with_context(|| format!("[oidc] issuer {:?}", o.issuer))?;
+    tracing::info!(issuer = %o.issuer, "single sign-on through the OpenID provider");
+    Ok(gatehouse_web::OidcSettings {
+        issuer: o.issuer.clone(),
+        client_id: o.client_id.clone(),
+        client_secret: gatehouse_broker::secrets::Secret::new(secret),
+        scopes: o
+            .scopes
+            .clone()
+            .unwrap_or_else(|| vec!["email".into(), "profile".into()]),
+        username_claim: o
+            .username_claim
+            .clone()
+            .unwrap_or_else(|| "preferred_username".into()),
+        groups_claim: o.groups_claim.clone().unwrap_or_else(|| "groups".into()),
+        group_mapping: o.group_mapping.clone(),
+        create_identities: o.create_identities.unwrap_or(true),
+        label: o.label.clone().unwrap_or_else(|| "Sign in with SSO".into()),
+    })
 }

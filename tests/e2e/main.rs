@@ -6,6 +6,7 @@ mod access;
 mod architecture;
 mod audit;
 mod harness;
+mod push;
 mod scim;
 mod serve;
 mod ssh;

@@ -10,7 +10,7 @@ const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 
 /// The Python tools `scripts/python-tools.sh` installs (pinned versions).
-fn python_tools() -> PathBuf {
+pub fn python_tools() -> PathBuf {
     let dir = std::env::var("GATEHOUSE_PY_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {

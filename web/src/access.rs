@@ -56,6 +56,18 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
     ),
     (Method::GET, "/login", PUBLIC, "Sign-in page"),
     (
+        Method::GET,
+        "/login/oidc",
+        PUBLIC,
+        "Start single sign-on at the OpenID provider",
+    ),
+    (
+        Method::GET,
+        "/login/oidc/callback",
+        PUBLIC,
+        "Finish single sign-on (code, state)",
+    ),
+    (
         Method::POST,
         "/login",
         PUBLIC,

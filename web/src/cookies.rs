@@ -20,6 +20,8 @@ pub enum Kind {
     Csrf,
     /// Marks a browser an identity signed in from, so account throttling spares it.
     Device,
+    /// A single sign-on in flight: state, nonce and PKCE verifier, sealed (10 minutes).
+    Oidc,
 }
 
 impl Cookies {
@@ -41,6 +43,8 @@ impl Cookies {
             (Kind::Csrf, false) => "gh_csrf",
             (Kind::Device, true) => "__Host-gh_device",
             (Kind::Device, false) => "gh_device",
+            (Kind::Oidc, true) => "__Host-gh_oidc",
+            (Kind::Oidc, false) => "gh_oidc",
         }
     }
 

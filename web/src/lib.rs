@@ -6,10 +6,14 @@ pub mod access;
 mod api;
 pub mod cookies;
 pub mod csrf;
+pub mod directory;
 pub mod error;
 mod headers;
 mod health;
 pub mod scim;
+
+/// Single sign-on settings (`[oidc]`).
+pub use ui::oidc::Oidc as OidcSettings;
 mod setup;
 pub mod throttle;
 pub mod tls;
@@ -54,6 +58,10 @@ pub struct WebConfig {
     pub ssh_address: Option<String>,
     /// The public key recording manifests are signed with (shown as verified or not).
     pub recording_key: Option<gatehouse_broker::keys::PublicKey>,
+    /// Web sign-in against an LDAP / Active Directory server (`[ldap]`), when configured.
+    pub ldap: Option<directory::Ldap>,
+    /// Single sign-on through an OpenID provider (`[oidc]`), when configured.
+    pub oidc: Option<ui::oidc::Oidc>,
     /// Command/output indexes of ended recordings (bounded; for the timeline and search).
     pub indexes: std::sync::Mutex<
         std::collections::HashMap<String, Arc<gatehouse_recordings::index::Index>>,
@@ -93,6 +101,8 @@ impl WebConfig {
             recordings_dir,
             ssh_address: None,
             recording_key: None,
+            ldap: None,
+            oidc: None,
             indexes: std::sync::Mutex::default(),
         }
     }

@@ -3,7 +3,9 @@
 //! `https://localhost:PORT`. Screenshots of the pages visited land in
 //! `$CARGO_TARGET_TMPDIR/ui-screenshots/` as test artifacts.
 
+mod directory;
 mod flows;
+mod sso;
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};

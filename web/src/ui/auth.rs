@@ -56,6 +56,8 @@ struct LoginPage {
     next: String,
     error: Option<String>,
     passkeys: bool,
+    /// The single sign-on button's label, when `[oidc]` is configured.
+    sso: Option<String>,
 }
 
 async fn login_form(
@@ -79,6 +81,7 @@ async fn login_form(
         next,
         error: None,
         passkeys: state.web.webauthn.is_some(),
+        sso: state.web.oidc.as_ref().map(|o| o.label.clone()),
     };
     let mut resp = render(&page)?;
     if let Some((k, v)) = cookie {
@@ -191,8 +194,18 @@ async fn login(
     if let Err(wait) = state.web.throttle.attempt(ip, &username, known) {
         return Err(too_many(wait));
     }
-    // Always one argon2 verification, known user or not.
-    let ok = passwords::check(stored, f.password).await && identity.is_some();
+    // The directory answers for people without a local password (local accounts, e.g. the
+    // break-glass admin, keep theirs and work when the directory is down).
+    let (ok, identity) = match &state.web.ldap {
+        Some(ldap) if stored.is_none() => {
+            directory_sign_in(&state, ldap, &username, &f.password).await?
+        }
+        // Always one argon2 verification, known user or not.
+        _ => (
+            passwords::check(stored, f.password).await && identity.is_some(),
+            identity,
+        ),
+    };
     let now = state.clock.now_ms();
     let address = ip.to_string();
     let ua = user_agent(&headers);
@@ -215,6 +228,7 @@ async fn login(
                     next,
                     error: Some("Wrong username or password.".into()),
                     passkeys: state.web.webauthn.is_some(),
+                    sso: state.web.oidc.as_ref().map(|o| o.label.clone()),
                 },
             );
         }
@@ -259,6 +273,47 @@ async fn login(
         next
     };
     Ok(signed_in(&state, &identity.id, cookie.expose(), &go, false))
+}
+
+/// The password step through the directory: bind, then the identity created or refreshed and
+/// its mapped groups synced (`gatehouse_broker::directory`). The same answer for an unknown user,
+/// a wrong password and a leaver; an unreachable directory is logged and refuses.
+async fn directory_sign_in(
+    state: &AppState,
+    ldap: &crate::directory::Ldap,
+    username: &str,
+    password: &str,
+) -> Result<(bool, Option<Identity>), PageError> {
+    let Ok(name) = gatehouse_broker::directory::username_from(username) else {
+        return Ok((false, None));
+    };
+    let found = match ldap.authenticate(username, password).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Ok((false, None)),
+        Err(e) => {
+            tracing::warn!(error = %e, "LDAP sign-in: the directory could not be asked");
+            return Ok((false, None));
+        }
+    };
+    let verified = gatehouse_broker::directory::Verified {
+        source: "ldap".into(),
+        display_name: found.display_name.clone().unwrap_or_else(|| name.clone()),
+        username: name,
+        email: found.email.clone(),
+        groups: found.groups.clone(),
+        mapped: ldap.mapped_groups(),
+        proof: found.dn.clone(),
+    };
+    let mut tx = begin(state).await?;
+    let identity = gatehouse_broker::directory::sign_in(
+        &mut tx,
+        state.clock.now_ms(),
+        &verified,
+        ldap.create_identities,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((identity.is_some(), identity))
 }
 
 #[derive(Template)]

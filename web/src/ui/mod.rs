@@ -9,6 +9,7 @@ mod assets;
 mod audit;
 mod auth;
 mod home;
+pub mod oidc;
 mod passkeys;
 mod requests;
 mod sessions;
@@ -30,6 +31,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(assets::routes())
         .merge(auth::routes())
+        .route("/login/oidc", axum::routing::get(oidc::start))
+        .route("/login/oidc/callback", axum::routing::get(oidc::callback))
         .merge(passkeys::routes())
         .merge(home::routes())
         .merge(requests::routes())
