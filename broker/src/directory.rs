@@ -29,6 +29,10 @@ pub struct Verified {
     pub proof: String,
 }
 
+/// Where identities a directory may sign in for come from: itself, or the HR feed and SCIM
+/// (people the directory also knows).
+pub const DIRECTORY_SOURCES: &[&str] = &["ldap", "hr", "scim"];
+
 /// Applies a verified sign-in. `None` when the identity does not exist and creating is off, or
 /// exists but is not active (a leaver stays out whatever the directory says).
 pub async fn sign_in(
@@ -40,6 +44,11 @@ pub async fn sign_in(
     let actor = Actor::System;
     let identity = match identities::by_username(tx, &v.username).await? {
         Some(i) if i.status != Status::Active => return Ok(None),
+        // A directory entry with the name of a local account (the bootstrap admin, an account
+        // made by hand or by `apply`) is not that account.
+        Some(i) if v.source == "ldap" && !DIRECTORY_SOURCES.contains(&i.source.as_str()) => {
+            return Ok(None);
+        }
         Some(i) => {
             if i.display_name != v.display_name || i.email != v.email {
                 identities::update(

@@ -120,6 +120,20 @@ pub async fn end(tx: &mut Tx, now_ms: i64, id: &str, end: &End) -> Result<Option
     let Some(s) = by_id(tx, id).await? else {
         return Ok(None);
     };
+    // The leaver SLA: from the identity leaving `active` (the HR import, SCIM call or admin that
+    // disabled it) to this session's end, shown on the event.
+    let leaver_sla_ms = if end.reason == "identity_disabled" {
+        let since: Option<i64> = sqlx::query_scalar(
+            "SELECT time FROM audit_events WHERE object = $1 AND action = 'identity.status' \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(format!("identity:{}", s.identity))
+        .fetch_optional(&mut **tx)
+        .await?;
+        since.map(|t| now_ms - t)
+    } else {
+        None
+    };
     audit::append(
         tx,
         now_ms,
@@ -132,6 +146,7 @@ pub async fn end(tx: &mut Tx, now_ms: i64, id: &str, end: &End) -> Result<Option
             "target": s.target, "login": s.login, "reason": end.reason,
             "bytes_up": end.bytes_up, "bytes_down": end.bytes_down,
             "seconds": (now_ms - s.started_at_ms) / 1000, "recording": end.recording,
+            "leaver_sla_ms": leaver_sla_ms,
         })),
     )
     .await?;

@@ -27,3 +27,4 @@ CREATE TABLE scim_resources (
 CREATE UNIQUE INDEX scim_resources_by_name ON scim_resources (kind, name_key);
 CREATE INDEX scim_resources_by_external_id ON scim_resources (kind, external_id);
 CREATE INDEX scim_resources_by_identity ON scim_resources (identity_id);
+CREATE INDEX scim_resources_by_group ON scim_resources (group_id);

@@ -181,6 +181,30 @@ impl Ldap {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn security_ldap_never_binds_with_an_empty_password() {
+        // An empty password would be an unauthenticated bind that many servers accept. The
+        // URL is unreachable: answering at all proves nothing was sent.
+        let l = Ldap {
+            url: "ldap://127.0.0.1:1".into(),
+            starttls: false,
+            bind_dn: None,
+            bind_password: None,
+            base_dn: "dc=x".into(),
+            user_filter: "(uid={username})".into(),
+            group_base_dn: None,
+            group_filter: String::new(),
+            group_mapping: BTreeMap::new(),
+            create_identities: true,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(l.authenticate("lea", "").await, Ok(None));
+        assert!(
+            l.authenticate("lea", "x").await.is_err(),
+            "unreachable: an error, not a yes"
+        );
+    }
+
     #[test]
     fn groups_map_by_cn_or_dn_in_any_case() {
         let l = Ldap {

@@ -71,21 +71,46 @@ pub async fn append_batch(tx: &mut Tx, now_ms: i64, events: Vec<NewEvent>) -> Re
     if events.iter().any(|e| changes_access(&e.action)) {
         tx.mark_access_changed();
     }
-    let conn: &mut AnyConnection = tx;
     let n = i64::try_from(events.len()).map_err(|_| Error::invalid("too many events"))?;
     if n == 0 {
         return Err(Error::invalid("no events to append"));
     }
-    // Locks the head row until the transaction ends: appends are serialised across connections
-    // and, on PostgreSQL, across instances.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-        .bind(n)
-        .fetch_one(&mut *conn)
-        .await?;
-    let last_seq: i64 = head.try_get("seq")?;
-    let head_hash: String = head.try_get("hash")?;
-    let mut prev = chain::parse_hash(&head_hash)
-        .ok_or_else(|| Error::Storage("audit_head holds a malformed hash".into()))?;
+    let backend = backend_of(tx);
+    // SQLite: the head read by this transaction's first append is kept in the transaction and
+    // written once at commit (`Tx::commit`), so each later append is one INSERT. The first
+    // statement is a write: it takes SQLite's write lock before the head is read.
+    let cached = if backend == Backend::Sqlite {
+        tx.audit_head.take()
+    } else {
+        None
+    };
+    let (last_seq, mut prev) = match cached {
+        Some((seq, hash)) => (seq + n, hash),
+        None => {
+            // Locks the head row until the transaction ends: appends are serialised across
+            // connections and, on PostgreSQL, across instances.
+            let step = if backend == Backend::Sqlite { 0 } else { n };
+            let conn: &mut AnyConnection = tx;
+            let head = sqlx::query(
+                "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash",
+            )
+            .bind(step)
+            .fetch_one(&mut *conn)
+            .await?;
+            let seq: i64 = head.try_get("seq")?;
+            let head_hash: String = head.try_get("hash")?;
+            let prev = chain::parse_hash(&head_hash)
+                .ok_or_else(|| Error::Storage("audit_head holds a malformed hash".into()))?;
+            (
+                if backend == Backend::Sqlite {
+                    seq + n
+                } else {
+                    seq
+                },
+                prev,
+            )
+        }
+    };
 
     let mut rows = Vec::with_capacity(events.len());
     for (seq, ev) in (last_seq - n + 1..).zip(events) {
@@ -110,9 +135,12 @@ pub async fn append_batch(tx: &mut Tx, now_ms: i64, events: Vec<NewEvent>) -> Re
     }
 
     // The new head hash is written with the last rows: on PostgreSQL in the same statement (one
-    // round trip fewer while the head row is locked), on SQLite (in-process) as its own statement.
-    let backend = backend_of(conn);
+    // round trip fewer while the head row is locked), on SQLite at commit.
     let head_hash = hex::encode(prev);
+    if backend == Backend::Sqlite {
+        tx.audit_head = Some((last_seq, prev));
+    }
+    let conn: &mut AnyConnection = tx;
     let chunks: Vec<&[Event]> = rows.chunks(ROWS_PER_INSERT).collect();
     for (i, chunk) in chunks.iter().enumerate() {
         let last = i + 1 == chunks.len();
@@ -134,12 +162,6 @@ pub async fn append_batch(tx: &mut Tx, now_ms: i64, events: Vec<NewEvent>) -> Re
             q = q.bind(head_hash.as_str());
         }
         q.execute(&mut *conn).await?;
-    }
-    if backend == Backend::Sqlite {
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-            .bind(head_hash.as_str())
-            .execute(&mut *conn)
-            .await?;
     }
     Ok(Appended { seq: last_seq })
 }

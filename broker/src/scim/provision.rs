@@ -647,7 +647,7 @@ pub async fn user_groups(
     base: &str,
 ) -> Result<Vec<Value>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT r.id, r.document FROM scim_resources r JOIN group_members m ON m.group_id = r.group_id \
+        "SELECT r.id, r.document FROM group_members m JOIN scim_resources r ON r.group_id = m.group_id \
          WHERE m.identity_id = $1 ORDER BY r.id",
     )
     .bind(identity_id)

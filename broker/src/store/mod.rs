@@ -111,6 +111,9 @@ pub struct Tx {
     pending: Vec<AccessEvent>,
     /// Whether something that decisions depend on changed.
     access_changed: bool,
+    /// SQLite: the audit chain head after this transaction's appends (sequence number, hash),
+    /// written to `audit_head` at commit.
+    pub(crate) audit_head: Option<(i64, [u8; 32])>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -125,6 +128,13 @@ impl Tx {
     /// NOTIFY, delivered at commit to every instance (this one included); on SQLite to this
     /// process's subscribers once committed.
     pub async fn commit(mut self) -> Result<()> {
+        if let Some((seq, hash)) = self.audit_head.take() {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(hex::encode(hash))
+                .execute(&mut *self.tx)
+                .await?;
+        }
         if self.access_changed || !self.pending.is_empty() {
             sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1")
                 .execute(&mut *self.tx)
@@ -229,7 +239,8 @@ impl Store {
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA busy_timeout = 10000;",
+                             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -32768; \
+                             PRAGMA mmap_size = 268435456;",
                         )
                         .await?;
                     }
@@ -313,6 +324,7 @@ impl Store {
             bus: self.events.clone(),
             pending: Vec::new(),
             access_changed: false,
+            audit_head: None,
         }
     }
 

@@ -93,6 +93,15 @@ async fn scim_active_false_patch_kills_the_live_ssh_session() {
         "db-01",
     ]));
     assert!(stdout(&out).contains("DENY"), "{}", stdout(&out));
+    // The leaver SLA is on the session's end event.
+    lab.ended_sessions().await;
+    let ends = lab.audit("session.end").await;
+    let sla = ends
+        .iter()
+        .find_map(|e| e["details"]["leaver_sla_ms"].as_i64())
+        .expect("session.end carries leaver_sla_ms");
+    println!("SCIM leaver: leaver_sla_ms = {sla} on the session.end event");
+    assert!((0..10_000).contains(&sla), "{sla}");
     let leaver = lab.audit("scim.leaver").await;
     assert_eq!(leaver.len(), 1, "{leaver:?}");
     assert_eq!(leaver[0]["actor"], "scim:entra");

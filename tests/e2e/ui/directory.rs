@@ -116,6 +116,13 @@ sn: Ldap
 mail: lea@example.org
 userPassword: lea-directory-password
 
+dn: uid=admin,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: admin
+cn: Not The Admin
+sn: Impostor
+userPassword: lea-directory-password
+
 dn: cn=dbas,ou=groups,dc=example,dc=org
 objectClass: groupOfNames
 cn: dbas
@@ -134,7 +141,8 @@ pub fn audit(data: &Path, action: &str) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test]
-async fn browser_ldap_sign_in_creates_the_identity_and_follows_directory_groups() {
+async fn security_browser_ldap_sign_in_creates_the_identity_follows_groups_and_never_takes_a_local_account()
+ {
     let dir = tempfile::tempdir().unwrap();
     let slapd = Slapd::start(dir.path(), DIRECTORY);
     std::fs::write(dir.path().join("ldap.pw"), ADMIN_PW).unwrap();
@@ -163,6 +171,12 @@ async fn browser_ldap_sign_in_creates_the_identity_and_follows_directory_groups(
     assert_eq!(b.text("#form-error").await, "Wrong username or password.");
     // Someone the directory does not know.
     b.fill("#username", "nobody").await;
+    b.fill("#password", LEA_PW).await;
+    b.click("#sign-in").await;
+    assert_eq!(b.text("#form-error").await, "Wrong username or password.");
+
+    // A directory entry named like the local bootstrap admin does not sign in as that admin.
+    b.fill("#username", "admin").await;
     b.fill("#password", LEA_PW).await;
     b.click("#sign-in").await;
     assert_eq!(b.text("#form-error").await, "Wrong username or password.");

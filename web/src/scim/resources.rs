@@ -78,10 +78,16 @@ fn parse_json(body: &[u8]) -> Result<Value> {
 
 /// A stored resource as the client sees it.
 pub async fn render(state: &AppState, s: &Stored, p: &Projection) -> Result<Value> {
+    render_with(state, s, p, true).await
+}
+
+/// `groups`: whether to look up a User's groups (a User just created has none).
+async fn render_with(state: &AppState, s: &Stored, p: &Projection, groups: bool) -> Result<Value> {
     let reg = registry()?;
     let base = base(state);
     let mut doc = s.doc.clone();
-    if s.kind == Kind::User
+    if groups
+        && s.kind == Kind::User
         && let Some(iid) = &s.identity_id
     {
         let mut conn = state
@@ -452,7 +458,7 @@ async fn written(
             let s = s?;
             let projection =
                 Projection::parse(p.attributes.as_deref(), p.excluded_attributes.as_deref())?;
-            let body = render(state, &s, &projection).await?;
+            let body = render_with(state, &s, &projection, status != StatusCode::CREATED).await?;
             let location = (status == StatusCode::CREATED)
                 .then(|| format!("{}/{}/{}", base(state), s.kind.endpoint(), s.id));
             Ok(document(
