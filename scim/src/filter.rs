@@ -92,11 +92,53 @@ pub fn parse_patch_path(input: &str) -> Result<PatchPath, ParseError> {
     })
 }
 
+/// Longest filter or path accepted (characters).
+pub const MAX_LEN: usize = 4096;
+/// Deepest nesting of parentheses and brackets accepted: the parser and the evaluation recurse,
+/// and a client must not be able to exhaust the stack.
+pub const MAX_DEPTH: usize = 32;
+
+/// Refuses inputs too long or too deeply nested, before any recursion.
+fn bounded(input: &str) -> Result<(), ParseError> {
+    if input.chars().count() > MAX_LEN {
+        return Err(ParseError {
+            message: format!("longer than {MAX_LEN} characters"),
+        });
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for c in input.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '(' | '[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ParseError {
+                        message: format!("nested deeper than {MAX_DEPTH} levels"),
+                    });
+                }
+            }
+            ')' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn parse_all<T>(
     input: &str,
     what: &str,
     parse: impl FnOnce(&mut Parser<'_>) -> Result<T, ParseError>,
 ) -> Result<T, ParseError> {
+    bounded(input)?;
     let mut p = Parser { src: input, pos: 0 };
     p.skip_ws();
     let out = parse(&mut p)?;
@@ -589,6 +631,28 @@ pub fn matches(filter: &Filter, resource: &Value, core_urn: &str, attrs: &dyn At
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_deep_or_long_filters_are_refused_before_recursing() {
+        let deep = format!("{}userName eq \"a\"{}", "(".repeat(40), ")".repeat(40));
+        assert!(
+            parse_filter(&deep)
+                .unwrap_err()
+                .message
+                .contains("nested deeper")
+        );
+        let ok = format!("{}userName eq \"a\"{}", "(".repeat(10), ")".repeat(10));
+        assert!(parse_filter(&ok).is_ok());
+        // Brackets inside a string do not count.
+        assert!(parse_filter(&format!("userName eq \"{}\"", "(".repeat(100))).is_ok());
+        let long = format!("userName eq \"{}\"", "a".repeat(5000));
+        assert!(
+            parse_filter(&long)
+                .unwrap_err()
+                .message
+                .contains("longer than")
+        );
+    }
     use serde_json::json;
 
     const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

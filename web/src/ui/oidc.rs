@@ -177,10 +177,12 @@ fn same(a: &str, b: &str) -> bool {
 /// `GET /login/oidc/callback`: the provider sends the browser back with a code.
 pub async fn callback(
     State(state): State<AppState>,
+    ci: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> PageResult {
-    let result = finish(&state, &headers, q).await;
+    let address = super::auth::ip_of(ci).to_string();
+    let result = finish(&state, &headers, q, &address).await;
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -191,7 +193,12 @@ pub async fn callback(
     Ok(resp)
 }
 
-async fn finish(state: &AppState, headers: &HeaderMap, q: CallbackQuery) -> PageResult {
+async fn finish(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: CallbackQuery,
+    address: &str,
+) -> PageResult {
     let Some(o) = state.web.oidc.clone() else {
         return Err(refused(
             StatusCode::NOT_FOUND,
@@ -379,7 +386,6 @@ async fn finish(state: &AppState, headers: &HeaderMap, q: CallbackQuery) -> Page
     if let Some(how) = how {
         directory::link(&mut tx, now, &provider, &subject, &identity, how).await?;
     }
-    let address = "sso".to_string();
     let (cookie, _) = web_sessions::create(
         &mut tx,
         now,
@@ -388,7 +394,7 @@ async fn finish(state: &AppState, headers: &HeaderMap, q: CallbackQuery) -> Page
             stage: Stage::Active,
             methods: "oidc",
             mfa_at_ms: None,
-            address: &address,
+            address,
             user_agent: user_agent(headers),
         },
         state.web.timeouts,
