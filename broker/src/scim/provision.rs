@@ -375,18 +375,8 @@ pub async fn replace(
     if_match: Option<&str>,
     action: &str,
 ) -> Result<Stored> {
-    let before = store::get(tx, kind, id)
-        .await
-        .map_err(to_scim)?
-        .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.name())))?;
-    if let Some(m) = if_match
-        && !before.matches(m)
-    {
-        return Err(ScimError::precondition_failed(format!(
-            "the resource is at version {}, not {m}",
-            before.etag()
-        )));
-    }
+    let before = store::require(tx, kind, id).await?;
+    before.check_if_match(if_match)?;
     let key = store::name_key(kind, &w.doc);
     if key != store::name_key(kind, &before.doc)
         && store::by_name(tx, kind, &key)
@@ -594,18 +584,8 @@ pub async fn delete(
     id: &str,
     if_match: Option<&str>,
 ) -> Result<()> {
-    let before = store::get(tx, kind, id)
-        .await
-        .map_err(to_scim)?
-        .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.name())))?;
-    if let Some(m) = if_match
-        && !before.matches(m)
-    {
-        return Err(ScimError::precondition_failed(format!(
-            "the resource is at version {}, not {m}",
-            before.etag()
-        )));
-    }
+    let before = store::require(tx, kind, id).await?;
+    before.check_if_match(if_match)?;
     let object = match kind {
         Kind::User => {
             let iid = before.identity_id.clone().unwrap_or_default();

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::store::Tx;
 use chrono::{SecondsFormat, TimeZone, Utc};
+use gatehouse_scim::error::ScimError;
 use gatehouse_scim::schema::Kind;
 use serde_json::{Map, Value, json};
 use sqlx::{AnyConnection, Row};
@@ -57,6 +58,17 @@ impl Stored {
         Value::Object(d)
     }
 
+    /// Refuses a change when the request's `If-Match` names another version (412).
+    pub fn check_if_match(&self, if_match: Option<&str>) -> std::result::Result<(), ScimError> {
+        match if_match {
+            Some(m) if !self.matches(m) => Err(ScimError::precondition_failed(format!(
+                "the resource is at version {}, not {m}",
+                self.etag()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Does an `If-Match` header value allow a change to this version? (`*` or the ETag, weak
     /// or strong form.)
     pub fn matches(&self, if_match: &str) -> bool {
@@ -101,6 +113,18 @@ pub async fn get(conn: &mut AnyConnection, kind: Kind, id: &str) -> Result<Optio
     .fetch_optional(&mut *conn)
     .await?;
     r.as_ref().map(row).transpose()
+}
+
+/// A resource by id, or SCIM's 404.
+pub async fn require(
+    conn: &mut AnyConnection,
+    kind: Kind,
+    id: &str,
+) -> std::result::Result<Stored, ScimError> {
+    get(conn, kind, id)
+        .await
+        .map_err(super::to_scim)?
+        .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.name())))
 }
 
 /// A resource by its lower-cased userName / displayName.

@@ -184,19 +184,9 @@ pub async fn do_patch(
             .acquire()
             .await
             .map_err(|e| to_scim(e.into()))?;
-        store::get(&mut conn, kind, id)
-            .await
-            .map_err(to_scim)?
-            .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.name())))?
+        store::require(&mut conn, kind, id).await?
     };
-    if let Some(m) = if_match
-        && !before.matches(m)
-    {
-        return Err(ScimError::precondition_failed(format!(
-            "the resource is at version {}, not {m}",
-            before.etag()
-        )));
-    }
+    before.check_if_match(if_match)?;
     let patched = gatehouse_scim::patch::apply(reg, kind, &before.doc, body)?;
     let w = write_of(kind, &patched).await?;
     let mut tx = state.store.begin().await.map_err(to_scim)?;
@@ -424,10 +414,7 @@ async fn get_one(
                 .acquire()
                 .await
                 .map_err(|e| to_scim(e.into()))?;
-            let s = store::get(&mut conn, kind, &id)
-                .await
-                .map_err(to_scim)?
-                .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.name())))?;
+            let s = store::require(&mut conn, kind, &id).await?;
             drop(conn);
             if let Some(tags) = headers
                 .get(header::IF_NONE_MATCH)
