@@ -156,7 +156,8 @@ for path in direct jump gatehouse; do
 done
 
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$GPID/status"; }
-printf '\nidle interactive sessions through Gatehouse (gateway RSS)\n%-8s %12s %12s %16s\n' sessions "before KiB" "after KiB" "KiB per session"
+threads() { ls "/proc/$GPID/task" | wc -l; }
+printf '\nidle interactive sessions through Gatehouse (gateway RSS)\n%-8s %12s %12s %16s %8s\n' sessions "before KiB" "after KiB" "KiB per session" threads
 for count in $IDLE; do
   sleep 1
   before=$(rss_kib)
@@ -173,7 +174,7 @@ for count in $IDLE; do
   done
   sleep 3
   after=$(rss_kib)
-  printf '%-8s %12s %12s %16.1f\n' "$count" "$before" "$after" "$(echo "($after - $before) / $count" | bc -l)"
+  printf '%-8s %12s %12s %16.1f %8s\n' "$count" "$before" "$after" "$(echo "($after - $before) / $count" | bc -l)" "$(threads)"
   pkill -f "$W/idle-marker" 2>/dev/null || true
   sleep 3
 done

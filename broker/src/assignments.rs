@@ -206,6 +206,13 @@ pub async fn add(
             new.source
         },
     };
+    insert(tx, actor, now_ms, &a).await?;
+    Ok(a)
+}
+
+/// Stores an assignment whose role and subject are already resolved (ids checked by the
+/// caller, in this transaction); audited as `assignment.add`.
+pub(crate) async fn insert(tx: &mut Tx, actor: &Actor, now_ms: i64, a: &Assignment) -> Result<()> {
     sqlx::query(
         "INSERT INTO role_assignments (id, role_id, subject_kind, subject_id, kind, not_before, \
          not_after, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -246,7 +253,7 @@ pub async fn add(
         })),
     )
     .await?;
-    Ok(a)
+    Ok(())
 }
 
 /// Removes an assignment; audited as `assignment.remove`. Sessions it carried are told through

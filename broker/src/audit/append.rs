@@ -134,36 +134,89 @@ pub async fn append_batch(tx: &mut Tx, now_ms: i64, events: Vec<NewEvent>) -> Re
         });
     }
 
-    // The new head hash is written with the last rows: on PostgreSQL in the same statement (one
-    // round trip fewer while the head row is locked), on SQLite at commit.
-    let head_hash = hex::encode(prev);
+    // SQLite: the rows wait in the transaction and are written at commit in the same statement
+    // as the new head (`flush_sqlite`), a full batch at a time before that so memory stays
+    // bounded. PostgreSQL: the new head hash is written with the last rows, in one statement
+    // (one round trip fewer while the head row is locked).
     if backend == Backend::Sqlite {
         tx.audit_head = Some((last_seq, prev));
+        tx.audit_rows.extend(rows);
+        while tx.audit_rows.len() >= ROWS_PER_INSERT {
+            let batch: Vec<Event> = tx.audit_rows.drain(..ROWS_PER_INSERT).collect();
+            let conn: &mut AnyConnection = tx;
+            bind_rows(
+                sqlx::query(AssertSqlSafe(insert_sql(batch.len(), backend, false))),
+                &batch,
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        return Ok(Appended { seq: last_seq });
     }
+    let head_hash = hex::encode(prev);
     let conn: &mut AnyConnection = tx;
     let chunks: Vec<&[Event]> = rows.chunks(ROWS_PER_INSERT).collect();
     for (i, chunk) in chunks.iter().enumerate() {
-        let last = i + 1 == chunks.len();
-        let with_head = last && backend == Backend::Postgres;
-        let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len(), backend, with_head)));
-        for r in chunk.iter() {
-            q = q
-                .bind(r.seq)
-                .bind(r.time_ms)
-                .bind(r.actor.as_str())
-                .bind(r.action.as_str())
-                .bind(r.object.as_str())
-                .bind(r.outcome.as_str())
-                .bind(r.details.as_str())
-                .bind(r.prev_hash.as_str())
-                .bind(r.hash.as_str());
-        }
+        let with_head = i + 1 == chunks.len();
+        let mut q = bind_rows(
+            sqlx::query(AssertSqlSafe(insert_sql(chunk.len(), backend, with_head))),
+            chunk,
+        );
         if with_head {
             q = q.bind(head_hash.as_str());
         }
         q.execute(&mut *conn).await?;
     }
     Ok(Appended { seq: last_seq })
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the nine columns of each row, in `insert_sql`'s order.
+fn bind_rows<'q>(mut q: Query<'q>, rows: &'q [Event]) -> Query<'q> {
+    for r in rows {
+        q = q
+            .bind(r.seq)
+            .bind(r.time_ms)
+            .bind(r.actor.as_str())
+            .bind(r.action.as_str())
+            .bind(r.object.as_str())
+            .bind(r.outcome.as_str())
+            .bind(r.details.as_str())
+            .bind(r.prev_hash.as_str())
+            .bind(r.hash.as_str());
+    }
+    q
+}
+
+/// SQLite, at commit: the transaction's waiting audit rows, the new chain head and (when
+/// `bump_access`) the access version, in one multi-statement round trip.
+pub(crate) async fn flush_sqlite(
+    conn: &mut AnyConnection,
+    rows: &[Event],
+    head: Option<(i64, [u8; 32])>,
+    bump_access: bool,
+) -> Result<()> {
+    let mut sql = String::new();
+    if !rows.is_empty() {
+        sql.push_str(&insert_sql(rows.len(), Backend::Sqlite, false));
+        sql.push_str("; ");
+    }
+    if head.is_some() {
+        sql.push_str("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1; ");
+    }
+    if bump_access {
+        sql.push_str("UPDATE access_version SET version = version + 1 WHERE id = 1; ");
+    }
+    if sql.is_empty() {
+        return Ok(());
+    }
+    let mut q = bind_rows(sqlx::query(AssertSqlSafe(sql)), rows);
+    if let Some((seq, hash)) = head {
+        q = q.bind(seq).bind(hex::encode(hash));
+    }
+    q.execute(conn).await?;
+    Ok(())
 }
 
 /// `INSERT ... VALUES ($1..$9), ($10..$18), ...` for `rows` rows; placeholders only, no data.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use sqlx::{AssertSqlSafe, Row};
 
+pub(crate) use append::flush_sqlite;
 pub use append::{Appended, append, append_batch};
 pub use checkpoint::Checkpoint;
 pub use verify::{Problem, VerifyReport};

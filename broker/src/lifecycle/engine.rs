@@ -220,6 +220,40 @@ pub async fn reconcile_birthright(
     Ok((added, removed))
 }
 
+/// The birthright roles of an identity created in this transaction, which holds no
+/// assignment yet: the roles its attributes imply, assigned without looking for ones it has.
+pub async fn birthright_for_joiner(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    identity: &identities::Identity,
+    status: Status,
+) -> Result<Vec<String>> {
+    if status != Status::Active {
+        return Ok(Vec::new());
+    }
+    let mut added = Vec::new();
+    for role in crate::roles::list(tx).await? {
+        if role.spec.birthright.is_empty() || !role.spec.birthright_matches(&identity.attributes) {
+            continue;
+        }
+        let a = assignments::Assignment {
+            id: crate::ids::new_id(),
+            role_id: role.id,
+            role: role.name,
+            subject: Subject::Identity(identity.username.clone()),
+            subject_id: identity.id.clone(),
+            kind: AssignmentKind::Standing,
+            not_before_ms: None,
+            not_after_ms: None,
+            source: BIRTHRIGHT.into(),
+        };
+        assignments::insert(tx, actor, now_ms, &a).await?;
+        added.push(a.role);
+    }
+    Ok(added)
+}
+
 /// Gives `username` a birthright role: a new standing assignment, or the one in its grace
 /// period kept again.
 async fn assign(tx: &mut Tx, actor: &Actor, now_ms: i64, username: &str, role: &str) -> Result<()> {

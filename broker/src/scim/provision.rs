@@ -190,11 +190,24 @@ async fn audit_call(
 /// Creates a resource (POST).
 pub async fn create(tx: &mut Tx, call: &Call, kind: Kind, w: Write) -> Result<Stored> {
     let key = store::name_key(kind, &w.doc);
-    if store::by_name(tx, kind, &key)
-        .await
-        .map_err(to_scim)?
-        .is_some()
-    {
+    // Users: one query answers both "is the userName taken" and "is there an identity to
+    // re-hire"; most creates are new people and need no more look-ups than that.
+    let (taken, identity_exists) = match kind {
+        Kind::User => {
+            let username = username_of(s(&w.doc, "userName").unwrap_or_default())?;
+            store::probe_user(tx, &key, &username)
+                .await
+                .map_err(to_scim)?
+        }
+        Kind::Group => (
+            store::by_name(tx, kind, &key)
+                .await
+                .map_err(to_scim)?
+                .is_some(),
+            false,
+        ),
+    };
+    if taken {
         return Err(ScimError::uniqueness(match kind {
             Kind::User => format!("userName {key:?} is already taken"),
             Kind::Group => format!("displayName {key:?} is already taken"),
@@ -212,7 +225,8 @@ pub async fn create(tx: &mut Tx, call: &Call, kind: Kind, w: Write) -> Result<St
     };
     match kind {
         Kind::User => {
-            let (identity_id, username) = create_identity(tx, call, &stored.doc).await?;
+            let (identity_id, username) =
+                create_identity(tx, call, &stored.doc, identity_exists).await?;
             stored.identity_id = Some(identity_id);
             if let Some(phc) = &w.password_phc {
                 crate::passwords::set_hash(tx, &call.actor, call.now_ms, &username, phc, None)
@@ -277,10 +291,13 @@ async fn manager_username(tx: &mut Tx, manager_id: Option<&str>) -> Result<Optio
         .map(|i| i.username))
 }
 
+/// The identity for a new User: a re-hire of the SCIM identity left behind by a deleted User
+/// (`exists`, found by the caller's probe), or a new identity with its birthright roles.
 async fn create_identity(
     tx: &mut Tx,
     call: &Call,
     doc: &Map<String, Value>,
+    exists: bool,
 ) -> Result<(String, String)> {
     let mut v = user_view(doc)?;
     if let Some(m) = manager_username(tx, v.manager_id.as_deref()).await? {
@@ -291,6 +308,9 @@ async fn create_identity(
     } else {
         Status::Prehire
     };
+    if !exists {
+        return new_identity(tx, call, v, status).await;
+    }
     let identity = match identities::by_username(tx, &v.username)
         .await
         .map_err(to_scim)?
@@ -327,28 +347,7 @@ async fn create_identity(
                 v.username
             )));
         }
-        None => {
-            let i = identities::create(
-                tx,
-                &call.actor,
-                call.now_ms,
-                NewIdentity {
-                    username: v.username.clone(),
-                    display_name: v.display_name.clone(),
-                    email: v.email.clone(),
-                    attributes: v.attributes.clone(),
-                    source: "scim".into(),
-                },
-            )
-            .await
-            .map_err(to_scim)?;
-            if status != Status::Active {
-                identities::set_status(tx, &call.actor, call.now_ms, &i.username, status)
-                    .await
-                    .map_err(to_scim)?;
-            }
-            i
-        }
+        None => return new_identity(tx, call, v, status).await,
     };
     engine::reconcile_birthright(
         tx,
@@ -363,6 +362,38 @@ async fn create_identity(
     .await
     .map_err(to_scim)?;
     Ok((identity.id, identity.username))
+}
+
+/// A new identity (no assignments yet) and the birthright roles its attributes imply.
+async fn new_identity(
+    tx: &mut Tx,
+    call: &Call,
+    v: UserView,
+    status: Status,
+) -> Result<(String, String)> {
+    let i = identities::create(
+        tx,
+        &call.actor,
+        call.now_ms,
+        NewIdentity {
+            username: v.username,
+            display_name: v.display_name,
+            email: v.email,
+            attributes: v.attributes,
+            source: "scim".into(),
+        },
+    )
+    .await
+    .map_err(to_scim)?;
+    if status != Status::Active {
+        identities::set_status(tx, &call.actor, call.now_ms, &i.username, status)
+            .await
+            .map_err(to_scim)?;
+    }
+    engine::birthright_for_joiner(tx, &call.actor, call.now_ms, &i, status)
+        .await
+        .map_err(to_scim)?;
+    Ok((i.id, i.username))
 }
 
 /// Replaces a resource (PUT, or the result of a PATCH). `if_match` is the request's `If-Match`.

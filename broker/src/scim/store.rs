@@ -143,6 +143,25 @@ pub async fn by_name(
     r.as_ref().map(row).transpose()
 }
 
+/// Before a User create, in one query: whether a User already has this userName key, and
+/// whether an identity already has this Gatehouse username.
+pub async fn probe_user(
+    conn: &mut AnyConnection,
+    name_key: &str,
+    username: &str,
+) -> Result<(bool, bool)> {
+    let r = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM scim_resources WHERE kind = $1 AND name_key = $2), \
+         (SELECT COUNT(*) FROM identities WHERE username = $3)",
+    )
+    .bind(kind_str(Kind::User))
+    .bind(name_key)
+    .bind(username)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((r.try_get::<i64, _>(0)? > 0, r.try_get::<i64, _>(1)? > 0))
+}
+
 /// The resource provisioning an identity.
 pub async fn by_identity(conn: &mut AnyConnection, identity_id: &str) -> Result<Option<Stored>> {
     let r = sqlx::query(sqlx::AssertSqlSafe(format!(

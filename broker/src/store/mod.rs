@@ -114,6 +114,9 @@ pub struct Tx {
     /// SQLite: the audit chain head after this transaction's appends (sequence number, hash),
     /// written to `audit_head` at commit.
     pub(crate) audit_head: Option<(i64, [u8; 32])>,
+    /// SQLite: audit rows appended but not yet written (fewer than one batch), written at
+    /// commit with the head. Lost with the transaction on rollback, as they should be.
+    pub(crate) audit_rows: Vec<crate::audit::Event>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -128,19 +131,20 @@ impl Tx {
     /// NOTIFY, delivered at commit to every instance (this one included); on SQLite to this
     /// process's subscribers once committed.
     pub async fn commit(mut self) -> Result<()> {
-        if let Some((seq, hash)) = self.audit_head.take() {
-            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                .bind(seq)
-                .bind(hex::encode(hash))
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        if self.access_changed || !self.pending.is_empty() {
-            sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1")
-                .execute(&mut *self.tx)
-                .await?;
+        let bump = self.access_changed || !self.pending.is_empty();
+        if bump {
             self.pending.push(AccessEvent::AccessChanged);
-            if self.backend == Backend::Postgres {
+        }
+        match self.backend {
+            Backend::Sqlite => {
+                let rows = std::mem::take(&mut self.audit_rows);
+                crate::audit::flush_sqlite(&mut self.tx, &rows, self.audit_head.take(), bump)
+                    .await?;
+            }
+            Backend::Postgres if bump => {
+                sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1")
+                    .execute(&mut *self.tx)
+                    .await?;
                 for event in &self.pending {
                     let payload = serde_json::to_string(event)
                         .map_err(|e| Error::Storage(format!("event encoding: {e}")))?;
@@ -151,6 +155,7 @@ impl Tx {
                         .await?;
                 }
             }
+            Backend::Postgres => {}
         }
         self.tx.commit().await?;
         if self.backend == Backend::Sqlite {
@@ -234,6 +239,9 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.connect_timeout)
+            // A SQLite connection is a file handle that does not go stale: pinging it on every
+            // acquire would cost a round trip to its worker thread per request.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -325,6 +333,7 @@ impl Store {
             pending: Vec::new(),
             access_changed: false,
             audit_head: None,
+            audit_rows: Vec::new(),
         }
     }
 

@@ -250,3 +250,40 @@ pub async fn batch_append_matches_single_appends(db: &TestDb) {
     );
     assert_eq!(recent[1].outcome, "allow");
 }
+
+/// SQLite keeps a transaction's audit rows until commit (a batch at a time goes out earlier):
+/// whatever went out early still rolls back with the change, and a commit writes every row
+/// and the head in step.
+pub async fn buffered_appends_commit_and_roll_back_with_the_change(db: &TestDb) {
+    let batch = |n: usize| -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| NewEvent::new("system", "test.buffer", format!("n:{i}")))
+            .collect()
+    };
+    for commit in [false, true] {
+        let mut tx = db.store.begin().await.unwrap();
+        identities::create(&mut tx, &Actor::Cli, T0, NewIdentity::named("buffered"))
+            .await
+            .unwrap();
+        audit::append_batch(&mut tx, T0, batch(1500)).await.unwrap();
+        let at = audit::append(&mut tx, T0, NewEvent::new("system", "test.last", "n:last"))
+            .await
+            .unwrap();
+        assert_eq!(at.seq, 1502);
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+            assert_eq!(count(&db.store, "audit_events").await, 0);
+            assert_eq!(count(&db.store, "identities").await, 0);
+            let mut conn = db.store.pool().acquire().await.unwrap();
+            assert_eq!(audit::head(&mut conn).await.unwrap().0, 0);
+        }
+    }
+    assert_eq!(count(&db.store, "audit_events").await, 1502);
+    let mut conn = db.store.pool().acquire().await.unwrap();
+    assert_eq!(audit::head(&mut conn).await.unwrap().0, 1502);
+    drop(conn);
+    let report = audit::verify::verify(&db.store, None, None).await.unwrap();
+    assert_eq!((report.events, report.problem), (1502, None));
+}

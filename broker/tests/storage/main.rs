@@ -58,6 +58,7 @@ on_both_backends!(
     deleted_tail_fails_against_checkpoint,
     concurrent_appends_keep_one_chain,
     batch_append_matches_single_appends,
+    buffered_appends_commit_and_roll_back_with_the_change,
     verify_reads_a_consistent_snapshot_while_appending,
     verify_names_problems_across_page_boundaries,
     appended_hashes_match_the_documented_encoding,

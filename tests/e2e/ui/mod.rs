@@ -78,20 +78,36 @@ impl Browser {
         self.c.goto(&format!("{}{path}", self.base)).await.unwrap();
     }
 
+    /// Waits (up to 10 s) for an element: after a click the next page may still be loading.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let url = self
+                    .c
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                panic!("no {css} ({e}) at {url}:\n{}", self.html().await)
+            }
+        }
+    }
+
     pub async fn fill(&self, css: &str, value: &str) {
-        let e = self.c.find(Locator::Css(css)).await.unwrap();
+        let e = self.element(css).await;
         e.clear().await.unwrap();
         e.send_keys(value).await.unwrap();
     }
 
     pub async fn click(&self, css: &str) {
-        self.c
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.element(css).await.click().await.unwrap();
     }
 
     /// Waits (up to 10 s) for an element and returns its text (found again if the page changed
