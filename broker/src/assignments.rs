@@ -6,7 +6,7 @@ use crate::audit::{self, NewEvent};
 use crate::error::{Error, Result};
 use crate::events::AccessEvent;
 use crate::ids;
-use crate::store::Tx;
+use crate::store::{Tx, Write};
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use sqlx::Row;
@@ -206,38 +206,44 @@ pub async fn add(
             new.source
         },
     };
-    insert(tx, actor, now_ms, &a).await?;
+    insert(tx, actor, now_ms, &a, false).await?;
     Ok(a)
 }
 
 /// Stores an assignment whose role and subject are already resolved (ids checked by the
-/// caller, in this transaction); audited as `assignment.add`.
-pub(crate) async fn insert(tx: &mut Tx, actor: &Actor, now_ms: i64, a: &Assignment) -> Result<()> {
-    sqlx::query(
+/// caller, in this transaction); audited as `assignment.add`. `later`: the row goes with the
+/// commit (`Tx::write_later`), for a caller that reads nothing of it back.
+pub(crate) async fn insert(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    a: &Assignment,
+    later: bool,
+) -> Result<()> {
+    let w = Write::new(
         "INSERT INTO role_assignments (id, role_id, subject_kind, subject_id, kind, not_before, \
          not_after, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(a.id.as_str())
-    .bind(a.role_id.as_str())
-    .bind(a.subject.kind())
-    .bind(a.subject_id.as_str())
-    .bind(a.kind.as_str())
-    .bind(a.not_before_ms)
-    .bind(a.not_after_ms)
-    .bind(a.source.as_str())
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| {
-        Error::from(e).on_conflict(|| {
-            format!(
-                "{} already holds role {} as {}",
-                a.subject,
-                a.role,
-                a.kind.as_str()
-            )
-        })
-    })?;
+    .text(a.id.as_str())
+    .text(a.role_id.as_str())
+    .text(a.subject.kind())
+    .text(a.subject_id.as_str())
+    .text(a.kind.as_str())
+    .int(a.not_before_ms)
+    .int(a.not_after_ms)
+    .text(a.source.as_str())
+    .int(now_ms)
+    .on_conflict(format!(
+        "{} already holds role {} as {}",
+        a.subject,
+        a.role,
+        a.kind.as_str()
+    ));
+    if later {
+        tx.write_later(w).await?;
+    } else {
+        tx.write(w).await?;
+    }
     audit::append(
         tx,
         now_ms,

@@ -3,7 +3,7 @@
 
 use crate::audit::{self, NewEvent};
 use crate::error::{Error, Result};
-use crate::store::Tx;
+use crate::store::{Tx, Write};
 use crate::{actor::Actor, ids};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -125,6 +125,27 @@ fn from_row(row: &AnyRow) -> Result<Identity> {
 
 /// Creates an identity; audited as `identity.create`.
 pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewIdentity) -> Result<Identity> {
+    create_with(tx, actor, now_ms, new, false).await
+}
+
+/// [`create`] whose row goes with the commit (`Tx::write_later`): for a caller that has checked
+/// the username is free in this transaction and reads nothing of the identity back.
+pub(crate) async fn create_later(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    new: NewIdentity,
+) -> Result<Identity> {
+    create_with(tx, actor, now_ms, new, true).await
+}
+
+async fn create_with(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    new: NewIdentity,
+    later: bool,
+) -> Result<Identity> {
     validate_username(&new.username)?;
     let identity = Identity {
         id: ids::new_id(),
@@ -141,25 +162,25 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewIdentity) -
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
     };
-    let attrs = Value::Object(identity.attributes.clone()).to_string();
-    let inserted = sqlx::query(
+    let w = Write::new(
         "INSERT INTO identities (id, username, display_name, email, status, attributes, source, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(identity.id.as_str())
-    .bind(identity.username.as_str())
-    .bind(identity.display_name.as_str())
-    .bind(identity.email.as_deref())
-    .bind(identity.status.as_str())
-    .bind(attrs)
-    .bind(identity.source.as_str())
-    .bind(now_ms)
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await;
-    inserted.map_err(|e| {
-        Error::from(e).on_conflict(|| format!("identity {} already exists", identity.username))
-    })?;
+    .text(identity.id.as_str())
+    .text(identity.username.as_str())
+    .text(identity.display_name.as_str())
+    .opt_text(identity.email.as_deref())
+    .text(identity.status.as_str())
+    .text(Value::Object(identity.attributes.clone()).to_string())
+    .text(identity.source.as_str())
+    .int(now_ms)
+    .int(now_ms)
+    .on_conflict(format!("identity {} already exists", identity.username));
+    if later {
+        tx.write_later(w).await?;
+    } else {
+        tx.write(w).await?;
+    }
     audit::append(
         tx,
         now_ms,

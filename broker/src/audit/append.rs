@@ -26,6 +26,18 @@ pub async fn append(tx: &mut Tx, now_ms: i64, event: NewEvent) -> Result<Appende
     }
 }
 
+/// SQLite: the chain head (event count, hash) as the caller read it inside this transaction,
+/// which holds the write lock since `BEGIN IMMEDIATE`, so the first append reads nothing
+/// itself. Ignored on PostgreSQL, where each append locks the head row.
+pub(crate) fn known_head(tx: &mut Tx, seq: i64, hash: &str) -> Result<()> {
+    if backend_of(tx) == Backend::Sqlite && tx.audit_head.is_none() {
+        let hash = chain::parse_hash(hash)
+            .ok_or_else(|| Error::Storage("audit_head holds a malformed hash".into()))?;
+        tx.audit_head = Some((seq, hash));
+    }
+    Ok(())
+}
+
 /// The value with every object's keys in sorted order, whatever order the map type keeps (a
 /// dependency may turn on serde_json's `preserve_order`): details are stored canonically.
 fn sorted(v: &serde_json::Value) -> serde_json::Value {
@@ -170,10 +182,10 @@ pub async fn append_batch(tx: &mut Tx, now_ms: i64, events: Vec<NewEvent>) -> Re
     Ok(Appended { seq: last_seq })
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Binds the nine columns of each row, in `insert_sql`'s order.
-fn bind_rows<'q>(mut q: Query<'q>, rows: &'q [Event]) -> Query<'q> {
+pub(crate) fn bind_rows<'q>(mut q: Query<'q>, rows: &'q [Event]) -> Query<'q> {
     for r in rows {
         q = q
             .bind(r.seq)
@@ -189,41 +201,11 @@ fn bind_rows<'q>(mut q: Query<'q>, rows: &'q [Event]) -> Query<'q> {
     q
 }
 
-/// SQLite, at commit: the transaction's waiting audit rows, the new chain head and (when
-/// `bump_access`) the access version, in one multi-statement round trip.
-pub(crate) async fn flush_sqlite(
-    conn: &mut AnyConnection,
-    rows: &[Event],
-    head: Option<(i64, [u8; 32])>,
-    bump_access: bool,
-) -> Result<()> {
-    let mut sql = String::new();
-    if !rows.is_empty() {
-        sql.push_str(&insert_sql(rows.len(), Backend::Sqlite, false));
-        sql.push_str("; ");
-    }
-    if head.is_some() {
-        sql.push_str("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1; ");
-    }
-    if bump_access {
-        sql.push_str("UPDATE access_version SET version = version + 1 WHERE id = 1; ");
-    }
-    if sql.is_empty() {
-        return Ok(());
-    }
-    let mut q = bind_rows(sqlx::query(AssertSqlSafe(sql)), rows);
-    if let Some((seq, hash)) = head {
-        q = q.bind(seq).bind(hex::encode(hash));
-    }
-    q.execute(conn).await?;
-    Ok(())
-}
-
 /// `INSERT ... VALUES ($1..$9), ($10..$18), ...` for `rows` rows; placeholders only, no data.
 /// SQLite gets anonymous `?` placeholders: its driver looks every named one up in a list, which
 /// makes a statement with thousands of `$N` quadratic. With `set_head` (PostgreSQL), the
 /// statement also sets the head hash from one more parameter.
-fn insert_sql(rows: usize, backend: Backend, set_head: bool) -> String {
+pub(crate) fn insert_sql(rows: usize, backend: Backend, set_head: bool) -> String {
     let mut sql = String::new();
     if set_head {
         sql.push_str("WITH appended AS (");

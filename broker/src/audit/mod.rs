@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use sqlx::{AssertSqlSafe, Row};
 
-pub(crate) use append::flush_sqlite;
 pub use append::{Appended, append, append_batch};
+pub(crate) use append::{bind_rows, insert_sql, known_head};
 pub use checkpoint::Checkpoint;
 pub use verify::{Problem, VerifyReport};
 

@@ -222,12 +222,14 @@ pub async fn reconcile_birthright(
 
 /// The birthright roles of an identity created in this transaction, which holds no
 /// assignment yet: the roles its attributes imply, assigned without looking for ones it has.
+/// `later`: the rows go with the commit (`Tx::write_later`).
 pub async fn birthright_for_joiner(
     tx: &mut Tx,
     actor: &Actor,
     now_ms: i64,
     identity: &identities::Identity,
     status: Status,
+    later: bool,
 ) -> Result<Vec<String>> {
     if status != Status::Active {
         return Ok(Vec::new());
@@ -248,7 +250,7 @@ pub async fn birthright_for_joiner(
             not_after_ms: None,
             source: BIRTHRIGHT.into(),
         };
-        assignments::insert(tx, actor, now_ms, &a).await?;
+        assignments::insert(tx, actor, now_ms, &a, later).await?;
         added.push(a.role);
     }
     Ok(added)

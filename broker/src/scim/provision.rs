@@ -225,15 +225,21 @@ pub async fn create(tx: &mut Tx, call: &Call, kind: Kind, w: Write) -> Result<St
     };
     match kind {
         Kind::User => {
-            let (identity_id, username) =
-                create_identity(tx, call, &stored.doc, identity_exists).await?;
+            let (identity_id, username) = create_identity(
+                tx,
+                call,
+                &stored.doc,
+                identity_exists,
+                w.password_phc.is_none(),
+            )
+            .await?;
             stored.identity_id = Some(identity_id);
             if let Some(phc) = &w.password_phc {
                 crate::passwords::set_hash(tx, &call.actor, call.now_ms, &username, phc, None)
                     .await
                     .map_err(to_scim)?;
             }
-            store::insert(tx, &stored, &call.client)
+            store::insert(tx, &stored, &call.client, true)
                 .await
                 .map_err(conflict)?;
             audit_call(tx, call, "scim.user.create", format!("identity:{username}"),
@@ -259,7 +265,7 @@ pub async fn create(tx: &mut Tx, call: &Call, kind: Kind, w: Write) -> Result<St
             };
             stored.group_id = Some(g.id);
             sync_members(tx, call, &name, &stored.doc).await?;
-            store::insert(tx, &stored, &call.client)
+            store::insert(tx, &stored, &call.client, true)
                 .await
                 .map_err(conflict)?;
             audit_call(
@@ -293,11 +299,13 @@ async fn manager_username(tx: &mut Tx, manager_id: Option<&str>) -> Result<Optio
 
 /// The identity for a new User: a re-hire of the SCIM identity left behind by a deleted User
 /// (`exists`, found by the caller's probe), or a new identity with its birthright roles.
+/// `quiet`: the caller reads nothing of a new identity back in this transaction.
 async fn create_identity(
     tx: &mut Tx,
     call: &Call,
     doc: &Map<String, Value>,
     exists: bool,
+    quiet: bool,
 ) -> Result<(String, String)> {
     let mut v = user_view(doc)?;
     if let Some(m) = manager_username(tx, v.manager_id.as_deref()).await? {
@@ -309,7 +317,7 @@ async fn create_identity(
         Status::Prehire
     };
     if !exists {
-        return new_identity(tx, call, v, status).await;
+        return new_identity(tx, call, v, status, quiet).await;
     }
     let identity = match identities::by_username(tx, &v.username)
         .await
@@ -347,7 +355,7 @@ async fn create_identity(
                 v.username
             )));
         }
-        None => return new_identity(tx, call, v, status).await,
+        None => return new_identity(tx, call, v, status, quiet).await,
     };
     engine::reconcile_birthright(
         tx,
@@ -370,27 +378,31 @@ async fn new_identity(
     call: &Call,
     v: UserView,
     status: Status,
+    quiet: bool,
 ) -> Result<(String, String)> {
-    let i = identities::create(
-        tx,
-        &call.actor,
-        call.now_ms,
-        NewIdentity {
-            username: v.username,
-            display_name: v.display_name,
-            email: v.email,
-            attributes: v.attributes,
-            source: "scim".into(),
-        },
-    )
-    .await
+    let new = NewIdentity {
+        username: v.username,
+        display_name: v.display_name,
+        email: v.email,
+        attributes: v.attributes,
+        source: "scim".into(),
+    };
+    // The caller's probe found the username free under the write lock. An active joiner's rows
+    // go with the commit, unless something reads them back first: a pre-hire's status or a
+    // password is set on the identity row.
+    let later = quiet && status == Status::Active;
+    let i = if later {
+        identities::create_later(tx, &call.actor, call.now_ms, new).await
+    } else {
+        identities::create(tx, &call.actor, call.now_ms, new).await
+    }
     .map_err(to_scim)?;
     if status != Status::Active {
         identities::set_status(tx, &call.actor, call.now_ms, &i.username, status)
             .await
             .map_err(to_scim)?;
     }
-    engine::birthright_for_joiner(tx, &call.actor, call.now_ms, &i, status)
+    engine::birthright_for_joiner(tx, &call.actor, call.now_ms, &i, status, later)
         .await
         .map_err(to_scim)?;
     Ok((i.id, i.username))

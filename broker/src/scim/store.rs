@@ -2,7 +2,7 @@
 //! it, its version (the ETag) and the identity or group it provisions.
 
 use crate::error::{Error, Result};
-use crate::store::Tx;
+use crate::store::{Tx, Write};
 use chrono::{SecondsFormat, TimeZone, Utc};
 use gatehouse_scim::error::ScimError;
 use gatehouse_scim::schema::Kind;
@@ -144,21 +144,24 @@ pub async fn by_name(
 }
 
 /// Before a User create, in one query: whether a User already has this userName key, and
-/// whether an identity already has this Gatehouse username.
-pub async fn probe_user(
-    conn: &mut AnyConnection,
+/// whether an identity already has this Gatehouse username. The audit chain head comes with it
+/// (see `audit::known_head`).
+pub(crate) async fn probe_user(
+    tx: &mut Tx,
     name_key: &str,
     username: &str,
 ) -> Result<(bool, bool)> {
     let r = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM scim_resources WHERE kind = $1 AND name_key = $2), \
-         (SELECT COUNT(*) FROM identities WHERE username = $3)",
+         (SELECT COUNT(*) FROM identities WHERE username = $3), \
+         (SELECT seq FROM audit_head WHERE id = 1), (SELECT hash FROM audit_head WHERE id = 1)",
     )
     .bind(kind_str(Kind::User))
     .bind(name_key)
     .bind(username)
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut **tx)
     .await?;
+    crate::audit::known_head(tx, r.try_get(2)?, &r.try_get::<String, _>(3)?)?;
     Ok((r.try_get::<i64, _>(0)? > 0, r.try_get::<i64, _>(1)? > 0))
 }
 
@@ -221,27 +224,30 @@ pub fn name_key(kind: Kind, doc: &Map<String, Value>) -> String {
         .to_lowercase()
 }
 
-pub(crate) async fn insert(tx: &mut Tx, s: &Stored, client: &str) -> Result<()> {
-    sqlx::query(
+/// Stores a new resource; `later`: with the commit (see `Tx::write_later`).
+pub(crate) async fn insert(tx: &mut Tx, s: &Stored, client: &str, later: bool) -> Result<()> {
+    let w = Write::new(
         "INSERT INTO scim_resources (id, kind, name_key, external_id, identity_id, group_id, \
          document, version, created_at, modified_at, client) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(s.id.as_str())
-    .bind(kind_str(s.kind))
-    .bind(name_key(s.kind, &s.doc))
-    .bind(s.doc.get("externalId").and_then(Value::as_str))
-    .bind(s.identity_id.as_deref())
-    .bind(s.group_id.as_deref())
-    .bind(Value::Object(s.doc.clone()).to_string())
-    .bind(s.version)
-    .bind(s.created_ms)
-    .bind(s.modified_ms)
-    .bind(client)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| Error::from(e).on_conflict(|| "the name is already taken".to_string()))?;
-    Ok(())
+    .text(s.id.as_str())
+    .text(kind_str(s.kind))
+    .text(name_key(s.kind, &s.doc))
+    .opt_text(s.doc.get("externalId").and_then(Value::as_str))
+    .opt_text(s.identity_id.as_deref())
+    .opt_text(s.group_id.as_deref())
+    .text(Value::Object(s.doc.clone()).to_string())
+    .int(s.version)
+    .int(s.created_ms)
+    .int(s.modified_ms)
+    .text(client)
+    .on_conflict("the name is already taken");
+    if later {
+        tx.write_later(w).await
+    } else {
+        tx.write(w).await.map(drop)
+    }
 }
 
 pub(crate) async fn update(tx: &mut Tx, s: &Stored) -> Result<()> {

@@ -6,8 +6,10 @@
 //! `$1` placeholders.
 
 mod location;
+mod write;
 
 pub use location::{DatabaseLocation, sqlite_url};
+pub use write::{Arg, Write};
 
 use crate::error::{Error, Result};
 use crate::events::{self, AccessEvent};
@@ -117,6 +119,8 @@ pub struct Tx {
     /// SQLite: audit rows appended but not yet written (fewer than one batch), written at
     /// commit with the head. Lost with the transaction on rollback, as they should be.
     pub(crate) audit_rows: Vec<crate::audit::Event>,
+    /// SQLite: writes sent with the commit ([`Tx::write_later`]).
+    later: Vec<Write>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -138,8 +142,9 @@ impl Tx {
         match self.backend {
             Backend::Sqlite => {
                 let rows = std::mem::take(&mut self.audit_rows);
-                crate::audit::flush_sqlite(&mut self.tx, &rows, self.audit_head.take(), bump)
-                    .await?;
+                let later = std::mem::take(&mut self.later);
+                let head = self.audit_head.take();
+                write::flush_sqlite(&mut self.tx, &later, &rows, head, bump).await?;
             }
             Backend::Postgres if bump => {
                 sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1")
@@ -245,10 +250,12 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
+                        // No mmap: a connection whose database another connection changed
+                        // drops its whole mapping at its next transaction (a munmap per
+                        // request when the pool rotates), which cost more than it saved.
                         conn.execute(
                             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -32768; \
-                             PRAGMA mmap_size = 268435456;",
+                             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -32768;",
                         )
                         .await?;
                     }
@@ -334,6 +341,7 @@ impl Store {
             access_changed: false,
             audit_head: None,
             audit_rows: Vec::new(),
+            later: Vec::new(),
         }
     }
 
