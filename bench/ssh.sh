@@ -6,6 +6,7 @@
 # at each count in IDLE. Prints a table with ratios to direct; paste it into BENCHMARKS.md.
 #
 # Usage: bench/ssh.sh [SIZE_MIB] [N] [IDLE_COUNTS]   (defaults: 1024 50 "100 1000")
+# GATEHOUSE_BENCH_SMAPS=DIR keeps the gateway's /proc/PID/smaps before and after each idle count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE="${1:-1024}"
@@ -161,6 +162,7 @@ printf '\nidle interactive sessions through Gatehouse (gateway RSS)\n%-8s %12s %
 for count in $IDLE; do
   sleep 1
   before=$(rss_kib)
+  [ -n "${GATEHOUSE_BENCH_SMAPS:-}" ] && cp "/proc/$GPID/smaps" "$GATEHOUSE_BENCH_SMAPS/before.$count"
   for i in $(seq "$count"); do
     gatehouse -tt "exec sleep 3600 # $W/idle-marker" < /dev/null > /dev/null 2>&1 &
     [ $((i % 50)) -eq 0 ] && sleep 0.5
@@ -174,6 +176,7 @@ for count in $IDLE; do
   done
   sleep 3
   after=$(rss_kib)
+  [ -n "${GATEHOUSE_BENCH_SMAPS:-}" ] && cp "/proc/$GPID/smaps" "$GATEHOUSE_BENCH_SMAPS/after.$count"
   printf '%-8s %12s %12s %16.1f %8s\n' "$count" "$before" "$after" "$(echo "($after - $before) / $count" | bc -l)" "$(threads)"
   pkill -f "$W/idle-marker" 2>/dev/null || true
   sleep 3

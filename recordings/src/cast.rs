@@ -9,12 +9,14 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 
-/// The buffer between the session and the file; larger writes go straight through.
+/// Buffered bytes that make a write to the file before the next flush is due.
 pub const BUFFER_BYTES: usize = 64 * 1024;
+/// A buffer that grew past this is released at each timed flush: an idle session keeps none.
+const KEEP_BYTES: usize = 4 * 1024;
 /// The longest buffered data may wait before it reaches the file.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -56,7 +58,9 @@ pub struct Summary {
 /// Writes one cast as the session runs.
 pub struct CastWriter {
     path: PathBuf,
-    file: tokio::io::BufWriter<tokio::fs::File>,
+    /// Always here except while a write runs on the blocking pool (then back with the buffer).
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
     hasher: Sha256,
     size: u64,
     started: Instant,
@@ -94,11 +98,12 @@ impl CastWriter {
         open.write(true).create_new(true);
         #[cfg(unix)]
         open.mode(0o640);
-        let file = open.open(path).await.map_err(io(path))?;
+        let file = open.open(path).await.map_err(io(path))?.into_std().await;
         let now = Instant::now();
         let mut w = CastWriter {
             path: path.to_path_buf(),
-            file: tokio::io::BufWriter::with_capacity(BUFFER_BYTES, file),
+            file: Some(file),
+            buf: Vec::new(),
             hasher: Sha256::new(),
             size: 0,
             started: now,
@@ -123,11 +128,11 @@ impl CastWriter {
     }
 
     async fn line(&mut self, line: &str) -> Result<()> {
-        let written = async {
-            self.file.write_all(line.as_bytes()).await?;
-            self.file.write_all(b"\n").await
-        };
-        written.await.map_err(io(&self.path))?;
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        if self.buf.len() >= BUFFER_BYTES {
+            self.write_out(false).await?;
+        }
         self.hasher.update(line.as_bytes());
         self.hasher.update(b"\n");
         self.size += line.len() as u64 + 1;
@@ -178,10 +183,35 @@ impl CastWriter {
         Ok(())
     }
 
+    /// Writes the buffer to the file on the blocking pool; `release`: free a grown buffer.
+    async fn write_out(&mut self, release: bool) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let lost = || Error::Io {
+            path: self.path.display().to_string(),
+            source: std::io::Error::other("an earlier write did not finish"),
+        };
+        let mut file = self.file.take().ok_or_else(lost)?;
+        let data = std::mem::take(&mut self.buf);
+        let (file, mut data, written) = tokio::task::spawn_blocking(move || {
+            let written = file.write_all(&data);
+            (file, data, written)
+        })
+        .await
+        .map_err(|_| lost())?;
+        self.file = Some(file);
+        written.map_err(io(&self.path))?;
+        data.clear();
+        if !(release && data.capacity() > KEEP_BYTES) {
+            self.buf = data;
+        }
+        Ok(())
+    }
+
     /// Pushes everything buffered to the file.
     pub async fn flush(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        self.file.flush().await.map_err(io(&path))?;
+        self.write_out(true).await?;
         self.dirty = false;
         self.last_flush = Instant::now();
         Ok(())
@@ -199,7 +229,17 @@ impl CastWriter {
         }
         self.flush().await?;
         let path = self.path.clone();
-        self.file.get_ref().sync_all().await.map_err(io(&path))?;
+        let file = self.file.take().ok_or_else(|| Error::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other("an earlier write did not finish"),
+        })?;
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(io(&path))?;
         Ok(Summary {
             path,
             size: self.size,

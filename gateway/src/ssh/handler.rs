@@ -19,9 +19,6 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// Bytes read from a socket at a time.
-pub(super) const READ_BUFFER: usize = 64 * 1024;
-
 /// Runs one connection to its end. A client that has not authenticated within the login
 /// timeout is cut off, even in the middle of a key exchange.
 pub(super) async fn connection(
@@ -33,15 +30,10 @@ pub(super) async fn connection(
     let _ = tcp.set_nodelay(true);
     let cut = CancellationToken::new();
     let authed = Arc::new(AtomicBool::new(false));
-    // russh reads each packet with two exact reads (length, then the rest): a read buffer turns
-    // those into about one system call per 64 KiB.
-    let stream = tokio::io::BufReader::with_capacity(
-        READ_BUFFER,
-        Guarded {
-            inner: tcp,
-            cut: Box::pin(cut.clone().cancelled_owned()),
-        },
-    );
+    let stream = super::readbuf::FlowBuf::new(Guarded {
+        inner: tcp,
+        cut: Box::pin(cut.clone().cancelled_owned()),
+    });
     let handler = Handler {
         conn: Arc::new(Conn::new(shared.clone(), peer, local)),
         authed: authed.clone(),

@@ -8,6 +8,7 @@ mod flow;
 mod handler;
 mod menu;
 mod open;
+mod readbuf;
 pub mod sftp;
 pub mod target;
 pub mod upstream;

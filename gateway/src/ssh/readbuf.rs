@@ -1,0 +1,159 @@
+//! The read buffer under each SSH socket, held only while data flows. russh reads every packet
+//! with two exact reads (length, then the rest); a 64 KiB buffer turns those into about one
+//! system call per 64 KiB during a transfer. An idle session would pin two such buffers (one
+//! per side) for hours, so the buffer is released when a read finds the socket empty after a
+//! small fill (or twice in a row), and allocated again when data comes.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes read from a socket at a time while data flows.
+pub(super) const READ_BUFFER: usize = 64 * 1024;
+
+/// A fill smaller than this before the socket runs dry means the connection is not streaming.
+const QUIET_FILL: usize = READ_BUFFER / 4;
+
+/// A buffered reader (and pass-through writer) whose buffer exists only while data flows.
+#[derive(Debug)]
+pub(super) struct FlowBuf<S> {
+    inner: S,
+    buf: Option<Box<[u8]>>,
+    pos: usize,
+    filled: usize,
+    last_fill: usize,
+}
+
+impl<S> FlowBuf<S> {
+    pub(super) fn new(inner: S) -> Self {
+        FlowBuf {
+            inner,
+            buf: None,
+            pos: 0,
+            filled: 0,
+            last_fill: 0,
+        }
+    }
+
+    /// Whether a buffer is held now (for tests).
+    #[cfg(test)]
+    fn holds_buffer(&self) -> bool {
+        self.buf.is_some()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FlowBuf<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos >= this.filled {
+            // A read as large as the buffer gains nothing from it.
+            if out.remaining() >= READ_BUFFER {
+                return Pin::new(&mut this.inner).poll_read(cx, out);
+            }
+            let buf = this
+                .buf
+                .get_or_insert_with(|| vec![0u8; READ_BUFFER].into_boxed_slice());
+            let mut rb = ReadBuf::new(buf);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Pending => {
+                    // Dry after a small fill, or dry twice without data between: not streaming.
+                    if this.last_fill < QUIET_FILL {
+                        this.buf = None;
+                    }
+                    this.last_fill = 0;
+                    return Poll::Pending;
+                }
+                Poll::Ready(r) => r?,
+            }
+            this.filled = rb.filled().len();
+            this.pos = 0;
+            this.last_fill = this.filled;
+        }
+        let Some(buf) = this.buf.as_deref() else {
+            return Poll::Ready(Ok(()));
+        };
+        let n = out.remaining().min(this.filled - this.pos);
+        out.put_slice(&buf[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FlowBuf<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn bytes_arrive_in_order_and_an_idle_reader_holds_no_buffer() {
+        let (a, mut b) = tokio::io::duplex(256 * 1024);
+        let mut r = FlowBuf::new(a);
+        // A stream larger than the buffer, read in small exact pieces as russh does.
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            b.write_all(&sent).await.unwrap();
+            b
+        });
+        let mut got = vec![0u8; data.len()];
+        for chunk in got.chunks_mut(4 + 1000) {
+            r.read_exact(chunk).await.unwrap();
+        }
+        assert_eq!(got, data);
+        let mut b = writer.await.unwrap();
+        // A few small reads, then nothing to read: the buffer goes.
+        b.write_all(b"hello").await.unwrap();
+        let mut five = [0u8; 5];
+        r.read_exact(&mut five).await.unwrap();
+        assert_eq!(&five, b"hello");
+        let mut one = [0u8; 1];
+        let idle = tokio::time::timeout(std::time::Duration::from_millis(20), r.read(&mut one));
+        assert!(idle.await.is_err(), "nothing to read");
+        assert!(!r.holds_buffer());
+        // Data again: read as before.
+        b.write_all(b"x").await.unwrap();
+        r.read_exact(&mut one).await.unwrap();
+        assert_eq!(&one, b"x");
+        // Writes pass through.
+        r.write_all(b"back").await.unwrap();
+        let mut four = [0u8; 4];
+        b.read_exact(&mut four).await.unwrap();
+        assert_eq!(&four, b"back");
+    }
+}
