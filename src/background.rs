@@ -106,6 +106,36 @@ pub async fn watch_access(store: Store, stop: CancellationToken) {
     }
 }
 
+/// How often `serve` applies start and end dates that have come (`hr dates`).
+const DATES_EVERY: Duration = Duration::from_secs(60);
+
+/// Applies HR start and end dates as they come, between imports: at start-up, then every
+/// minute (a date takes effect within a minute of midnight UTC).
+pub async fn hr_dates(store: Store, clock: SharedClock, stop: CancellationToken) {
+    use gatehouse_broker::lifecycle;
+    loop {
+        match lifecycle::dates::run(
+            &store,
+            &gatehouse_broker::Actor::System,
+            clock.now_ms(),
+            lifecycle::DEFAULT_GRACE_MS,
+        )
+        .await
+        {
+            Ok(done) => {
+                for d in done {
+                    tracing::info!(identity = %d.username, change = d.kind, date = %d.date, "HR date applied");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot apply HR start and end dates"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(DATES_EVERY) => {}
+        }
+    }
+}
+
 /// Watches the HR drop folder: every `interval`, imports the `.csv` and `.json` files in it (by
 /// name order; dot-files and `*.tmp` are skipped, so writers should write elsewhere and rename
 /// in), then moves each to `processed/` (or `failed/` when it could not be imported at all)

@@ -219,6 +219,14 @@ pub enum HrCommand {
         #[arg(long, value_name = "DURATION")]
         grace: Option<humantime::Duration>,
     },
+    /// Apply start and end dates that have come since the last import: staged hires whose start
+    /// date is today or earlier become active with their birthright roles (`hr.start`); people
+    /// past their end date become leavers (`hr.leaver`). `serve` does this every minute.
+    Dates {
+        /// Print what is due; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]

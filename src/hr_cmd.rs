@@ -45,12 +45,15 @@ pub struct Options {
 }
 
 pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode> {
-    let HrCommand::Import {
-        file,
-        dry_run,
-        strict,
-        grace,
-    } = cmd;
+    let (file, dry_run, strict, grace) = match cmd {
+        HrCommand::Import {
+            file,
+            dry_run,
+            strict,
+            grace,
+        } => (file, dry_run, strict, grace),
+        HrCommand::Dates { dry_run } => return dates(settings, dry_run).await,
+    };
     let opts = Options {
         dry_run,
         strict,
@@ -68,6 +71,34 @@ pub async fn run(settings: &Settings, cmd: HrCommand) -> anyhow::Result<ExitCode
     drop(out);
     store.close().await;
     Ok(outcome?.exit_code())
+}
+
+/// `hr dates`: what start and end dates make due today, applied unless a dry run.
+async fn dates(settings: &Settings, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
+    let now_ms = SystemClock.now_ms();
+    let today = gatehouse_broker::clock::from_ms(now_ms).date_naive();
+    let due = if dry_run {
+        lifecycle::dates::pending(&store, today)
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
+    } else {
+        lifecycle::dates::run(&store, &Actor::Cli, now_ms, lifecycle::DEFAULT_GRACE_MS).await?
+    };
+    store.close().await;
+    for d in &due {
+        let what = if d.kind == "start" {
+            "start (start date"
+        } else {
+            "leaver (end date"
+        };
+        println!("{:<20} {what} {})", d.username, d.date);
+    }
+    let verb = if dry_run { "due" } else { "applied" };
+    println!("{} change(s) {verb}", due.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Imports one HR file: writes the plan, bad rows and results to `out` (bad rows and failures

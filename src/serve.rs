@@ -158,6 +158,11 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             shutdown.clone(),
         ));
     }
+    tokio::spawn(crate::background::hr_dates(
+        store.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(crate::background::watch_access(
         store.clone(),
         shutdown.clone(),

@@ -134,3 +134,83 @@ pub async fn hr_joiners_in_bulk_movers_and_leavers(db: &TestDb) {
     let report = audit::verify::verify(store, None, None).await.unwrap();
     assert_eq!(report.problem, None);
 }
+
+/// Start and end dates take effect without a new import (`lifecycle::dates`, run by `serve`
+/// every minute): the staged hire starts with its birthright roles on the start date, the
+/// contractor is a leaver the day after the end date, and running again changes nothing.
+pub async fn hr_start_and_end_dates_apply_between_imports(db: &TestDb) {
+    const DAY: i64 = 86_400_000;
+    let store = &db.store;
+    let mut tx = store.begin().await.unwrap();
+    let mut spec = RoleSpec::default();
+    spec.birthright
+        .insert("department".into(), vec!["operations".into()]);
+    roles::create_with(&mut tx, &Actor::Cli, T0, "ops-base", "", spec, "api")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let today = gatehouse_broker::clock::from_ms(T0).date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    let feed = format!(
+        "employee_number,first_name,last_name,email,department,employment_type,start_date,end_date,sponsor\n\
+         E1,Ann,Lee,ann@x.io,engineering,employee,2020-01-01,,\n\
+         E3,Cy,Day,cy@x.io,operations,employee,{tomorrow},,\n\
+         E4,Dan,Fox,dan@x.io,operations,contractor,2020-01-01,{today},E1\n"
+    );
+    let parsed = lifecycle::parse(&feed, false);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let mut conn = store.pool().acquire().await.unwrap();
+    let current = lifecycle::current(&mut conn).await.unwrap();
+    let rl = lifecycle::birthright_roles(&mut conn).await.unwrap();
+    drop(conn);
+    let plan = lifecycle::plan(&parsed.records, &current, &rl, today);
+    let mut tx = store.begin().await.unwrap();
+    for c in &plan {
+        lifecycle::apply(&mut tx, &Actor::System, T0, c, "feed.csv", 0)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let status = |name: &'static str| async move {
+        let mut conn = store.pool().acquire().await.unwrap();
+        identities::by_username(&mut conn, name)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    assert_eq!(status("cy").await, Status::Prehire);
+    assert_eq!(status("dan").await, Status::Active);
+
+    let dates = |now: i64| async move {
+        lifecycle::dates::run(store, &Actor::System, now, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.username, d.kind))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        dates(T0).await,
+        vec![],
+        "nothing is due on the day of the import"
+    );
+    let mut done = dates(T0 + DAY).await;
+    done.sort();
+    assert_eq!(
+        done,
+        vec![("cy".to_string(), "start"), ("dan".to_string(), "leaver")]
+    );
+    assert_eq!(status("cy").await, Status::Active);
+    assert_eq!(status("dan").await, Status::Terminated);
+    let mut conn = store.pool().acquire().await.unwrap();
+    let held = lifecycle::current(&mut conn).await.unwrap();
+    assert_eq!(held["E3"].birthright, ["ops-base".to_string()].into());
+    assert!(held["E4"].birthright.is_empty(), "the leaver keeps nothing");
+    drop(conn);
+    assert_eq!(dates(T0 + 2 * DAY).await, vec![], "applied once");
+    let acts = actions(store).await;
+    assert!(acts.contains(&"hr.start".to_string()), "{acts:?}");
+    let report = audit::verify::verify(store, None, None).await.unwrap();
+    assert_eq!(report.problem, None);
+}

@@ -68,6 +68,7 @@ on_both_backends!(
     security_passwords_are_argon2id_hashes_and_empty_never_matches,
     security_recovery_codes_are_single_use_and_per_identity,
     hr_joiners_in_bulk_movers_and_leavers,
+    hr_start_and_end_dates_apply_between_imports,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
