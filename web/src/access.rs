@@ -128,6 +128,12 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
     ),
     (Method::POST, "/approvals/{id}/deny", AUTH, "Deny a request"),
     (
+        Method::POST,
+        "/approvals/keep/{id}",
+        AUTH,
+        "As the person's manager, keep access in its HR grace period",
+    ),
+    (
         Method::GET,
         "/account",
         AUTH,

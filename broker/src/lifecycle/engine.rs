@@ -395,6 +395,48 @@ pub async fn terminate(
     }))
 }
 
+/// Birthright access in its grace period held by the people `manager` manages: what the manager
+/// may keep (see [`keep`]), soonest end first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InGrace {
+    pub assignment_id: String,
+    pub username: String,
+    pub role: String,
+    pub ends_ms: i64,
+}
+
+/// See [`InGrace`].
+pub async fn in_grace_for(
+    conn: &mut AnyConnection,
+    manager: &str,
+    now_ms: i64,
+) -> Result<Vec<InGrace>> {
+    let rows = sqlx::query(
+        "SELECT a.id, i.username, r.name, a.not_after, i.attributes FROM role_assignments a \
+         JOIN roles r ON r.id = a.role_id JOIN identities i ON i.id = a.subject_id \
+         WHERE a.source = $1 AND a.subject_kind = 'identity' AND a.not_after > $2 \
+         ORDER BY a.not_after, i.username",
+    )
+    .bind(BIRTHRIGHT)
+    .bind(now_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let attrs: Map<String, Value> =
+            serde_json::from_str(&r.try_get::<String, _>(4)?).unwrap_or_default();
+        if attrs.get("manager").and_then(Value::as_str) == Some(manager) {
+            out.push(InGrace {
+                assignment_id: r.try_get(0)?,
+                username: r.try_get(1)?,
+                role: r.try_get(2)?,
+                ends_ms: r.try_get(3)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The new manager keeps a mover's birthright access that is in its grace period (an approval):
 /// the assignment loses its end and is no longer managed by the birthright rule (source
 /// `kept`), so later imports leave it. Only the identity's manager may; audited as

@@ -42,32 +42,55 @@ impl Slapd {
             db = db.display()
         );
         std::fs::write(dir.join("slapd.conf"), conf).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("ldap://127.0.0.1:{port}");
-        let child = Command::new("/usr/sbin/slapd")
-            .arg("-f")
-            .arg(dir.join("slapd.conf"))
-            .args(["-h", &format!("{url}/"), "-d", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("slapd (Debian package slapd)");
-        let slapd = Slapd { child, url };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "slapd did not start");
-            std::thread::sleep(Duration::from_millis(50));
+        // The port is free when chosen but another test may take it before slapd binds it:
+        // then slapd exits (or the load reaches the wrong server) and we start again.
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let url = format!("ldap://127.0.0.1:{port}");
+            let child = Command::new("/usr/sbin/slapd")
+                .arg("-f")
+                .arg(dir.join("slapd.conf"))
+                .args(["-h", &format!("{url}/"), "-d", "0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("slapd (Debian package slapd)");
+            let mut slapd = Slapd { child, url };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut exited = false;
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if slapd.child.try_wait().unwrap().is_some() {
+                    exited = true;
+                    break;
+                }
+                assert!(Instant::now() < deadline, "slapd did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if exited {
+                failures.push(format!("port {port}: slapd exited"));
+                continue;
+            }
+            match slapd.try_modify("ldapadd", ldif) {
+                Ok(()) => return slapd,
+                Err(e) => failures.push(format!("port {port}: {e}")),
+            }
         }
-        slapd.modify("ldapadd", ldif);
-        slapd
+        panic!("slapd: {failures:?}");
     }
 
     /// Runs `ldapadd` / `ldapmodify` as the directory admin with `ldif` on stdin.
     pub fn modify(&self, tool: &str, ldif: &str) {
+        if let Err(e) = self.try_modify(tool, ldif) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_modify(&self, tool: &str, ldif: &str) -> Result<(), String> {
         use std::io::Write;
         let mut c = Command::new(tool)
             .args([
@@ -84,13 +107,14 @@ impl Slapd {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        c.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+        // A tool that fails early closes its input: its exit status says why.
+        let _ = c.stdin.take().unwrap().write_all(ldif.as_bytes());
         let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{tool}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{tool}: {}", String::from_utf8_lossy(&out.stderr)))
+        }
     }
 }
 

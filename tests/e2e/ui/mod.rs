@@ -5,6 +5,7 @@
 
 mod directory;
 mod flows;
+mod keep;
 mod sso;
 
 use fantoccini::wd::WebDriverCompatibleCommand;

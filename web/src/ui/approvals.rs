@@ -1,6 +1,7 @@
 //! The approver's queue: pending requests this person may decide, with the requester's context
 //! (manager, department, current access, SoD warnings, recent requests); approve or deny with a
-//! comment, with a fresh TOTP code when the role requires MFA for approval.
+//! comment, with a fresh TOTP code when the role requires MFA for approval. Below them, a
+//! manager's reports' birthright access in its HR grace period, which the manager may keep.
 
 use super::{Chrome, PageResult, Signed, begin, conn, render, span, when};
 use crate::AppState;
@@ -10,6 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use gatehouse_broker::lifecycle::engine::{self, InGrace};
 use gatehouse_broker::requests::{self, Filter, Request};
 use gatehouse_broker::{grants, identities, mfa, sod};
 use serde::Deserialize;
@@ -19,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/approvals", get(queue))
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/deny", post(deny))
+        .route("/approvals/keep/{id}", post(keep))
 }
 
 /// One request in the queue with what the approver should know.
@@ -38,6 +41,7 @@ struct QueuePage {
     page: Chrome,
     items: Vec<Item>,
     totp: bool,
+    grace: Vec<InGrace>,
 }
 
 impl QueuePage {
@@ -119,7 +123,27 @@ async fn queue(State(state): State<AppState>, s: Signed, Query(m): Query<Msg>) -
         page,
         items,
         totp: mfa::has_totp(&mut c, &s.0.identity.id).await?,
+        grace: engine::in_grace_for(&mut c, s.username(), now).await?,
     })
+}
+
+/// The manager keeps a report's access in its grace period (an approval, audited as
+/// `lifecycle.keep`); only that person's manager may (the broker checks).
+async fn keep(State(state): State<AppState>, s: Signed, Path(id): Path<String>) -> PageResult {
+    let mut tx = begin(&state).await?;
+    match engine::keep(&mut tx, &s.0.identity, state.clock.now_ms(), &id).await {
+        Ok(a) => {
+            tx.commit().await?;
+            Ok(back(&format!("Kept: {} keeps {}.", a.subject, a.role)))
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Ok(back(&format!(
+                "Not kept: {}",
+                ApiError::from_ref(&e).message
+            )))
+        }
+    }
 }
 
 #[derive(Deserialize)]
