@@ -2,37 +2,16 @@
 //! alone; a request approved by someone else and its grant's countdown; a cross-site form
 //! post refused.
 
-use super::{Browser, fresh_code};
+use super::{Browser, PASSWORD, fresh_code, set_password};
 use crate::harness::{Server, gatehouse, run, stderr};
 use fantoccini::Locator;
-use std::io::Write;
-use std::process::Stdio;
 use tempfile::TempDir;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// A server on HTTPS with alice (requester), bob (approver in group security) and a role
 /// alice may request.
 struct Site {
     _dir: TempDir,
     server: Server,
-}
-
-fn set_password(data: &std::path::Path, who: &str) {
-    let mut child = gatehouse(data)
-        .args(["mfa", "set-password", "--identity", who])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 async fn site() -> Site {

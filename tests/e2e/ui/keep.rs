@@ -3,30 +3,9 @@
 //! sees it under Approvals and keeps it (audited as `lifecycle.keep`); alice herself sees
 //! nothing to keep and is refused when she posts the form for it.
 
-use super::Browser;
 use super::directory::audit;
+use super::{Browser, PASSWORD, set_password};
 use crate::harness::{Server, gatehouse, run, stderr};
-use std::io::Write;
-use std::process::Stdio;
-
-const PASSWORD: &str = "correct horse battery staple 42";
-
-fn set_password(data: &std::path::Path, who: &str) {
-    let mut child = gatehouse(data)
-        .args(["mfa", "set-password", "--identity", who])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn import(data: &std::path::Path, dir: &std::path::Path, csv: &str) {
     let file = dir.join("hr.csv");

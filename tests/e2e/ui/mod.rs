@@ -8,6 +8,28 @@ mod flows;
 mod keep;
 mod sso;
 
+/// The password the UI tests give their local accounts.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Sets `who`'s password to [`PASSWORD`] with `gatehouse mfa set-password`.
+pub fn set_password(data: &std::path::Path, who: &str) {
+    use std::io::Write;
+    let mut child = crate::harness::gatehouse(data)
+        .args(["mfa", "set-password", "--identity", who])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -116,30 +138,13 @@ impl Browser {
     pub async fn text(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let found = self
-                .c
-                .wait()
-                .at_most(Duration::from_secs(10))
-                .for_element(Locator::Css(css))
-                .await;
-            match found {
-                Ok(e) => match e.text().await {
-                    Ok(t) => return t,
-                    // The page was replaced between finding and reading: look again.
-                    Err(_) if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => panic!("{css}: {e}"),
-                },
-                Err(e) => {
-                    let url = self
-                        .c
-                        .current_url()
-                        .await
-                        .map(|u| u.to_string())
-                        .unwrap_or_default();
-                    panic!("no {css} ({e}) at {url}:\n{}", self.html().await)
+            match self.element(css).await.text().await {
+                Ok(t) => return t,
+                // The page was replaced between finding and reading: look again.
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                Err(e) => panic!("{css}: {e}"),
             }
         }
     }
