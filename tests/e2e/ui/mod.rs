@@ -123,14 +123,38 @@ impl Browser {
         }
     }
 
+    /// Fills a field; found again if the page was replaced under it (a stale element).
     pub async fn fill(&self, css: &str, value: &str) {
-        let e = self.element(css).await;
-        e.clear().await.unwrap();
-        e.send_keys(value).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.element(css).await;
+            match async {
+                e.clear().await?;
+                e.send_keys(value).await
+            }
+            .await
+            {
+                Ok(()) => return,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
     }
 
+    /// Clicks an element; found again if the page was replaced under it (a stale element).
     pub async fn click(&self, css: &str) {
-        self.element(css).await.click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.element(css).await.click().await {
+                Ok(()) => return,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
     }
 
     /// Waits (up to 10 s) for an element and returns its text (found again if the page changed
