@@ -2,7 +2,7 @@
 //! with two exact reads (length, then the rest); a 64 KiB buffer turns those into about one
 //! system call per 64 KiB during a transfer. An idle session would pin two such buffers (one
 //! per side) for hours, so the buffer is released when a read finds the socket empty after a
-//! small fill (or twice in a row), and allocated again when data comes.
+//! small fill, and allocated again when data comes.
 
 use std::io;
 use std::pin::Pin;
@@ -61,11 +61,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for FlowBuf<S> {
             let mut rb = ReadBuf::new(buf);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Pending => {
-                    // Dry after a small fill, or dry twice without data between: not streaming.
+                    // Dry after a small fill: not streaming. (A burst usually ends with a small
+                    // fill, so a buffer kept after a large one goes at the end of the burst.)
                     if this.last_fill < QUIET_FILL {
                         this.buf = None;
                     }
-                    this.last_fill = 0;
                     return Poll::Pending;
                 }
                 Poll::Ready(r) => r?,
