@@ -6,6 +6,7 @@
 mod bridge;
 mod flow;
 mod handler;
+mod lanes;
 mod menu;
 mod open;
 mod readbuf;
@@ -170,6 +171,7 @@ pub async fn serve(
         stop.clone(),
     ));
     let tasks = tokio_util::task::TaskTracker::new();
+    let lanes = lanes::Lanes::start(lanes::count())?;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
@@ -186,7 +188,23 @@ pub async fn serve(
         };
         let local = tcp.local_addr().ok();
         let shared = shared.clone();
-        tasks.spawn(handler::connection(shared, tcp, peer, local));
+        // The socket moves to its lane's own IO driver, so its readiness wakes that thread.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a connection to its lane");
+                continue;
+            }
+        };
+        tasks.spawn_on(
+            async move {
+                match tokio::net::TcpStream::from_std(tcp) {
+                    Ok(tcp) => handler::connection(shared, tcp, peer, local).await,
+                    Err(e) => tracing::warn!(error = %e, "cannot take a connection on its lane"),
+                }
+            },
+            lanes.pick(),
+        );
     }
     shared.live.end_all(EndReason::Shutdown);
     tasks.close();
@@ -196,5 +214,6 @@ pub async fn serve(
         shared.tasks.wait().await;
     })
     .await;
+    drop(lanes);
     Ok(())
 }
