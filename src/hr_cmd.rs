@@ -79,11 +79,7 @@ async fn dates(settings: &Settings, dry_run: bool) -> anyhow::Result<ExitCode> {
     let now_ms = SystemClock.now_ms();
     let today = gatehouse_broker::clock::from_ms(now_ms).date_naive();
     let due = if dry_run {
-        lifecycle::dates::pending(&store, today)
-            .await?
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect()
+        lifecycle::dates::pending(&store, today).await?
     } else {
         lifecycle::dates::run(&store, &Actor::Cli, now_ms, lifecycle::DEFAULT_GRACE_MS).await?
     };

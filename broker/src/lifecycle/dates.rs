@@ -41,7 +41,7 @@ pub fn due(status: Status, attrs: &Map<String, Value>, today: NaiveDate) -> Opti
 }
 
 /// The HR identities a date changes on `today`.
-pub async fn pending(store: &Store, today: NaiveDate) -> Result<Vec<(Due, Map<String, Value>)>> {
+pub async fn pending(store: &Store, today: NaiveDate) -> Result<Vec<Due>> {
     let mut conn = store.pool().acquire().await?;
     // Only HR-managed people carry start and end dates; the LIKE is a cheap pre-filter.
     let rows = sqlx::query(
@@ -66,14 +66,11 @@ pub async fn pending(store: &Store, today: NaiveDate) -> Result<Vec<(Due, Map<St
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            out.push((
-                Due {
-                    username: r.try_get(0)?,
-                    kind,
-                    date,
-                },
-                attrs,
-            ));
+            out.push(Due {
+                username: r.try_get(0)?,
+                kind,
+                date,
+            });
         }
     }
     Ok(out)
@@ -138,7 +135,7 @@ pub async fn apply(
 pub async fn run(store: &Store, actor: &Actor, now_ms: i64, grace_ms: i64) -> Result<Vec<Due>> {
     let today = crate::clock::from_ms(now_ms).date_naive();
     let mut done = Vec::new();
-    for (d, _) in pending(store, today).await? {
+    for d in pending(store, today).await? {
         let mut tx = store.begin().await?;
         if apply(&mut tx, actor, now_ms, today, &d, grace_ms).await? {
             tx.commit().await?;
