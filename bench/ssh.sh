@@ -104,21 +104,13 @@ for path in direct jump gatehouse; do $path true || { echo "$path: cannot connec
 
 now() { date +%s.%N; }
 bytes=$((SIZE * 1048576))
-# Best of 3 seconds for one transfer.
-best() {
-  local best="" s e t
-  for _ in 1 2 3; do
-    s=$(now); "$@"; e=$(now)
-    t=$(echo "$e - $s" | bc -l)
-    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
-  done
-  echo "$best"
-}
+# Seconds one transfer takes.
+timed() { local s e; s=$(now); "$@"; e=$(now); echo "$e - $s" | bc -l; }
 down() { $1 "head -c $bytes /dev/zero" | cat > /dev/null; }
 up()   { head -c "$bytes" /dev/zero | $1 'cat > /dev/null'; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
-echo "openssh: $(ssh -V 2>&1); cipher aes128-gcm@openssh.com, kex curve25519-sha256; $SIZE MiB each way, best of 3"
+echo "openssh: $(ssh -V 2>&1); cipher aes128-gcm@openssh.com, kex curve25519-sha256; $SIZE MiB each way, best of 3 taking turns"
 printf '\n%-10s %12s %8s %12s %8s\n' path "down MiB/s" ratio "up MiB/s" ratio
 declare -A D U
 # GATEHOUSE_BENCH_PERF=FILE: record a perf profile of the gateway during its transfers.
@@ -127,9 +119,14 @@ if [ -n "${GATEHOUSE_BENCH_PERF:-}" ]; then
   down gatehouse; up gatehouse
   kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
 fi
-for path in direct jump gatehouse; do
-  D[$path]=$(echo "$SIZE / $(best down $path)" | bc -l)
-  U[$path]=$(echo "$SIZE / $(best up $path)" | bc -l)
+# Best of 3 for each path and direction, the paths taking turns within each round so that a
+# change in the machine's speed during the run (it is shared) weighs on all three alike.
+for round in 1 2 3; do
+  for path in direct jump gatehouse; do
+    d=$(echo "$SIZE / $(timed down $path)" | bc -l); u=$(echo "$SIZE / $(timed up $path)" | bc -l)
+    if [ -z "${D[$path]:-}" ] || [ "$(echo "$d > ${D[$path]}" | bc -l)" = 1 ]; then D[$path]=$d; fi
+    if [ -z "${U[$path]:-}" ] || [ "$(echo "$u > ${U[$path]}" | bc -l)" = 1 ]; then U[$path]=$u; fi
+  done
 done
 # CPU the gateway spends per transfer (user + system, from /proc), to tell CPU-bound from waiting.
 cpu_s() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$GPID/stat"; }
@@ -142,6 +139,32 @@ done
 printf 'gateway CPU: %.2f s for %s MiB down (%.0f%% of one core), %.2f s up (%.0f%%)\n' \
   "$(echo "$c1 - $c0" | bc -l)" "$SIZE" "$(echo "100 * ($c1 - $c0) / ($s1 - $s0)" | bc -l)" \
   "$(echo "$c2 - $c1" | bc -l)" "$(echo "100 * ($c2 - $c1) / ($s2 - $s1)" | bc -l)"
+
+# Where the CPU goes, per GiB moved, for one transfer each way on each path: the client side
+# (ssh with head/cat, from the shell's children times), the sshd processes (target and bastion,
+# from their listeners' reaped children), the gateway, and how busy the whole machine was.
+# `times` runs in this shell (a command substitution would be a subshell with no children).
+children_s() { times > "$W/times"; CH=$(awk 'NR==2 {gsub(/[ms]/," "); print $1*60+$2+$3*60+$4}' "$W/times"); }
+sshd_s() { local t=0 p; for p in "${pids[0]}" "${pids[1]}"; do
+  t=$(echo "$t + $(awk -v h="$(getconf CLK_TCK)" '{print ($14 + $15 + $16 + $17) / h}' "/proc/$p/stat")" | bc -l); done; echo "$t"; }
+gw_s() { cpu_s; }
+busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+printf '\nCPU seconds per GiB (one transfer each way; machine has %s cores)\n%-10s %-5s %8s %8s %8s %8s %10s\n' \
+  "$(nproc)" path dir client sshd gateway total "machine busy"
+for path in direct jump gatehouse; do
+  for dir in down up; do
+    children_s; k0=$CH; h0=$(sshd_s); g0=$(gw_s); read -r b0 t0 < <(busy)
+    $dir $path
+    read -r b1 t1 < <(busy)
+    sleep 1   # sshd reaps its session processes a moment after the client is done
+    children_s; k1=$CH; h1=$(sshd_s); g1=$(gw_s)
+    gib=$(echo "$SIZE / 1024" | bc -l)
+    g=0; [ "$path" = gatehouse ] && g=$(echo "$g1 - $g0" | bc -l)
+    printf '%-10s %-5s %8.2f %8.2f %8.2f %8.2f %9.0f%%\n' $path $dir \
+      "$(echo "($k1 - $k0) / $gib" | bc -l)" "$(echo "($h1 - $h0) / $gib" | bc -l)" "$(echo "$g / $gib" | bc -l)" \
+      "$(echo "($k1 - $k0 + $h1 - $h0 + $g) / $gib" | bc -l)" "$(echo "100 * ($b1 - $b0) / ($t1 - $t0)" | bc -l)"
+  done
+done
 
 printf '\nconnect latency, `ssh … true` x %s (ms)\n%-10s %8s %8s %8s %12s\n' "$N" path p50 p90 max "p50 - direct"
 declare -A P50

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# A/B throughput of two gatehouse binaries against direct OpenSSH, in one run: the same target
+# sshd, two gateways side by side (each with its own data directory), and rounds in which direct,
+# A and B take turns, so the shared machine's changes of speed weigh on all three alike. Prints
+# each round and the median ratio to direct. For trying a change before running bench/ssh.sh.
+#
+# Usage: bench/ssh-ab.sh BIN_A BIN_B [SIZE_MIB] [ROUNDS]   (defaults: 256 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A="${1:?usage: bench/ssh-ab.sh BIN_A BIN_B [SIZE_MIB] [ROUNDS]}"
+B="${2:?usage: bench/ssh-ab.sh BIN_A BIN_B [SIZE_MIB] [ROUNDS]}"
+SIZE="${3:-256}"
+ROUNDS="${4:-5}"
+W=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+LOGIN=ghbench
+id "$LOGIN" >/dev/null 2>&1 || useradd --system --shell /bin/sh --home-dir /tmp --no-create-home "$LOGIN"
+usermod -d /tmp -p "*" "$LOGIN"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+T=$(free_port)
+ssh-keygen -q -t ed25519 -N '' -C bench -f "$W/user"
+ssh-keygen -q -t ed25519 -N '' -C target -f "$W/target_host"
+cp "$W/user.pub" "$W/authorized_keys"
+chmod 755 "$W"; chmod 644 "$W/authorized_keys"
+mkdir -p /run/sshd
+for side in a b; do
+  bin=$A; [ $side = b ] && bin=$B
+  "$bin" --data-dir "$W/$side" ssh ca >> "$W/ca.pub"
+done
+cat > "$W/target.conf" <<EOC
+Port $T
+ListenAddress 127.0.0.1
+HostKey $W/target_host
+TrustedUserCAKeys $W/ca.pub
+AuthorizedKeysFile $W/authorized_keys
+PidFile none
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+EOC
+/usr/sbin/sshd -D -e -f "$W/target.conf" 2>"$W/target.log" & pids+=($!)
+cat > "$W/policy.toml" <<EOC
+[[identities]]
+username = "bench"
+ssh_keys = ["$(cat "$W/user.pub")"]
+
+[[targets]]
+name = "db"
+kind = "ssh"
+address = "127.0.0.1:$T"
+host_key = "$(cut -d' ' -f1,2 "$W/target_host.pub")"
+
+[[roles]]
+name = "db-root"
+targets = { names = ["db"] }
+logins = ["$LOGIN"]
+
+[[assignments]]
+role = "db-root"
+to = "bench"
+kind = "standing"
+EOC
+declare -A PORT
+for side in a b; do
+  bin=$A; [ $side = b ] && bin=$B
+  PORT[$side]=$(free_port); web=$(free_port)
+  "$bin" --data-dir "$W/$side" apply "$W/policy.toml" >/dev/null
+  "$bin" --data-dir "$W/$side" --log-level warn serve --web-listen "127.0.0.1:$web" --ssh-listen "127.0.0.1:${PORT[$side]}" 2>"$W/$side.log" & pids+=($!)
+done
+for port in $T "${PORT[a]}" "${PORT[b]}"; do
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+done
+O=(-c aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
+   -o IdentitiesOnly=yes -o LogLevel=ERROR -i "$W/user")
+direct() { ssh "${O[@]}" -p "$T" "$LOGIN@127.0.0.1" "$@"; }
+a()      { ssh "${O[@]}" -p "${PORT[a]}" "$LOGIN@db@127.0.0.1" "$@"; }
+b()      { ssh "${O[@]}" -p "${PORT[b]}" "$LOGIN@db@127.0.0.1" "$@"; }
+for path in direct a b; do $path true || { echo "$path: cannot connect" >&2; exit 1; }; done
+bytes=$((SIZE * 1048576))
+now() { date +%s.%N; }
+timed() { local s e; s=$(now); "$@"; e=$(now); echo "$SIZE / ($e - $s)" | bc -l; }
+down() { $1 "head -c $bytes /dev/zero" | cat > /dev/null; }
+up()   { head -c "$bytes" /dev/zero | $1 'cat > /dev/null'; }
+
+echo "A = $A"; echo "B = $B"; echo "$SIZE MiB each way, $ROUNDS rounds, MiB/s and ratio to direct in the same round"
+printf '%-6s %8s %8s %8s %7s %7s | %8s %8s %8s %7s %7s\n' round "d.dir" "d.A" "d.B" "A/dir" "B/dir" "u.dir" "u.A" "u.B" "A/dir" "B/dir"
+: > "$W/ratios"
+for r in $(seq "$ROUNDS"); do
+  # A and B swap places every round.
+  if [ $((r % 2)) = 1 ]; then
+    dd=$(timed down direct); da=$(timed down a); db=$(timed down b)
+    ud=$(timed up direct); ua=$(timed up a); ub=$(timed up b)
+  else
+    dd=$(timed down direct); db=$(timed down b); da=$(timed down a)
+    ud=$(timed up direct); ub=$(timed up b); ua=$(timed up a)
+  fi
+  printf '%-6s %8.1f %8.1f %8.1f %7.2f %7.2f | %8.1f %8.1f %8.1f %7.2f %7.2f\n' "$r" "$dd" "$da" "$db" \
+    "$(echo "$da / $dd" | bc -l)" "$(echo "$db / $dd" | bc -l)" "$ud" "$ua" "$ub" "$(echo "$ua / $ud" | bc -l)" "$(echo "$ub / $ud" | bc -l)"
+  echo "$(echo "$da / $dd" | bc -l) $(echo "$db / $dd" | bc -l) $(echo "$ua / $ud" | bc -l) $(echo "$ub / $ud" | bc -l)" >> "$W/ratios"
+done
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+printf 'median ratio to direct: down A %.2f B %.2f, up A %.2f B %.2f\n' \
+  "$(awk '{print $1}' "$W/ratios" | median)" "$(awk '{print $2}' "$W/ratios" | median)" \
+  "$(awk '{print $3}' "$W/ratios" | median)" "$(awk '{print $4}' "$W/ratios" | median)"
