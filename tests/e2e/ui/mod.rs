@@ -33,13 +33,18 @@ pub fn set_password(data: &std::path::Path, who: &str) {
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// A chromedriver and one browser session; both end when dropped (call `close` to end cleanly).
+/// chromedriver runs in a process group of its own, and the whole group is killed at the end:
+/// killing chromedriver alone left its Chromium running after every test that did not close.
 pub struct Browser {
     pub c: Client,
     driver: std::process::Child,
+    /// The driver's group was killed and the driver reaped (its id may be reused after).
+    ended: bool,
     pub base: String,
 }
 
@@ -64,6 +69,7 @@ impl Browser {
         let driver = std::process::Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .arg("--silent")
+            .process_group(0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -93,6 +99,7 @@ impl Browser {
         Browser {
             c,
             driver,
+            ended: false,
             base: base.to_string(),
         }
     }
@@ -252,6 +259,19 @@ impl Browser {
 
     pub async fn close(mut self) {
         let _ = self.c.clone().close().await;
+        self.kill_group();
+    }
+
+    /// Kills chromedriver and every Chromium process it started (they share its group).
+    fn kill_group(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let group = format!("-{}", self.driver.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -259,7 +279,7 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        self.kill_group();
     }
 }
 
