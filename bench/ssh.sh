@@ -141,28 +141,53 @@ printf 'gateway CPU: %.2f s for %s MiB down (%.0f%% of one core), %.2f s up (%.0
   "$(echo "$c2 - $c1" | bc -l)" "$(echo "100 * ($c2 - $c1) / ($s2 - $s1)" | bc -l)"
 
 # Where the CPU goes, per GiB moved, for one transfer each way on each path: the client side
-# (ssh with head/cat, from the shell's children times), the sshd processes (target and bastion,
-# from their listeners' reaped children), the gateway, and how busy the whole machine was.
+# (ssh with head/cat, from this shell's children times), the sshd session processes (sampled
+# while they run: they are not reaped by their listener), the gateway, and how busy the whole
+# machine was.
 # `times` runs in this shell (a command substitution would be a subshell with no children).
 children_s() { times > "$W/times"; CH=$(awk 'NR==2 {gsub(/[ms]/," "); print $1*60+$2+$3*60+$4}' "$W/times"); }
-sshd_s() { local t=0 p; for p in "${pids[0]}" "${pids[1]}"; do
-  t=$(echo "$t + $(awk -v h="$(getconf CLK_TCK)" '{print ($14 + $15 + $16 + $17) / h}' "/proc/$p/stat")" | bc -l); done; echo "$t"; }
-gw_s() { cpu_s; }
+sshd_sampler() { # prints the CPU seconds of sshd processes seen until $W/stop exists
+  python3 - "$W/stop" <<'EOP'
+import os, sys, time
+stop, seen = sys.argv[1], {}
+# Processes from before this transfer (listeners, unreaped sessions of earlier ones) do not count.
+before = set(p for p in os.listdir("/proc") if p.isdigit())
+hz = os.sysconf("SC_CLK_TCK")
+open(stop + ".ready", "w").close()
+while True:
+    done = os.path.exists(stop)
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or p in before:
+            continue
+        try:
+            st = open(f"/proc/{p}/stat").read()
+        except OSError:
+            continue
+        f = st[st.rindex(")") + 2:].split()
+        if st[st.index("(") + 1:st.rindex(")")] == "sshd":
+            seen[p] = max(seen.get(p, 0), int(f[11]) + int(f[12]))
+    if done:
+        break
+    time.sleep(0.1)
+print(sum(seen.values()) / hz)
+EOP
+}
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
 printf '\nCPU seconds per GiB (one transfer each way; machine has %s cores)\n%-10s %-5s %8s %8s %8s %8s %10s\n' \
   "$(nproc)" path dir client sshd gateway total "machine busy"
+gib=$(echo "$SIZE / 1024" | bc -l)
 for path in direct jump gatehouse; do
   for dir in down up; do
-    children_s; k0=$CH; h0=$(sshd_s); g0=$(gw_s); read -r b0 t0 < <(busy)
+    rm -f "$W/stop" "$W/stop.ready"; sshd_sampler > "$W/sshd_s" & SAMPLER=$!
+    while [ ! -e "$W/stop.ready" ]; do sleep 0.02; done
+    children_s; k0=$CH; g0=$(cpu_s); read -r b0 t0 < <(busy)
     $dir $path
-    read -r b1 t1 < <(busy)
-    sleep 1   # sshd reaps its session processes a moment after the client is done
-    children_s; k1=$CH; h1=$(sshd_s); g1=$(gw_s)
-    gib=$(echo "$SIZE / 1024" | bc -l)
+    read -r b1 t1 < <(busy); children_s; k1=$CH; g1=$(cpu_s)
+    sleep 0.3; touch "$W/stop"; wait "$SAMPLER"; h=$(cat "$W/sshd_s")
     g=0; [ "$path" = gatehouse ] && g=$(echo "$g1 - $g0" | bc -l)
     printf '%-10s %-5s %8.2f %8.2f %8.2f %8.2f %9.0f%%\n' $path $dir \
-      "$(echo "($k1 - $k0) / $gib" | bc -l)" "$(echo "($h1 - $h0) / $gib" | bc -l)" "$(echo "$g / $gib" | bc -l)" \
-      "$(echo "($k1 - $k0 + $h1 - $h0 + $g) / $gib" | bc -l)" "$(echo "100 * ($b1 - $b0) / ($t1 - $t0)" | bc -l)"
+      "$(echo "($k1 - $k0) / $gib" | bc -l)" "$(echo "$h / $gib" | bc -l)" "$(echo "$g / $gib" | bc -l)" \
+      "$(echo "($k1 - $k0 + $h + $g) / $gib" | bc -l)" "$(echo "100 * ($b1 - $b0) / ($t1 - $t0)" | bc -l)"
   done
 done
 
