@@ -33,7 +33,8 @@ pub(super) async fn connection(
     let stream = super::readbuf::FlowBuf::new(Guarded {
         inner: tcp,
         cut: Box::pin(cut.clone().cancelled_owned()),
-    });
+    })
+    .quick_acks();
     let handler = Handler {
         conn: Arc::new(Conn::new(shared.clone(), peer, local)),
         authed: authed.clone(),
@@ -68,6 +69,12 @@ pub(super) async fn connection(
 struct Guarded {
     inner: tokio::net::TcpStream,
     cut: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl std::os::fd::AsFd for Guarded {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
 }
 
 fn timed_out() -> io::Error {

@@ -189,7 +189,7 @@ pub async fn connect(target: &TargetInfo, credential: Credential<'_>) -> Result<
             .await
             .map_err(|e| fail(format!("cannot connect to {}: {e}", target.address)))?;
         let _ = tcp.set_nodelay(true);
-        let stream = super::readbuf::FlowBuf::new(tcp);
+        let stream = super::readbuf::FlowBuf::new(tcp).quick_acks();
         let mut handle = client::connect_stream(client_config(), stream, handler)
             .await
             .map_err(|e| {
