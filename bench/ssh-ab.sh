@@ -114,6 +114,7 @@ printf 'median ratio to direct: down A %.2f B %.2f, up A %.2f B %.2f\n' \
 fi
 
 # Connect latency: `ssh … true`, the three taking turns.
+if [ "$CONNECTS" -gt 0 ]; then
 for path in direct a b; do $path true; done
 for _ in $(seq "$CONNECTS"); do
   for path in direct a b; do
@@ -125,3 +126,4 @@ for path in direct a b; do
   awk -v p="$path" '$1 == p {print $2 / 1000}' "$W/lat" | sort -n |
     awk -v p="$path" '{v[NR] = $1} END {printf "%-8s %8.1f %8.1f\n", p, v[int((NR + 1) / 2)], v[int(NR * 0.9)]}'
 done
+fi
