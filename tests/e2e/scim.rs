@@ -1,8 +1,11 @@
 //! The SCIM 2.0 service provider as identity providers use it: PyPI's `scim2-tester` (through
 //! `scim2 test`) against the real server, and the protocol features it does not exercise —
-//! filters, sorting, paging, ETags, Bulk, errors — checked over HTTP.
+//! filters, sorting, paging, ETags, Bulk, errors — checked over HTTP. Both run on SQLite and on
+//! PostgreSQL.
 
 use crate::harness::{Server, gatehouse, run, stdout};
+use gatehouse_broker::store::Backend;
+use gatehouse_broker::testkit::TestDb;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -25,13 +28,32 @@ pub fn python_tools() -> PathBuf {
 }
 
 async fn start() -> (tempfile::TempDir, Server, String) {
+    let (dir, _, server, token) = start_on(Backend::Sqlite).await;
+    (dir, server, token)
+}
+
+/// A server on `backend` (a database of its own on PostgreSQL, dropped with the `TestDb`) and
+/// a SCIM client token made with the CLI.
+async fn start_on(backend: Backend) -> (tempfile::TempDir, Option<TestDb>, Server, String) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &[], &[]).await;
-    let out = run(gatehouse(&data).args(["scim", "client", "add", "okta"]));
+    let db = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(TestDb::postgres().await),
+    };
+    let url = db.as_ref().map(|d| d.url.clone());
+    let env: Vec<(&str, &str)> = url
+        .iter()
+        .map(|u| ("GATEHOUSE_DATABASE_URL", u.as_str()))
+        .collect();
+    let server = Server::start(&data, &[], &env).await;
+    let mut add = gatehouse(&data);
+    add.envs(env.iter().copied())
+        .args(["scim", "client", "add", "okta"]);
+    let out = run(&mut add);
     assert!(out.status.success());
     let token = stdout(&out).trim().to_string();
-    (dir, server, token)
+    (dir, db, server, token)
 }
 
 struct Scim<'a> {
@@ -102,9 +124,18 @@ fn q(filter: &str) -> String {
 }
 
 #[tokio::test]
-async fn scim2_tester_reports_no_failure() {
+async fn scim2_tester_reports_no_failure_on_sqlite() {
+    scim2_tester_reports_no_failure(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn scim2_tester_reports_no_failure_on_postgres() {
+    scim2_tester_reports_no_failure(Backend::Postgres).await;
+}
+
+async fn scim2_tester_reports_no_failure(backend: Backend) {
     let tools = python_tools();
-    let (_dir, server, token) = start().await;
+    let (_dir, _db, server, token) = start_on(backend).await;
     let out = std::process::Command::new(tools.join("bin/scim2"))
         .args(["--url", &server.url("/scim/v2"), "test"])
         .env("SCIM_CLI_HEADERS", format!("Authorization: Bearer {token}"))
@@ -118,7 +149,10 @@ async fn scim2_tester_reports_no_failure() {
             !l.starts_with("SUCCESS") && !l.starts_with("  ") && !l.starts_with("Performing")
         })
         .collect();
-    println!("scim2-tester: {checks} checks passed, {} not", failed.len());
+    println!(
+        "scim2-tester on {backend:?}: {checks} checks passed, {} not",
+        failed.len()
+    );
     assert!(
         out.status.success(),
         "{report}\n{}",
@@ -129,8 +163,17 @@ async fn scim2_tester_reports_no_failure() {
 }
 
 #[tokio::test]
-async fn scim_filters_sorting_paging_etags_bulk_and_errors() {
-    let (_dir, server, token) = start().await;
+async fn scim_filters_sorting_paging_etags_bulk_and_errors_on_sqlite() {
+    scim_filters_sorting_paging_etags_bulk_and_errors(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn scim_filters_sorting_paging_etags_bulk_and_errors_on_postgres() {
+    scim_filters_sorting_paging_etags_bulk_and_errors(Backend::Postgres).await;
+}
+
+async fn scim_filters_sorting_paging_etags_bulk_and_errors(backend: Backend) {
+    let (_dir, _db, server, token) = start_on(backend).await;
     let s = Scim {
         server: &server,
         token: &token,
