@@ -19,55 +19,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
-LOGIN=ghbench
-id "$LOGIN" >/dev/null 2>&1 || useradd --system --shell /bin/sh --home-dir /tmp --no-create-home "$LOGIN"
-usermod -d /tmp -p "*" "$LOGIN"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/ssh-env.sh
 T=$(free_port)
-ssh-keygen -q -t ed25519 -N '' -C bench -f "$W/user"
-ssh-keygen -q -t ed25519 -N '' -C target -f "$W/target_host"
-cp "$W/user.pub" "$W/authorized_keys"
-chmod 755 "$W"; chmod 644 "$W/authorized_keys"
-mkdir -p /run/sshd
 for side in a b; do
   bin=$A; [ $side = b ] && bin=$B
   "$bin" --data-dir "$W/$side" ssh ca >> "$W/ca.pub"
 done
-cat > "$W/target.conf" <<EOC
-Port $T
-ListenAddress 127.0.0.1
-HostKey $W/target_host
-TrustedUserCAKeys $W/ca.pub
-AuthorizedKeysFile $W/authorized_keys
-PidFile none
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-Subsystem sftp internal-sftp
-EOC
-/usr/sbin/sshd -D -e -f "$W/target.conf" 2>"$W/target.log" & pids+=($!)
-cat > "$W/policy.toml" <<EOC
-[[identities]]
-username = "bench"
-ssh_keys = ["$(cat "$W/user.pub")"]
-
-[[targets]]
-name = "db"
-kind = "ssh"
-address = "127.0.0.1:$T"
-host_key = "$(cut -d' ' -f1,2 "$W/target_host.pub")"
-
-[[roles]]
-name = "db-root"
-targets = { names = ["db"] }
-logins = ["$LOGIN"]
-
-[[assignments]]
-role = "db-root"
-to = "bench"
-kind = "standing"
-EOC
+start_sshd target "$T"
+bench_policy "$T" > "$W/policy.toml"
 declare -A PORT
 for side in a b; do
   bin=$A; [ $side = b ] && bin=$B
@@ -75,11 +34,7 @@ for side in a b; do
   "$bin" --data-dir "$W/$side" apply "$W/policy.toml" >/dev/null
   "$bin" --data-dir "$W/$side" --log-level warn serve --web-listen "127.0.0.1:$web" --ssh-listen "127.0.0.1:${PORT[$side]}" 2>"$W/$side.log" & pids+=($!)
 done
-for port in $T "${PORT[a]}" "${PORT[b]}"; do
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-done
-O=(-c aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
-   -o IdentitiesOnly=yes -o LogLevel=ERROR -i "$W/user")
+for port in $T "${PORT[a]}" "${PORT[b]}"; do wait_port "$port"; done
 direct() { ssh "${O[@]}" -p "$T" "$LOGIN@127.0.0.1" "$@"; }
 a()      { ssh "${O[@]}" -p "${PORT[a]}" "$LOGIN@db@127.0.0.1" "$@"; }
 b()      { ssh "${O[@]}" -p "${PORT[b]}" "$LOGIN@db@127.0.0.1" "$@"; }

@@ -27,76 +27,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The login on the target: a dedicated user with /bin/sh, so no shell start-up files (pyenv and
-# the like in root's .bashrc) are timed, and killed idle sessions leave nothing behind.
-LOGIN=ghbench
-id "$LOGIN" >/dev/null 2>&1 || useradd --system --shell /bin/sh --home-dir /tmp --no-create-home "$LOGIN"
-usermod -d /tmp -p "*" "$LOGIN"   # no password, but not locked (sshd refuses locked accounts)
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/ssh-env.sh
 T=$(free_port); B=$(free_port); P=$(free_port); WEB=$(free_port)
-ssh-keygen -q -t ed25519 -N '' -C bench -f "$W/user"
-ssh-keygen -q -t ed25519 -N '' -C target -f "$W/target_host"
-ssh-keygen -q -t ed25519 -N '' -C bastion -f "$W/bastion_host"
-cp "$W/user.pub" "$W/authorized_keys"
-chmod 755 "$W"; chmod 644 "$W/authorized_keys"   # sshd reads it as the login user
 "$G" --data-dir "$W/data" ssh ca > "$W/ca.pub"
-mkdir -p /run/sshd
-sshd_conf() { # PORT HOSTKEY
-  cat <<EOC
-Port $1
-ListenAddress 127.0.0.1
-HostKey $2
-TrustedUserCAKeys $W/ca.pub
-AuthorizedKeysFile $W/authorized_keys
-PidFile none
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-MaxStartups 2000:30:4000
-MaxSessions 100
-Subsystem sftp internal-sftp
-EOC
-}
-sshd_conf "$T" "$W/target_host" > "$W/target.conf"
-sshd_conf "$B" "$W/bastion_host" > "$W/bastion.conf"
-/usr/sbin/sshd -D -e -f "$W/target.conf" 2>"$W/target.log" & pids+=($!)
-/usr/sbin/sshd -D -e -f "$W/bastion.conf" 2>"$W/bastion.log" & pids+=($!)
-
-cat > "$W/policy.toml" <<EOC
-[[identities]]
-username = "bench"
-ssh_keys = ["$(cat "$W/user.pub")"]
-
-[[targets]]
-name = "db"
-kind = "ssh"
-address = "127.0.0.1:$T"
-host_key = "$(cut -d' ' -f1,2 "$W/target_host.pub")"
-
-[[roles]]
-name = "db-root"
-targets = { names = ["db"] }
-logins = ["$LOGIN"]
-
-[[assignments]]
-role = "db-root"
-to = "bench"
-kind = "standing"
-EOC
+start_sshd target "$T"
+start_sshd bastion "$B"
+bench_policy "$T" > "$W/policy.toml"
 "$G" --data-dir "$W/data" apply "$W/policy.toml" >/dev/null
 "$G" --data-dir "$W/data" --log-level warn serve --web-listen "127.0.0.1:$WEB" --ssh-listen "127.0.0.1:$P" 2>"$W/serve.log" & GPID=$!
 pids+=($GPID)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P") 2>/dev/null && break; sleep 0.1; done
-for port in $T $B; do for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done; done
+for port in $P $T $B; do wait_port "$port"; done
 
-# Same cipher and key exchange everywhere: OpenSSH 9.2 otherwise picks sntrup761x25519, whose
-# key generation alone costs ~190 ms per connection on this CPU (russh does not offer it).
-O=(-c aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
-   -o IdentitiesOnly=yes -o LogLevel=ERROR -i "$W/user")
 direct()   { ssh "${O[@]}" -p "$T" "$LOGIN@127.0.0.1" "$@"; }
 jump()     { ssh "${O[@]}" -o "ProxyCommand=ssh ${O[*]} -p $B -W %h:%p $LOGIN@127.0.0.1" -p "$T" "$LOGIN@127.0.0.1" "$@"; }
 gatehouse(){ ssh "${O[@]}" -p "$P" "$LOGIN@db@127.0.0.1" "$@"; }
