@@ -29,6 +29,9 @@ const QUIET_FILL: usize = READ_BUFFER / 4;
 /// authenticated and its first channel open after about ten.
 const QUICK_ACK_READS: u32 = 32;
 
+/// Sets `TCP_QUICKACK` on a socket.
+type QuickAck<S> = fn(&S);
+
 /// A buffered reader (and pass-through writer) whose buffer exists only while data flows.
 #[derive(Debug)]
 pub(super) struct FlowBuf<S> {
@@ -36,8 +39,9 @@ pub(super) struct FlowBuf<S> {
     /// The bytes read and not yet handed out.
     buf: Option<BytesMut>,
     last_fill: usize,
-    /// The same socket, for `TCP_QUICKACK` after each of the first reads.
-    quick_ack: Option<(socket2::Socket, u32)>,
+    /// Sets `TCP_QUICKACK` on the socket (borrowed, no second descriptor), and how many reads
+    /// still do it.
+    quick_ack: Option<(QuickAck<S>, u32)>,
 }
 
 impl<S> FlowBuf<S> {
@@ -55,19 +59,17 @@ impl<S> FlowBuf<S> {
     where
         S: std::os::fd::AsFd,
     {
-        self.quick_ack = self
-            .inner
-            .as_fd()
-            .try_clone_to_owned()
-            .ok()
-            .map(|fd| (socket2::Socket::from(fd), QUICK_ACK_READS));
+        let ack: QuickAck<S> = |socket| {
+            let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
+        };
+        self.quick_ack = Some((ack, QUICK_ACK_READS));
         self
     }
 
     /// Sends now an acknowledgement the kernel holds back, for the first reads only.
     fn ack_now(&mut self) {
-        if let Some((socket, left)) = self.quick_ack.as_mut() {
-            let _ = socket.set_tcp_quickack(true);
+        if let Some((ack, left)) = self.quick_ack.as_mut() {
+            ack(&self.inner);
             *left -= 1;
             if *left == 0 {
                 self.quick_ack = None;
