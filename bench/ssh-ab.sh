@@ -14,6 +14,7 @@ B="${2:?usage: bench/ssh-ab.sh BIN_A BIN_B [SIZE_MIB] [ROUNDS]}"
 SIZE="${3:-256}"
 ROUNDS="${4:-5}"
 CONNECTS="${5:-30}"
+scripts/packages.sh bench
 W=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }

@@ -40,6 +40,13 @@ EOC
   /usr/sbin/sshd -D -e -f "$W/$1.conf" 2>"$W/$1.log" & pids+=($!)
 }
 
+# start_relay PORT TARGET_PORT: a plain TCP relay (socat, 128 KiB buffers) on 127.0.0.1:PORT to
+# the target: a third process that only copies the encrypted bytes across, no SSH of its own. It
+# shows what putting any process in the middle costs on this machine.
+start_relay() {
+  socat -b 131072 "TCP-LISTEN:$1,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$2" 2>"$W/relay.log" & pids+=($!)
+}
+
 # bench_policy PORT: identity "bench" may reach target "db" (the sshd named target on PORT).
 bench_policy() {
   cat <<EOC

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Gatehouse builds and tests with, if any is missing (idempotent:
-# nothing is downloaded when all are present). Sourced by start.sh and test.sh.
-# Usage: scripts/packages.sh [build|test]
+# nothing is downloaded when all are present). Run by start.sh, test.sh and the benchmarks.
+# Usage: scripts/packages.sh [build|test|bench]
 set -euo pipefail
 
 packages=(ca-certificates gcc libc6-dev pkg-config curl)
-if [ "${1:-build}" = test ]; then
+if [ "${1:-build}" = test ] || [ "${1:-build}" = bench ]; then
   # openssh-client is the engineer, openssh-server the target, asciinema plays recordings.
   # chromium + chromium-driver drive the web UI tests; python3-venv holds the PyPI SCIM tools;
   # slapd + ldap-utils are the directory, nodejs (with npm, as the machine has it) runs the OpenID provider.
   packages+=(postgresql postgresql-client procps openssh-client openssh-server asciinema bsdutils
     chromium chromium-driver python3 python3-venv
     slapd ldap-utils nodejs)
+fi
+if [ "${1:-build}" = bench ]; then
+  # bc does the benchmarks' arithmetic, socat is the plain TCP relay the SSH benchmark sets
+  # beside the gateway, perf profiles on request.
+  packages+=(bc socat linux-perf)
 fi
 
 missing=()
