@@ -256,7 +256,15 @@ pub fn day_bound(s: &str, end: bool) -> Result<Option<i64>, String> {
 /// A local path to go back to after sign-in (never another site).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        // Visible ASCII only: browsers drop tabs and line breaks from a URL, so "/\t/evil"
+        // would become "//evil", another site; a backslash reads as a slash.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -271,6 +279,16 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        // Browsers remove tabs and line breaks from URLs: each of these would be "//evil.example".
+        for sneaky in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/ /evil",
+        ] {
+            assert_eq!(safe_next(Some(sneaky)), "/", "{sneaky:?}");
+        }
+        assert_eq!(safe_next(Some("/sessions?q=a%20b")), "/sessions?q=a%20b");
         assert_eq!(safe_next(None), "/");
         assert_eq!(span(90 * 60_000), "1h 30m");
         assert_eq!(span(3_600_000), "1h");
