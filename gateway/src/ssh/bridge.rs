@@ -199,11 +199,18 @@ async fn enqueue(
     tx.send(msg).is_ok()
 }
 
-/// The bytes a message carries, for flow control.
+/// What a message weighs at least, for flow control: a flood of control messages (window
+/// changes, signals, environment) fills a direction's queue like data does, instead of growing it
+/// without bound while the other side is slow.
+const MESSAGE_COST: usize = 256;
+
+/// What a message weighs for flow control: the bytes it carries, and at least `MESSAGE_COST`.
 fn size_of(msg: &ChannelMsg) -> usize {
     match msg {
-        ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
-        _ => 0,
+        ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
+            data.len().max(MESSAGE_COST)
+        }
+        _ => MESSAGE_COST,
     }
 }
 
@@ -544,4 +551,33 @@ pub async fn raw(
     }
     let _ = u_tx.close().await;
     let _ = d_tx.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::flow::{Flow, SOFT_LIMIT};
+
+    #[tokio::test]
+    async fn security_a_flood_of_control_messages_meets_the_queue_limit() {
+        let resize = ChannelMsg::WindowChange {
+            col_width: 80,
+            row_height: 24,
+            pix_width: 0,
+            pix_height: 0,
+        };
+        assert_eq!(size_of(&resize), MESSAGE_COST);
+        let keystroke = ChannelMsg::Data {
+            data: bytes::Bytes::from_static(b"x"),
+        };
+        assert_eq!(size_of(&keystroke), MESSAGE_COST);
+        // Nobody drains the queue: the flood is admitted up to the soft limit, then waits.
+        let flow = Flow::default();
+        for _ in 0..SOFT_LIMIT / MESSAGE_COST {
+            flow.admit(0, size_of(&resize)).await.unwrap();
+        }
+        let next =
+            tokio::time::timeout(Duration::from_millis(50), flow.admit(0, size_of(&resize))).await;
+        assert!(next.is_err(), "a control message past the limit must wait");
+    }
 }
