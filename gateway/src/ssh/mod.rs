@@ -78,8 +78,11 @@ impl std::fmt::Debug for Shared {
 }
 
 /// Algorithm preferences of both sides: russh's defaults plus AES-GCM first (hardware AES makes it
-/// the fastest here, and it is what OpenSSH clients commonly pick).
+/// the fastest here, and it is what OpenSSH clients commonly pick), and no compression: russh
+/// would otherwise offer plain `zlib`, which starts before authentication (a decompression bomb
+/// from anyone), and on the links a gateway serves it only costs CPU.
 pub fn preferred() -> russh::Preferred {
+    const COMPRESSION: &[russh::compression::Name] = &[russh::compression::NONE];
     const CIPHERS: &[russh::cipher::Name] = &[
         russh::cipher::AES_128_GCM,
         russh::cipher::AES_256_GCM,
@@ -89,6 +92,7 @@ pub fn preferred() -> russh::Preferred {
     ];
     russh::Preferred {
         cipher: std::borrow::Cow::Borrowed(CIPHERS),
+        compression: std::borrow::Cow::Borrowed(COMPRESSION),
         ..Default::default()
     }
 }

@@ -1,5 +1,6 @@
 //! Regression tests for the gateway's security classes: offered-but-unsigned keys, stalled
-//! clients, pinned host keys, port forwarding without permission.
+//! clients, strict key exchange and hostile input before authentication, pinned host keys, port
+//! forwarding without permission.
 
 use super::*;
 
@@ -133,6 +134,98 @@ async fn security_a_stalled_client_neither_blocks_others_nor_outlives_the_login_
     let took = t.elapsed();
     println!("stalled clients were cut after {took:?} (login timeout 2 s)");
     assert!(took < Duration::from_secs(12), "{took:?}");
+    lab.server.stop();
+}
+
+/// Reads until the peer closes the connection (or the timeout); true when it closed.
+fn closes(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
+/// The name-lists of the server's KEXINIT, read after exchanging banners.
+fn server_kexinit(addr: std::net::SocketAddr) -> Vec<Vec<String>> {
+    use std::io::{BufRead, Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"SSH-2.0-GatehouseTest\r\n").unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut banner = String::new();
+    reader.read_line(&mut banner).unwrap();
+    assert!(banner.starts_with("SSH-2.0-"), "{banner:?}");
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len).unwrap();
+    let mut packet = vec![0u8; u32::from_be_bytes(len) as usize];
+    reader.read_exact(&mut packet).unwrap();
+    let payload = &packet[1..packet.len() - packet[0] as usize];
+    assert_eq!(payload[0], 20, "SSH_MSG_KEXINIT");
+    let mut at = 17; // message number and cookie
+    let mut lists = Vec::new();
+    for _ in 0..10 {
+        let n = u32::from_be_bytes(payload[at..at + 4].try_into().unwrap()) as usize;
+        let names = std::str::from_utf8(&payload[at + 4..at + 4 + n]).unwrap();
+        lists.push(names.split(',').map(str::to_string).collect());
+        at += 4 + n;
+    }
+    lists
+}
+
+#[tokio::test]
+async fn security_strict_key_exchange_no_compression_and_hostile_pre_auth_input() {
+    use std::io::Write;
+    let lab = Lab::start().await;
+    let lists = server_kexinit(lab.server.ssh);
+    // Terrapin (CVE-2023-48795): strict key exchange is offered.
+    assert!(
+        lists[0].iter().any(|k| k == "kex-strict-s-v00@openssh.com"),
+        "{:?}",
+        lists[0]
+    );
+    // No compression at all, so no decompression bomb before (or after) authentication.
+    assert_eq!(lists[6], ["none"], "client to server");
+    assert_eq!(lists[7], ["none"], "server to client");
+
+    // A megabyte of junk instead of a banner: the connection is dropped.
+    let mut junk = std::net::TcpStream::connect(lab.server.ssh).unwrap();
+    let _ = junk.write_all(&vec![b'x'; 1 << 20]);
+    assert!(
+        closes(&mut junk),
+        "junk before the banner must end the connection"
+    );
+
+    // A banner, then a packet that claims to be 4 GiB long: dropped, nothing allocated for it.
+    let mut huge = std::net::TcpStream::connect(lab.server.ssh).unwrap();
+    huge.write_all(b"SSH-2.0-GatehouseTest\r\n").unwrap();
+    let _ = huge.write_all(&[0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0]);
+    assert!(
+        closes(&mut huge),
+        "an oversized packet must end the connection"
+    );
+
+    // Everyone else still gets in.
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "hi\n");
     lab.server.stop();
 }
 
