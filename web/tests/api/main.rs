@@ -11,6 +11,7 @@ use gatehouse_web::{AppState, router};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+mod approvals;
 mod workflow;
 
 const ADMIN_TOKEN: &str = "test-bootstrap-token-0123456789";
