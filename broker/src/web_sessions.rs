@@ -149,21 +149,27 @@ pub fn short(id: &str) -> &str {
 }
 
 /// A failed sign-in attempt, audited as `web.sign_in` with outcome failure. The username is as
-/// typed (it may not exist); the reason is generic.
+/// typed (it may not exist); the reason is generic. `unrecorded_before` counts the failures the
+/// server left unwritten since the last such row (past its rate of failure rows).
 pub async fn sign_in_failed(
     tx: &mut Tx,
     now_ms: i64,
     username: &str,
     step: &str,
     address: &str,
+    unrecorded_before: u64,
 ) -> Result<()> {
     let typed: String = username.chars().take(64).collect();
+    let mut details = serde_json::json!({ "step": step, "address": address });
+    if unrecorded_before > 0 {
+        details["unrecorded_before"] = unrecorded_before.into();
+    }
     audit::append(
         tx,
         now_ms,
         NewEvent::new("anonymous", "web.sign_in", format!("identity:{typed}"))
             .outcome(Outcome::Failure)
-            .details(serde_json::json!({ "step": step, "address": address })),
+            .details(details),
     )
     .await
     .map(|_| ())

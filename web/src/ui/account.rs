@@ -195,7 +195,10 @@ async fn reauth(
         .await?;
     }
     if !ok {
-        web_sessions::sign_in_failed(&mut tx, now, s.username(), "reauth", "").await?;
+        if let Some(unrecorded) = state.web.throttle.failure_row() {
+            web_sessions::sign_in_failed(&mut tx, now, s.username(), "reauth", "", unrecorded)
+                .await?;
+        }
         tx.commit().await?;
         let page = ReauthPage {
             page: s.chrome(&state, "Confirm it's you", "account").await?,

@@ -212,9 +212,14 @@ async fn login(
     let identity = match (ok, identity) {
         (true, Some(i)) => i,
         _ => {
-            let mut tx = begin(&state).await?;
-            web_sessions::sign_in_failed(&mut tx, now, &username, "password", &address).await?;
-            tx.commit().await?;
+            if let Some(unrecorded) = state.web.throttle.failure_row() {
+                let mut tx = begin(&state).await?;
+                web_sessions::sign_in_failed(
+                    &mut tx, now, &username, "password", &address, unrecorded,
+                )
+                .await?;
+                tx.commit().await?;
+            }
             let (csrf, _) = pre_session_csrf(&state, &headers);
             return render_status(
                 StatusCode::UNAUTHORIZED,

@@ -261,16 +261,19 @@ async fn login_finish(
                 .ok_or_else(failed)?
         };
         if let Err(e) = verify_assertion(&state, &identity.id, &auth_state, f.credential).await {
-            let mut tx = begin(&state).await?;
-            web_sessions::sign_in_failed(
-                &mut tx,
-                now,
-                &identity.username,
-                "passkey",
-                &ip.to_string(),
-            )
-            .await?;
-            tx.commit().await?;
+            if let Some(unrecorded) = state.web.throttle.failure_row() {
+                let mut tx = begin(&state).await?;
+                web_sessions::sign_in_failed(
+                    &mut tx,
+                    now,
+                    &identity.username,
+                    "passkey",
+                    &ip.to_string(),
+                    unrecorded,
+                )
+                .await?;
+                tx.commit().await?;
+            }
             return Err(e);
         }
         let ua = user_agent(&headers);
