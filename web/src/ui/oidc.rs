@@ -47,13 +47,23 @@ pub struct Oidc {
 }
 
 /// What the browser carries between the redirect out and the callback.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Pending {
     state: String,
     nonce: String,
     verifier: String,
     next: String,
     until_ms: i64,
+}
+
+/// Without the state, nonce and PKCE verifier: a log line must not let anyone finish the sign-in.
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("next", &self.next)
+            .field("until_ms", &self.until_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 const PENDING_S: i64 = 600;
@@ -408,4 +418,23 @@ async fn finish(
         &pending.next,
         false,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_a_pending_sso_sign_in_hides_its_secrets_in_debug() {
+        let p = Pending {
+            state: "state-s3cret".into(),
+            nonce: "nonce-s3cret".into(),
+            verifier: "verifier-s3cret".into(),
+            next: "/approvals".into(),
+            until_ms: 1,
+        };
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("/approvals"), "{shown}");
+    }
 }
