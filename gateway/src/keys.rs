@@ -249,6 +249,30 @@ mod tests {
             b.critical_option("force-command", "true").unwrap();
         });
         assert!(client_cert_identity(&c, client_ca.public_key()).is_none());
+        // One principal that is a comma-separated list (OpenSSH CVE-2026-35414): never split.
+        let c = custom(&|b| {
+            b.key_id(format!("{CLIENT_KEY_ID_PREFIX}x")).unwrap();
+            b.valid_principal("alice,bob").unwrap();
+        });
+        assert!(client_cert_identity(&c, client_ca.public_key()).is_none());
+        // The same fields on a control certificate are accepted, so each refusal above is for
+        // the one thing that differs.
+        let c = custom(&|b| {
+            b.key_id(format!("{CLIENT_KEY_ID_PREFIX}x")).unwrap();
+            b.valid_principal("alice").unwrap();
+        });
+        assert_eq!(
+            client_cert_identity(&c, client_ca.public_key()).as_deref(),
+            Some("alice")
+        );
+        // A host certificate from the right CA with the right fields: not a user.
+        let mut b =
+            Builder::new(vec![1; 32], key.public_key().key_data().clone(), 0, 9_999).unwrap();
+        b.cert_type(CertType::Host).unwrap();
+        b.key_id(format!("{CLIENT_KEY_ID_PREFIX}x")).unwrap();
+        b.valid_principal("alice").unwrap();
+        let host = b.sign(&client_ca).unwrap();
+        assert!(client_cert_identity(&host, client_ca.public_key()).is_none());
     }
 
     #[test]
