@@ -184,6 +184,43 @@ async fn sessions_without_access_are_denied_and_sessions_end_with_their_grant() 
         text(&known.stderr)
     );
     assert_eq!(text(&known.stderr), text(&unknown.stderr), "no enumeration");
+    // SFTP and scp ride the same session channel, so the same decision refuses them.
+    let batch = lab.path("deny-batch");
+    std::fs::write(&batch, "ls /\n").unwrap();
+    let sftp = Command::new("sftp")
+        .arg("-q")
+        .arg("-P")
+        .arg(lab.server.ssh.port().to_string())
+        .args(lab.opts("bob"))
+        .arg("-b")
+        .arg(&batch)
+        .arg("root@db-01@127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(
+        !sftp.status.success(),
+        "sftp without a grant: {}",
+        text(&sftp.stdout)
+    );
+    assert!(
+        !text(&sftp.stdout).contains("bin"),
+        "{}",
+        text(&sftp.stdout)
+    );
+    let scp = Command::new("scp")
+        .arg("-q")
+        .arg("-P")
+        .arg(lab.server.ssh.port().to_string())
+        .args(lab.opts("bob"))
+        .arg("root@db-01@127.0.0.1:/etc/hostname")
+        .arg(lab.path("stolen"))
+        .output()
+        .unwrap();
+    assert!(!scp.status.success());
+    assert!(
+        !lab.path("stolen").exists(),
+        "scp without a grant copied a file"
+    );
     let denied = lab.audit("session.denied").await;
     assert!(
         denied
