@@ -100,6 +100,16 @@ async fn browser_sign_in_with_password_and_totp_then_with_a_passkey_alone() {
     assert!(b.text(".flash").await.contains("Authenticator app set up"));
     b.shot("account").await;
 
+    // A sign-in halfway through (alice's password right, her code not given yet) is not
+    // finished by another user's credentials: what follows is bob's sign-in, as bob.
+    b.sign_out().await;
+    b.goto("/login").await;
+    b.fill("#username", "alice").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#sign-in").await;
+    b.text("#code-form").await;
+    b.sign_in("bob", PASSWORD, None).await;
+
     // Password + TOTP.
     b.sign_out().await;
     b.sign_in("alice", PASSWORD, Some(&secret)).await;

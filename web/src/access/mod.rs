@@ -123,14 +123,17 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         && (browser.is_some() || !api)
         && !CSRF_EXEMPT.contains(&path.as_str())
     {
-        match crate::csrf::check(
-            req,
-            &state.web.cookies,
-            browser.as_ref().map(|b| b.session.csrf.as_str()),
-            crate::MAX_BODY,
-        )
-        .await
-        {
+        // The token the form was rendered with: the session's once signed in, and on the
+        // second-factor pages the half-signed one's; every other page seen before sign-in
+        // carries the pre-session cookie's (so the sign-in form still works when a sign-in was
+        // left at its second factor).
+        let session_token = browser
+            .as_ref()
+            .filter(|b| {
+                b.session.stage == Stage::Active || matches!(rule, Requirement::SecondFactor)
+            })
+            .map(|b| b.session.csrf.as_str());
+        match crate::csrf::check(req, &state.web.cookies, session_token, crate::MAX_BODY).await {
             Ok(r) => r,
             Err(why) => {
                 tracing::warn!(
