@@ -1,6 +1,6 @@
 //! Regression tests for the gateway's security classes: offered-but-unsigned keys, stalled
 //! clients, strict key exchange and hostile input before authentication, pinned host keys, port
-//! forwarding without permission.
+//! forwarding without permission, remote and agent forwarding never.
 
 use super::*;
 
@@ -424,5 +424,47 @@ async fn a_forward_without_a_session_still_ends_with_its_access() {
     assert!(lab.audit("session.forward").await.len() == 1);
     let _ = child.kill();
     let _ = child.wait();
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn security_remote_forwarding_and_agent_forwarding_are_refused() {
+    let lab = Lab::start().await;
+    // Remote forwarding (`ssh -R`): the gateway refuses to listen for anyone, so a client that
+    // insists on it gets no session at all.
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .args(["-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9"])
+        .arg("echo hi")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("hi"), "{}", text(&out.stdout));
+    // Agent forwarding (`ssh -A` with an agent running): the target's sshd would allow it, but
+    // the request never gets past the gateway, so the session has no agent socket.
+    let sock = lab.path("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = lab
+        .ssh("alice", "root@db-01")
+        .arg("-A")
+        .env("SSH_AUTH_SOCK", &sock)
+        .arg("echo \"agent=[$SSH_AUTH_SOCK]\"")
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(ok(&out), "agent=[]\n");
     lab.server.stop();
 }
