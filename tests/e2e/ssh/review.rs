@@ -21,15 +21,16 @@ async fn set_password(lab: &Lab, who: &str) {
     assert_eq!(st, 200, "{v}");
 }
 
-/// A websocket handshake on the live view with a browser's cookies: its HTTP status.
-async fn live_handshake(base: &str, id: &str, cookies: &str) -> u16 {
+/// A websocket handshake on the live view with a browser's cookies, from a page of `origin`:
+/// its HTTP status.
+async fn live_handshake_from(origin: &str, base: &str, id: &str, cookies: &str) -> u16 {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
         .get(format!("{base}/sessions/{id}/live"))
         .header("cookie", cookies)
-        .header("origin", base)
+        .header("origin", origin)
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
@@ -40,6 +41,11 @@ async fn live_handshake(base: &str, id: &str, cookies: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
+}
+
+/// The same handshake from one of our own pages.
+async fn live_handshake(base: &str, id: &str, cookies: &str) -> u16 {
+    live_handshake_from(base, base, id, cookies).await
 }
 
 async fn cookie_header(b: &Browser) -> String {
@@ -172,6 +178,11 @@ async fn browser_reviewer_replays_searches_watches_live_and_terminates() {
     b.shot("live").await;
     let bob_cookies = cookie_header(&b).await;
     assert_eq!(live_handshake(&base, &live_id, &bob_cookies).await, 101);
+    // security: another site's page, riding on the reviewer's cookies, may not watch.
+    assert_eq!(
+        live_handshake_from("https://evil.example", &base, &live_id, &bob_cookies).await,
+        403
+    );
     let t = Instant::now();
     b.click("#terminate").await;
     let (out, _) = ends_within(child, Duration::from_secs(5));
