@@ -1,7 +1,8 @@
 //! Single sign-on in chromium through a real OpenID provider: the npm package `oidc-provider`
 //! (pinned by scripts/node-tools.sh) on a loopback port. A person signs in with "Sign in with
-//! SSO", gets an identity and the mapped group; a callback with a forged state is refused; an ID
-//! token that has expired is refused.
+//! SSO", gets an identity and the mapped group; an unverified e-mail never links a local account
+//! and a name claim never takes one over; a callback with a forged state is refused; an ID token
+//! that has expired is refused.
 
 use super::Browser;
 use super::directory::audit;
@@ -119,6 +120,41 @@ async fn browser_oidc_sign_in_links_the_identity_and_refuses_forged_state_and_ex
     assert_eq!(linked[0]["object"], "identity:olga");
     assert_eq!(linked[0]["details"]["subject"], "olga");
 
+    // security: an address the provider has not verified never links. A local "victim" owns
+    // victim@example.org; "unverified-victim" claims it unverified and gets an identity of its
+    // own. And a name claim never takes over an unlinked local account ("admin").
+    let policy = dir.path().join("victim.toml");
+    std::fs::write(
+        &policy,
+        "[[identities]]\nusername = \"victim\"\nemail = \"victim@example.org\"\n",
+    )
+    .unwrap();
+    let out = crate::harness::run(
+        crate::harness::gatehouse(&data).args(["apply", &policy.display().to_string()]),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let u = Browser::start(&server.base).await;
+    u.goto("/login").await;
+    u.click("#sso").await;
+    provider_login(&u, "unverified-victim").await;
+    assert_eq!(
+        u.wait_text("#signed-in-as", "unverified-victim").await,
+        "unverified-victim"
+    );
+    drop(u);
+    let linked = audit(&data, "identity.link");
+    assert!(
+        linked.iter().all(|e| e["object"] != "identity:victim"),
+        "{linked:?}"
+    );
+    let a = Browser::start(&server.base).await;
+    a.goto("/login").await;
+    a.click("#sso").await;
+    provider_login(&a, "admin").await;
+    let page = a.wait_text("body", "Single sign-on failed").await;
+    assert!(page.contains("is not linked to you"), "{page}");
+    drop(a);
+
     // (A browser of its own: an abandoned sign-in at the provider confuses its next one.)
     let f = Browser::start(&server.base).await;
     // A callback whose state is not the one this browser started with: refused, no session.
@@ -149,7 +185,7 @@ async fn browser_oidc_sign_in_links_the_identity_and_refuses_forged_state_and_ex
     b.text("#login-form").await;
     assert_eq!(
         audit(&data, "directory.sign_in").len(),
-        1,
-        "no second sign-in"
+        2,
+        "no sign-in past olga's and unverified-victim's"
     );
 }
