@@ -53,9 +53,10 @@ kind = "eligible"
     assert!(out.status.success(), "{}", stderr(&out));
     set_password(&data, "alice");
     set_password(&data, "bob");
+    // Debug logging, so that the check for secrets in the log sees everything the server says.
     let server = Server::start_https(
         &data,
-        &[],
+        &["--log-level", "debug"],
         &[("GATEHOUSE_BOOTSTRAP_TOKEN", "ui-bootstrap-token-0123456789")],
     )
     .await;
@@ -139,6 +140,26 @@ async fn browser_sign_in_with_password_and_totp_then_with_a_passkey_alone() {
     // The audit trail has each sign-in with its method.
     let out = run(gatehouse(&s.server_data()).args(["audit", "verify"]));
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // security: none of the secrets of these sign-ins is in the server's (debug) log: the
+    // password, the TOTP seed, the session cookie.
+    let cookie =
+        b.c.get_all_cookies()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name().ends_with("gh_session"))
+            .map(|c| c.value().to_string())
+            .unwrap();
+    let log = s.server.log();
+    assert!(log.lines().count() > 10, "the server logged at debug level");
+    for (what, secret) in [
+        ("password", PASSWORD),
+        ("TOTP seed", &secret),
+        ("session", &cookie),
+    ] {
+        assert!(!log.contains(secret), "the {what} is in the log");
+    }
     b.close().await;
 }
 
