@@ -279,10 +279,14 @@ async fn a_target_that_cannot_trust_the_ca_is_reached_with_a_vaulted_key() {
     lab.server.stop();
 }
 
-#[tokio::test]
-async fn security_signing_again_does_not_buy_more_totp_guesses() {
-    use russh::client::KeyboardInteractiveAuthResponse as K;
-    let lab = Lab::start().await;
+/// alice with a TOTP enrolled and db-01 needing one at login: a connection on which her key has
+/// signed for `root@db-01` and which now waits for the code; and her key.
+async fn halfway_to_db_01(
+    lab: &Lab,
+) -> (
+    russh::client::Handle<AnyHost>,
+    std::sync::Arc<russh::keys::PrivateKey>,
+) {
     let out = gatehouse(&lab.path("data"))
         .args(["mfa", "enroll-totp", "--identity", "alice"])
         .output()
@@ -307,6 +311,34 @@ async fn security_signing_again_does_not_buy_more_totp_guesses() {
             ..
         }
     ));
+    (h, key)
+}
+
+#[tokio::test]
+async fn security_the_totp_step_belongs_to_the_ssh_user_the_key_signed_for() {
+    use russh::client::KeyboardInteractiveAuthResponse as K;
+    let lab = Lab::start().await;
+    let (mut h, _) = halfway_to_db_01(&lab).await;
+    // The code step under another SSH user (another login, another target): no prompt...
+    let r = h
+        .authenticate_keyboard_interactive_start("postgres@db-02", None)
+        .await
+        .unwrap();
+    assert!(matches!(r, K::Failure { .. }), "{r:?}");
+    // ...and the half-finished login is gone: not even its own user gets the prompt now.
+    let r = h
+        .authenticate_keyboard_interactive_start("root@db-01", None)
+        .await
+        .unwrap();
+    assert!(matches!(r, K::Failure { .. }), "{r:?}");
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn security_signing_again_does_not_buy_more_totp_guesses() {
+    use russh::client::KeyboardInteractiveAuthResponse as K;
+    let lab = Lab::start().await;
+    let (mut h, key) = halfway_to_db_01(&lab).await;
     let mut r = h
         .authenticate_keyboard_interactive_start("root@db-01", None)
         .await
