@@ -65,6 +65,33 @@ async fn engineers_log_in_with_gatehouse_client_certificates_only() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    // The client CA itself, the fields Gatehouse writes, but a window that ended an hour ago:
+    // refused. The same certificate valid now is accepted, so the window alone refused it.
+    let client_cert = |name: &str, window: &str| {
+        copy_key(name);
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(lab.path("data/keys/ssh_client_ca"))
+            .args(["-I", "gatehouse-user alice", "-n", "alice", "-V", window])
+            .arg(lab.path(&format!("{name}.pub")))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    client_cert("expired", "-2h:-1h");
+    let out = lab
+        .ssh("expired", "root@db-01")
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    client_cert("current", "-5m:+1h");
+    let out = lab
+        .ssh("current", "root@db-01")
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "root\n");
     copy_key("bare");
     let out = lab
         .ssh("bare", "root@db-01")
