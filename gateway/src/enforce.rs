@@ -251,24 +251,68 @@ pub async fn run(
 ) {
     let mut events = store.subscribe();
     loop {
-        let event = tokio::select! {
+        let received = tokio::select! {
             () = stop.cancelled() => return,
             e = events.recv() => e,
         };
-        match event {
-            Ok(e) => recheck_all(&store, &cache, &clock, &live, Some(&e)).await,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "access events were missed; re-checking every session"
-                );
-                recheck_all(&store, &cache, &clock, &live, None).await;
+        match step(received) {
+            Step::Recheck(event) => {
+                recheck_all(&store, &cache, &clock, &live, event.as_ref()).await;
             }
-            Err(broadcast::error::RecvError::Closed) => {
-                tracing::error!("the access event stream closed; ending live sessions");
+            Step::EndAll => {
                 live.end_all(EndReason::CheckFailed);
                 return;
             }
         }
+    }
+}
+
+/// What the enforcer does with what the event stream gave it.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Re-decide every live session, with the event as a hint (none: events were missed, so
+    /// nothing is known about what changed).
+    Recheck(Option<AccessEvent>),
+    /// The stream is gone: no change can be seen any more, so every live session ends.
+    EndAll,
+}
+
+fn step(received: Result<AccessEvent, broadcast::error::RecvError>) -> Step {
+    match received {
+        Ok(e) => Step::Recheck(Some(e)),
+        Err(broadcast::error::RecvError::Lagged(n)) => {
+            tracing::warn!(
+                missed = n,
+                "access events were missed; re-checking every session"
+            );
+            Step::Recheck(None)
+        }
+        Err(broadcast::error::RecvError::Closed) => {
+            tracing::error!("the access event stream closed; ending live sessions");
+            Step::EndAll
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn security_missed_events_recheck_every_session_and_a_closed_stream_ends_them() {
+        let (tx, mut rx) = broadcast::channel(1);
+        let revoked = |n: u32| AccessEvent::IdentityDisabled {
+            identity: format!("i{n}"),
+        };
+        tx.send(revoked(1)).unwrap();
+        assert_eq!(step(rx.recv().await), Step::Recheck(Some(revoked(1))));
+        // Three events into a queue of one: two are lost, and what was lost is unknown.
+        for n in 2..5 {
+            tx.send(revoked(n)).unwrap();
+        }
+        assert_eq!(step(rx.recv().await), Step::Recheck(None));
+        assert_eq!(step(rx.recv().await), Step::Recheck(Some(revoked(4))));
+        drop(tx);
+        assert_eq!(step(rx.recv().await), Step::EndAll);
     }
 }
