@@ -226,7 +226,15 @@ impl server::Handler for Handler {
             tx.commit().await?;
             Ok::<bool, gatehouse_broker::Error>(ok)
         };
-        match checked.await {
+        // Past the identity's allowance (across connections) a code fails unchecked.
+        let checked = if shared.totp_guesses.allow(&who.id) {
+            checked.await
+        } else {
+            drop(checked);
+            tracing::warn!(identity = %who.username, peer = %self.conn.peer, "too many TOTP codes tried; this one is not checked");
+            Ok(false)
+        };
+        match checked {
             Ok(true) => {
                 self.pending = None;
                 self.conn.set_mfa_at(now);

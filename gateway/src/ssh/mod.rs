@@ -5,6 +5,7 @@
 
 mod bridge;
 mod flow;
+mod guesses;
 mod handler;
 mod lanes;
 mod menu;
@@ -68,6 +69,8 @@ pub struct Shared {
     pub live: Arc<Live>,
     /// Every session and forward task, so a stop waits for their ends and manifests.
     pub tasks: tokio_util::task::TaskTracker,
+    /// TOTP codes tried at login, per identity across connections.
+    totp_guesses: guesses::TotpGuesses,
     config: Arc<server::Config>,
 }
 
@@ -155,6 +158,7 @@ impl Shared {
             settings,
             live: Arc::new(Live::default()),
             tasks: tokio_util::task::TaskTracker::new(),
+            totp_guesses: guesses::TotpGuesses::default(),
             config: Arc::new(config),
         })
     }

@@ -170,9 +170,9 @@ async fn login_with_totp(lab: &Lab, code: Option<&str>) -> (bool, String) {
     (true, text(&out))
 }
 
-#[tokio::test]
-async fn roles_with_session_mfa_ask_for_a_totp_code_at_ssh_login() {
-    let lab = Lab::start().await;
+/// Enrolls a TOTP for alice (`gatehouse mfa enroll-totp`) and makes db-01's role ask for it at
+/// login; returns her TOTP secret.
+async fn alice_needs_totp_on_db_01(lab: &Lab) -> String {
     let out = gatehouse(&lab.path("data"))
         .args(["mfa", "enroll-totp", "--identity", "alice"])
         .output()
@@ -186,6 +186,45 @@ async fn roles_with_session_mfa_ask_for_a_totp_code_at_ssh_login() {
         .to_string();
     lab.put_db_root(&["db-01"], serde_json::json!({ "session_mfa": true }))
         .await;
+    secret
+}
+
+/// alice's TOTP code now.
+fn code_now(secret: &str) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    gatehouse_broker::mfa::code_at(secret, now_ms).unwrap()
+}
+
+#[tokio::test]
+async fn security_totp_guesses_are_limited_per_identity_across_connections() {
+    let lab = Lab::start().await;
+    let secret = alice_needs_totp_on_db_01(&lab).await;
+    // Ten wrong codes, each on a connection of its own (one connection allows three).
+    for _ in 0..10 {
+        assert!(!login_with_totp(&lab, Some("000000")).await.0);
+    }
+    // The eleventh code within the minute is not even checked, right as it is.
+    assert!(!login_with_totp(&lab, Some(&code_now(&secret))).await.0);
+    // Only checked codes reach the audit log: the ten failures.
+    let results: Vec<String> = lab
+        .audit("mfa.totp")
+        .await
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(results.len(), 10, "{results:?}");
+    assert!(results.iter().all(|r| r == "failure"), "{results:?}");
+    assert!(lab.sessions().await.is_empty());
+    lab.server.stop();
+}
+
+#[tokio::test]
+async fn roles_with_session_mfa_ask_for_a_totp_code_at_ssh_login() {
+    let lab = Lab::start().await;
+    let secret = alice_needs_totp_on_db_01(&lab).await;
 
     // OpenSSH in batch mode cannot answer the prompt: the key alone does not get in.
     let out = lab
@@ -196,11 +235,7 @@ async fn roles_with_session_mfa_ask_for_a_totp_code_at_ssh_login() {
     assert_eq!(out.status.code(), Some(255));
     // A wrong code is refused; the right one gets in, once.
     assert!(!login_with_totp(&lab, Some("000000")).await.0);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let code = gatehouse_broker::mfa::code_at(&secret, now_ms).unwrap();
+    let code = code_now(&secret);
     let (ok_login, output) = login_with_totp(&lab, Some(&code)).await;
     assert!(ok_login);
     assert_eq!(output, "hi\n");
@@ -314,13 +349,7 @@ async fn halfway_to_db_01(
     russh::client::Handle<AnyHost>,
     std::sync::Arc<russh::keys::PrivateKey>,
 ) {
-    let out = gatehouse(&lab.path("data"))
-        .args(["mfa", "enroll-totp", "--identity", "alice"])
-        .output()
-        .unwrap();
-    ok(&out);
-    lab.put_db_root(&["db-01"], serde_json::json!({ "session_mfa": true }))
-        .await;
+    alice_needs_totp_on_db_01(lab).await;
     let key = std::sync::Arc::new(russh::keys::load_secret_key(lab.path("alice"), None).unwrap());
     let config = std::sync::Arc::new(russh::client::Config::default());
     let mut h = russh::client::connect(config, lab.server.ssh, AnyHost)
