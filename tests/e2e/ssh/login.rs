@@ -24,6 +24,8 @@ async fn engineers_log_in_with_gatehouse_client_certificates_only() {
         ok(&out).trim(),
         lab.path("laptop-cert.pub").display().to_string()
     );
+    // `whoami` on db-01 as the key (and certificate) stored under NAME.
+    let whoami = |name: &str| lab.ssh(name, "root@db-01").arg("whoami").output().unwrap();
     // Copies of the same private key under other names, so OpenSSH (which picks up NAME-cert.pub
     // beside NAME by itself) presents exactly one thing each time.
     let copy_key = |name: &str| {
@@ -31,11 +33,7 @@ async fn engineers_log_in_with_gatehouse_client_certificates_only() {
         std::fs::copy(lab.path("laptop"), &to).unwrap();
         std::fs::copy(lab.path("laptop.pub"), to.with_extension("pub")).unwrap();
     };
-    let out = lab
-        .ssh("laptop", "root@db-01")
-        .arg("whoami")
-        .output()
-        .unwrap();
+    let out = whoami("laptop");
     assert_eq!(ok(&out), "root\n");
     let s = lab.sessions().await;
     assert_eq!(s[0]["identity"], "alice", "{s:?}");
@@ -59,11 +57,7 @@ async fn engineers_log_in_with_gatehouse_client_certificates_only() {
         .status()
         .unwrap();
     assert!(status.success());
-    let out = lab
-        .ssh("forged", "root@db-01")
-        .arg("whoami")
-        .output()
-        .unwrap();
+    let out = whoami("forged");
     assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
     // The client CA itself, the fields Gatehouse writes, but a window that ended an hour ago:
     // refused. The same certificate valid now is accepted, so the window alone refused it.
@@ -79,25 +73,13 @@ async fn engineers_log_in_with_gatehouse_client_certificates_only() {
         assert!(status.success());
     };
     client_cert("expired", "-2h:-1h");
-    let out = lab
-        .ssh("expired", "root@db-01")
-        .arg("whoami")
-        .output()
-        .unwrap();
+    let out = whoami("expired");
     assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
     client_cert("current", "-5m:+1h");
-    let out = lab
-        .ssh("current", "root@db-01")
-        .arg("whoami")
-        .output()
-        .unwrap();
+    let out = whoami("current");
     assert_eq!(ok(&out), "root\n");
     copy_key("bare");
-    let out = lab
-        .ssh("bare", "root@db-01")
-        .arg("whoami")
-        .output()
-        .unwrap();
+    let out = whoami("bare");
     assert_eq!(out.status.code(), Some(255));
     // An unknown identity cannot be certified.
     let out = gatehouse(&lab.path("data"))
