@@ -130,7 +130,9 @@ async fn index_of(state: &AppState, s: &Session) -> Option<Arc<Index>> {
     Some(idx)
 }
 
-/// Where `needle` (lower case) occurs in the index: a short excerpt.
+/// Where `needle` (lower case) occurs in the index: a short excerpt. Each line is lowercased
+/// on its own and matched whole: no byte offset found in a lowercased copy ever slices the
+/// original (case mapping changes lengths: U+212A KELVIN SIGN is 3 bytes, its `k` one).
 fn find(idx: &Index, needle: &str) -> Option<String> {
     if let Some(c) = idx
         .commands
@@ -139,15 +141,16 @@ fn find(idx: &Index, needle: &str) -> Option<String> {
     {
         return Some(format!("{} at {:.1}s: {}", c.kind, c.time, c.text));
     }
-    let lower = idx.output.to_lowercase();
-    let at = lower.find(needle)?;
-    let line_start = idx.output[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = idx.output[at..]
-        .find('\n')
-        .map(|i| at + i)
-        .unwrap_or(idx.output.len());
-    let line: String = idx.output[line_start..line_end].chars().take(160).collect();
+    let line = output_line(&idx.output, needle)?;
+    let line: String = line.chars().take(160).collect();
     Some(format!("output: {line}"))
+}
+
+/// The first line of `output` whose lowercase form contains `needle` (already lower case).
+fn output_line<'a>(output: &'a str, needle: &str) -> Option<&'a str> {
+    output
+        .split('\n')
+        .find(|line| line.to_lowercase().contains(needle))
 }
 
 async fn list(State(state): State<AppState>, s: Signed, Query(f): Query<ListQuery>) -> PageResult {
@@ -444,6 +447,104 @@ async fn terminate(State(state): State<AppState>, s: Signed, Path(id): Path<Stri
         Err(e) => {
             tx.rollback().await?;
             Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(output: &str) -> Index {
+        Index {
+            commands: Vec::new(),
+            output: output.to_string(),
+        }
+    }
+
+    #[test]
+    fn security_one_recorded_character_never_breaks_the_search() {
+        // U+212A KELVIN SIGN (3 bytes) lowercases to `k` (1 byte): offsets found in the
+        // lowercased output used to slice the original and panicked.
+        let idx = index("\u{212a}\nexfil-42-done\n");
+        assert_eq!(
+            find(&idx, "exfil-42").as_deref(),
+            Some("output: exfil-42-done")
+        );
+        // U+0130 (2 bytes) lowercases to two characters (3 bytes): longer, not shorter.
+        let idx = index("\u{130}\u{130}\u{130} then SECRET-7 and more");
+        assert_eq!(
+            find(&idx, "secret-7").as_deref(),
+            Some("output: \u{130}\u{130}\u{130} then SECRET-7 and more")
+        );
+        assert_eq!(find(&idx, "absent"), None);
+    }
+
+    /// A small deterministic generator (xorshift) so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn char(&mut self) -> char {
+            // Half the time a character whose case mapping changes its length or count,
+            // otherwise any Unicode scalar value.
+            const TRICKY: &[char] = &[
+                '\u{212a}',
+                '\u{130}',
+                '\u{1e9e}',
+                'ß',
+                'Σ',
+                'ς',
+                'ﬁ',
+                '\u{345}',
+                'İ',
+                'K',
+                'k',
+                '\n',
+                'e',
+                'x',
+                '\u{1f600}',
+                '\u{2c65}',
+                '\u{23a}',
+            ];
+            if self.next().is_multiple_of(2) {
+                TRICKY[(self.next() % TRICKY.len() as u64) as usize]
+            } else {
+                char::from_u32((self.next() % 0x11_0000) as u32).unwrap_or('\u{fffd}')
+            }
+        }
+        fn string(&mut self, max: u64) -> String {
+            let n = self.next() % max;
+            (0..n).map(|_| self.char()).collect()
+        }
+    }
+
+    #[test]
+    fn security_search_over_arbitrary_unicode_never_panics_and_quotes_a_real_line() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..20_000 {
+            let output = rng.string(60);
+            let needle = rng.string(4).to_lowercase();
+            let needle = needle.trim();
+            if needle.is_empty() {
+                continue;
+            }
+            match output_line(&output, needle) {
+                Some(line) => {
+                    assert!(output.split('\n').any(|l| l == line));
+                    assert!(line.to_lowercase().contains(needle));
+                }
+                None => assert!(
+                    !output
+                        .split('\n')
+                        .any(|l| l.to_lowercase().contains(needle))
+                ),
+            }
+            let _ = find(&index(&output), needle);
         }
     }
 }
