@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub ssh: SshConfig,
     #[serde(default)]
     pub hr: HrConfig,
+    #[serde(default)]
+    pub scim: ScimConfig,
     /// Web sign-in against an LDAP / Active Directory server.
     pub ldap: Option<LdapConfig>,
     /// Apps Gatehouse provisions over SCIM: `[[push]]` tables.
@@ -124,6 +126,17 @@ pub struct HrConfig {
     pub poll_interval: Option<Duration>,
 }
 
+/// `[scim]`: the SCIM 2.0 service provider at `/scim/v2`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// Whether a password a SCIM client sends becomes the identity's web sign-in password
+    /// [default: false: passwords are dropped unread]. Never for an identity that holds a
+    /// privilege (admin, reviewer): such a request is refused (403) and audited.
+    #[serde(default)]
+    pub passwords: bool,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshConfig {
@@ -219,6 +232,8 @@ pub struct Settings {
     pub push: Vec<PushApp>,
     pub ldap: Option<LdapConfig>,
     pub oidc: Option<OidcConfig>,
+    /// `[scim] passwords`.
+    pub scim_passwords: bool,
 }
 
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
@@ -349,6 +364,7 @@ impl Settings {
                 o.client_secret_file = from_file(o.client_secret_file);
                 o
             }),
+            scim_passwords: file.scim.passwords,
         })
     }
 

@@ -235,6 +235,8 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             recording_key: Some(signer.public()),
             ldap,
             oidc,
+            scim_passwords: settings.scim_passwords,
+            notifications: settings.webhook_url.is_some(),
             ..gatehouse_web::WebConfig::new(origin, sealing, settings.recordings_dir.clone())
         }),
     };

@@ -92,8 +92,9 @@ pub async fn has_totp(conn: &mut AnyConnection, identity_id: &str) -> Result<boo
     Ok(row.is_some())
 }
 
-/// Checks a TOTP code at `now_ms`; a code (its time step) is accepted once. Audited as
-/// `mfa.totp` with success or failure; `via` says where (e.g. `ssh`).
+/// Checks a TOTP code at `now_ms`; a code (its time step) is accepted once. A success is
+/// audited as `mfa.totp`; a failure is written by the caller with [`totp_failed`], within its
+/// budget of failure rows (a brute force must not fill the log). `via` says where (e.g. `ssh`).
 pub async fn check_totp(
     tx: &mut Tx,
     now_ms: i64,
@@ -122,12 +123,41 @@ pub async fn check_totp(
     } else {
         None
     };
-    if let Some(s) = step {
-        sqlx::query("UPDATE identity_totp SET last_step = $2 WHERE identity_id = $1")
-            .bind(identity_id)
-            .bind(s)
-            .execute(&mut **tx)
-            .await?;
+    let Some(s) = step else {
+        return Ok(false);
+    };
+    sqlx::query("UPDATE identity_totp SET last_step = $2 WHERE identity_id = $1")
+        .bind(identity_id)
+        .bind(s)
+        .execute(&mut **tx)
+        .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            format!("identity:{username}"),
+            "mfa.totp",
+            format!("identity:{username}"),
+        )
+        .outcome(Outcome::Success)
+        .details(serde_json::json!({ "via": via })),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Audits a TOTP code that [`check_totp`] refused, as `mfa.totp` with outcome failure;
+/// `unrecorded_before` counts the failures the caller's budget left unwritten since its last row.
+pub async fn totp_failed(
+    tx: &mut Tx,
+    now_ms: i64,
+    username: &str,
+    via: &str,
+    unrecorded_before: u64,
+) -> Result<()> {
+    let mut details = serde_json::json!({ "via": via });
+    if unrecorded_before > 0 {
+        details["unrecorded_before"] = unrecorded_before.into();
     }
     audit::append(
         tx,
@@ -137,15 +167,11 @@ pub async fn check_totp(
             "mfa.totp",
             format!("identity:{username}"),
         )
-        .outcome(if step.is_some() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        })
-        .details(serde_json::json!({ "via": via })),
+        .outcome(Outcome::Failure)
+        .details(details),
     )
     .await?;
-    Ok(step.is_some())
+    Ok(())
 }
 
 /// The current code for a seed (tests and the demo).

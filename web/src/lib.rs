@@ -62,6 +62,12 @@ pub struct WebConfig {
     pub ldap: Option<directory::Ldap>,
     /// Single sign-on through an OpenID provider (`[oidc]`), when configured.
     pub oidc: Option<ui::oidc::Oidc>,
+    /// Whether SCIM clients may set passwords (`[scim] passwords`; never for an identity that
+    /// holds a privilege).
+    pub scim_passwords: bool,
+    /// Whether a notification channel (`[notifications] webhook_url`) is configured: pages say
+    /// that approvers are notified only when it is.
+    pub notifications: bool,
     /// Command/output indexes of ended recordings (bounded; for the timeline and search).
     pub indexes: std::sync::Mutex<
         std::collections::HashMap<String, Arc<gatehouse_recordings::index::Index>>,
@@ -103,6 +109,8 @@ impl WebConfig {
             recording_key: None,
             ldap: None,
             oidc: None,
+            scim_passwords: false,
+            notifications: false,
             indexes: std::sync::Mutex::default(),
         }
     }
@@ -125,7 +133,7 @@ pub fn router(state: AppState) -> Router {
             axum::http::HeaderValue::from_static("max-age=31536000"),
         )
     });
-    routes
+    let app = routes
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -138,7 +146,37 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .with_state(state)
+        .with_state(state);
+    // Rewritten before routing (a layer of `app` would run after it): the same request is
+    // then routed, authorised and answered as its canonical path.
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .map_request(scim_without_trailing_slash)
+            .service(app),
+    )
+}
+
+/// SCIM clients (Microsoft's SCIM reference client among them) send `/scim/v2/Users/` and
+/// `/scim/v2/Users/?filter=…`: one trailing slash of a path under `/scim/v2/` is dropped, so
+/// they are answered like the paths without it.
+fn scim_without_trailing_slash(mut req: axum::extract::Request) -> axum::extract::Request {
+    const BASE: &str = "/scim/v2/";
+    let path = req.uri().path();
+    if path.len() > BASE.len() && path.starts_with(BASE) && path.ends_with('/') {
+        let trimmed = &path[..path.len() - 1];
+        let pq = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = axum::http::uri::PathAndQuery::try_from(pq) {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` is cancelled: over TLS with the

@@ -323,7 +323,8 @@ async fn start_grace(
 
 /// A leaver: terminated at once (browser sessions end; live SSH sessions end through the
 /// `IdentityDisabled` event), every grant revoked, API tokens revoked, SSH keys disabled,
-/// pending requests cancelled, birthright assignments removed, owned targets handed to the
+/// pending requests cancelled, birthright and kept assignments removed, privileges and sign-in
+/// factors (password, TOTP, passkeys, recovery codes) removed, owned targets handed to the
 /// manager. Returns what was done, for the audit event.
 pub async fn terminate(
     tx: &mut Tx,
@@ -368,13 +369,39 @@ pub async fn terminate(
     .await?
     .rows_affected();
     let birthright = sqlx::query(
-        "DELETE FROM role_assignments WHERE source = $1 AND subject_kind = 'identity' AND subject_id = $2",
+        "DELETE FROM role_assignments WHERE source IN ($1, 'kept') AND subject_kind = 'identity' \
+         AND subject_id = $2",
     )
     .bind(BIRTHRIGHT)
     .bind(who.id.as_str())
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    // Privileges and sign-in factors go too: a leaver re-created later (SCIM, HR) starts as a
+    // newcomer, never as the administrator it once was, and nobody who knew its password can
+    // sign in as it.
+    let mut privileges = 0;
+    let mut factors = 0;
+    for table in [
+        "identity_privileges",
+        "identity_passwords",
+        "identity_totp",
+        "identity_passkeys",
+        "recovery_codes",
+    ] {
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE identity_id = $1"
+        )))
+        .bind(who.id.as_str())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if table == "identity_privileges" {
+            privileges += n;
+        } else {
+            factors += n;
+        }
+    }
     let manager = attributes
         .get("manager")
         .and_then(|v| v.as_str())
@@ -391,6 +418,7 @@ pub async fn terminate(
     Ok(serde_json::json!({
         "grants_revoked": revoked, "tokens_revoked": tokens, "ssh_keys_disabled": keys,
         "requests_cancelled": requests, "birthright_removed": birthright,
+        "privileges_removed": privileges, "factors_removed": factors,
         "targets_handed_to": manager, "targets_handed": handed,
     }))
 }
@@ -425,10 +453,11 @@ pub async fn in_grace_for(
     for r in rows {
         let attrs: Map<String, Value> =
             serde_json::from_str(&r.try_get::<String, _>(4)?).unwrap_or_default();
-        if attrs.get("manager").and_then(Value::as_str) == Some(manager) {
+        let username: String = r.try_get(1)?;
+        if attrs.get("manager").and_then(Value::as_str) == Some(manager) && username != manager {
             out.push(InGrace {
                 assignment_id: r.try_get(0)?,
-                username: r.try_get(1)?,
+                username,
                 role: r.try_get(2)?,
                 ends_ms: r.try_get(3)?,
             });
@@ -439,9 +468,35 @@ pub async fn in_grace_for(
 
 /// The new manager keeps a mover's birthright access that is in its grace period (an approval):
 /// the assignment loses its end and is no longer managed by the birthright rule (source
-/// `kept`), so later imports leave it. Only the identity's manager may; audited as
-/// `lifecycle.keep`.
+/// `kept`), so later imports leave it. Only the identity's manager may, and never for their own
+/// access; audited as `lifecycle.keep`, a refusal as `lifecycle.keep.refused` (kept by
+/// [`Tx::settle`]).
 pub async fn keep(
+    tx: &mut Tx,
+    manager: &crate::identities::Identity,
+    now_ms: i64,
+    assignment_id: &str,
+) -> Result<crate::assignments::Assignment> {
+    let r = keep_checked(tx, manager, now_ms, assignment_id).await;
+    if let Err(Error::Refused(code, reason)) = &r {
+        audit::append(
+            tx,
+            now_ms,
+            NewEvent::new(
+                format!("identity:{}", manager.username),
+                "lifecycle.keep.refused",
+                format!("assignment:{assignment_id}"),
+            )
+            .outcome(audit::Outcome::Failure)
+            .details(serde_json::json!({ "code": code, "reason": reason })),
+        )
+        .await?;
+        tx.mark_refusal();
+    }
+    r
+}
+
+async fn keep_checked(
     tx: &mut Tx,
     manager: &crate::identities::Identity,
     now_ms: i64,
@@ -463,6 +518,14 @@ pub async fn keep(
     let who = identities::by_username(tx, username)
         .await?
         .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
+    // Nobody keeps their own access: the head of an org chart is often their own manager in
+    // HR data (manager = self), and SCIM may set it so.
+    if who.id == manager.id {
+        return Err(Error::refused(
+            "self_keep",
+            "nobody keeps their own access; it takes another manager or an administrator",
+        ));
+    }
     if who.attributes.get("manager").and_then(|m| m.as_str()) != Some(manager.username.as_str()) {
         return Err(Error::refused(
             "not_manager",

@@ -89,6 +89,23 @@ pub async fn seats(conn: &mut AnyConnection, req: &Request) -> Result<Vec<Seats>
 }
 
 /// The approvals recorded so far, as identity ids in the order given.
+/// Every decision on a request so far: (approver id, `approve` or `deny`), oldest first.
+pub async fn decisions(
+    conn: &mut AnyConnection,
+    request_id: &str,
+) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT approver_id, decision FROM request_decisions WHERE request_id = $1 \
+         ORDER BY created_at",
+    )
+    .bind(request_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 async fn approvals(conn: &mut AnyConnection, request_id: &str) -> Result<Vec<String>> {
     let rows = sqlx::query(
         "SELECT approver_id FROM request_decisions WHERE request_id = $1 AND decision = 'approve' \
@@ -108,13 +125,58 @@ pub struct Outcome {
     pub waiting_for: Vec<String>,
 }
 
-/// Checks everything a decider must pass; returns the request.
-async fn admissible(
+/// Whether `approver` may decide request `id` now, before any second factor is looked at: it
+/// exists, is pending, is not their own, and they sit in one of its approver sets. A refusal
+/// (`self_approval`, `not_approver`) is audited as `request.<action>.refused` and the
+/// transaction kept for that record ([`Tx::settle`]). The approval page checks this before a
+/// typed code, so a code is never tested against a request its sender cannot decide.
+pub async fn may_decide(
     tx: &mut Tx,
     approver: &Identity,
     now_ms: i64,
     id: &str,
-    mfa_at_ms: Option<i64>,
+    action: &str,
+) -> Result<Request> {
+    let r = deciders_checks(tx, approver, now_ms, id).await;
+    audit_refusal(tx, approver, now_ms, id, action, r)
+        .await
+        .map(|(req, _)| req)
+}
+
+/// Audits a refusal of a decision (an [`Error::Refused`]: self-approval, not an approver,
+/// missing fresh MFA, an SoD conflict) as `request.<action>.refused` with its code and reason,
+/// and marks the transaction to keep that record; other outcomes pass through.
+async fn audit_refusal<T>(
+    tx: &mut Tx,
+    approver: &Identity,
+    now_ms: i64,
+    id: &str,
+    action: &str,
+    r: Result<T>,
+) -> Result<T> {
+    if let Err(Error::Refused(code, reason)) = &r {
+        audit::append(
+            tx,
+            now_ms,
+            NewEvent::new(
+                Actor::identity(&approver.username).to_string(),
+                format!("request.{action}.refused"),
+                format!("request:{id}"),
+            )
+            .outcome(audit::Outcome::Failure)
+            .details(serde_json::json!({ "code": code, "reason": reason })),
+        )
+        .await?;
+        tx.mark_refusal();
+    }
+    r
+}
+
+async fn deciders_checks(
+    tx: &mut Tx,
+    approver: &Identity,
+    now_ms: i64,
+    id: &str,
 ) -> Result<(Request, Vec<Seats>)> {
     let req = by_id(tx, id, now_ms)
         .await?
@@ -135,6 +197,18 @@ async fn admissible(
             format!("{} is not an approver of request {id}", approver.username),
         ));
     }
+    Ok((req, sets))
+}
+
+/// Checks everything a decider must pass; returns the request.
+async fn admissible(
+    tx: &mut Tx,
+    approver: &Identity,
+    now_ms: i64,
+    id: &str,
+    mfa_at_ms: Option<i64>,
+) -> Result<(Request, Vec<Seats>)> {
+    let (req, sets) = deciders_checks(tx, approver, now_ms, id).await?;
     let role = crate::roles::by_id(tx, &req.role_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("role {}", req.role)))?;
@@ -190,7 +264,8 @@ async fn record(
 }
 
 /// Approves. The request becomes approved (and its grant starts) once every approver set has its
-/// count of distinct approvers. Audited as `request.approve`.
+/// count of distinct approvers. Audited as `request.approve`; a refusal as
+/// `request.approve.refused`, kept by [`Tx::settle`] although the approval fails.
 pub async fn approve(
     tx: &mut Tx,
     approver: &Identity,
@@ -199,8 +274,14 @@ pub async fn approve(
     comment: &str,
     mfa_at_ms: Option<i64>,
 ) -> Result<Outcome> {
-    let (req, sets) = admissible(tx, approver, now_ms, id, mfa_at_ms).await?;
-    crate::sod::check_adding(tx, &req.requester_id, &req.requester, &req.role, now_ms).await?;
+    // Every check reads only, so a refusal's audit record is all the transaction then holds.
+    let checked = async {
+        let (req, sets) = admissible(tx, approver, now_ms, id, mfa_at_ms).await?;
+        crate::sod::check_adding(tx, &req.requester_id, &req.requester, &req.role, now_ms).await?;
+        Ok((req, sets))
+    }
+    .await;
+    let (req, sets) = audit_refusal(tx, approver, now_ms, id, "approve", checked).await?;
     record(tx, approver, now_ms, id, "approve", comment, mfa_at_ms).await?;
     let missing = quorum::missing(&sets, &approvals(tx, id).await?);
     let waiting_for: Vec<String> = missing.iter().map(|(l, n)| format!("{n} of {l}")).collect();
@@ -246,7 +327,8 @@ pub async fn approve(
     })
 }
 
-/// Denies; one approver's deny ends the request. Audited as `request.deny`.
+/// Denies; one approver's deny ends the request. Audited as `request.deny`; a refusal as
+/// `request.deny.refused`, kept by [`Tx::settle`].
 pub async fn deny(
     tx: &mut Tx,
     approver: &Identity,
@@ -254,7 +336,8 @@ pub async fn deny(
     id: &str,
     comment: &str,
 ) -> Result<Request> {
-    let (req, _) = admissible(tx, approver, now_ms, id, Some(now_ms)).await?;
+    let checked = admissible(tx, approver, now_ms, id, Some(now_ms)).await;
+    let (req, _) = audit_refusal(tx, approver, now_ms, id, "deny", checked).await?;
     record(tx, approver, now_ms, id, "deny", comment, None).await?;
     sqlx::query("UPDATE access_requests SET state = 'denied', decided_at = $1 WHERE id = $2")
         .bind(now_ms)

@@ -121,6 +121,9 @@ pub struct Tx {
     pub(crate) audit_rows: Vec<crate::audit::Event>,
     /// SQLite: writes sent with the commit ([`Tx::write_later`]).
     later: Vec<Write>,
+    /// The transaction holds the audit record of a refusal and nothing else: [`Tx::settle`]
+    /// commits it although the operation failed.
+    refusal: bool,
 }
 
 impl std::fmt::Debug for Tx {
@@ -186,6 +189,23 @@ impl Tx {
     pub async fn rollback(self) -> Result<()> {
         self.tx.rollback().await?;
         Ok(())
+    }
+
+    /// Marks the transaction as holding only the audit record of a refusal (written before
+    /// anything else changed), so that [`Tx::settle`] keeps it.
+    pub(crate) fn mark_refusal(&mut self) {
+        self.refusal = true;
+    }
+
+    /// Ends the transaction by the outcome of the operation that ran in it: commits on success,
+    /// and on failure commits only a refusal's audit record (every refusal is audited), else
+    /// rolls back.
+    pub async fn settle<T, E>(self, outcome: &std::result::Result<T, E>) -> Result<()> {
+        if outcome.is_ok() || self.refusal {
+            self.commit().await
+        } else {
+            self.rollback().await
+        }
     }
 }
 
@@ -342,6 +362,7 @@ impl Store {
             audit_head: None,
             audit_rows: Vec::new(),
             later: Vec::new(),
+            refusal: false,
         }
     }
 

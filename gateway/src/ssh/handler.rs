@@ -223,6 +223,11 @@ impl server::Handler for Handler {
                 &shared.sealing,
             )
             .await?;
+            // Failures are bounded per identity across connections (`totp_guesses`): each
+            // checked one is written.
+            if !ok {
+                gatehouse_broker::mfa::totp_failed(&mut tx, now, &who.username, "ssh", 0).await?;
+            }
             tx.commit().await?;
             Ok::<bool, gatehouse_broker::Error>(ok)
         };

@@ -189,9 +189,9 @@ async fn keep_assignment(
 ) -> ApiResult<assignments::Assignment> {
     let mut tx = begin(&state).await?;
     let kept =
-        gatehouse_broker::lifecycle::engine::keep(&mut tx, &p.0, state.clock.now_ms(), &id).await?;
-    tx.commit().await?;
-    Ok(Json(kept))
+        gatehouse_broker::lifecycle::engine::keep(&mut tx, &p.0, state.clock.now_ms(), &id).await;
+    tx.settle(&kept).await?;
+    Ok(Json(kept?))
 }
 
 async fn list_rules(State(state): State<AppState>) -> ApiResult<Vec<sod::Rule>> {

@@ -121,9 +121,10 @@ async fn approve(
     let mut tx = begin(&state).await?;
     // Bearer tokens carry no multi-factor proof: roles that require MFA for approval are
     // approved from the web UI, which verifies one.
-    let out = requests::approve(&mut tx, &p.0, state.clock.now_ms(), &id, &comment, None).await?;
-    tx.commit().await?;
-    Ok(Json(out))
+    let out = requests::approve(&mut tx, &p.0, state.clock.now_ms(), &id, &comment, None).await;
+    // A refusal's audit record is kept (every refusal is audited).
+    tx.settle(&out).await?;
+    Ok(Json(out?))
 }
 
 async fn deny(
@@ -134,9 +135,9 @@ async fn deny(
 ) -> ApiResult<Request> {
     let comment = decision_body(&body)?.comment;
     let mut tx = begin(&state).await?;
-    let out = requests::deny(&mut tx, &p.0, state.clock.now_ms(), &id, &comment).await?;
-    tx.commit().await?;
-    Ok(Json(out))
+    let out = requests::deny(&mut tx, &p.0, state.clock.now_ms(), &id, &comment).await;
+    tx.settle(&out).await?;
+    Ok(Json(out?))
 }
 
 async fn cancel(

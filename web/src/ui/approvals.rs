@@ -42,6 +42,7 @@ struct QueuePage {
     items: Vec<Item>,
     totp: bool,
     grace: Vec<InGrace>,
+    notifications: bool,
 }
 
 impl QueuePage {
@@ -56,12 +57,82 @@ impl QueuePage {
     }
 }
 
+/// What the last decision did, as fixed codes: the banner's words come from these and from the
+/// database, never from the URL (a link cannot put its own text in the trusted banner).
 #[derive(Deserialize, Default)]
 struct Msg {
     #[serde(default)]
     done: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    /// The request or assignment the code is about.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// The words of an error code (unknown codes get the generic line).
+fn error_text(code: &str) -> &'static str {
+    match code {
+        "bad_code" => "That code is not valid; nothing was decided.",
+        "self_approval" => "Nobody decides their own request; nothing was decided.",
+        "not_approver" => "You are not an approver of that request; nothing was decided.",
+        "mfa_required" => {
+            "This role needs a fresh second factor to approve: type your authenticator code; nothing was decided."
+        }
+        "sod_conflict" => {
+            "Not approved: it would break a segregation-of-duties rule (the requester holds a conflicting role)."
+        }
+        "not_found" => "That request does not exist or is no longer open; nothing was decided.",
+        "conflict" => "That request was already decided or is no longer pending.",
+        "throttled" => {
+            "Too many codes tried; wait a minute before trying again. Nothing was decided."
+        }
+        "self_keep" => {
+            "Nobody keeps their own access; it takes another manager or an administrator."
+        }
+        "not_manager" => "Only that person's manager may keep this access.",
+        _ => "That was not done.",
+    }
+}
+
+/// The banner for a success code, from the database: shown only to someone who decided that
+/// request (or kept that assignment).
+async fn done_text(
+    c: &mut sqlx::AnyConnection,
+    me: &gatehouse_broker::identities::Identity,
+    code: &str,
+    id: &str,
+    now: i64,
+) -> Result<Option<String>, gatehouse_broker::Error> {
+    if code == "kept" {
+        let Some(a) = gatehouse_broker::assignments::by_id(c, id).await? else {
+            return Ok(None);
+        };
+        return Ok((a.source == "kept").then(|| format!("Kept: {} keeps {}.", a.subject, a.role)));
+    }
+    let Some(r) = requests::by_id(c, id, now).await? else {
+        return Ok(None);
+    };
+    let mine = requests::decision::decisions(c, id).await?;
+    let Some(decision) = mine
+        .iter()
+        .find(|(approver, _)| approver == &me.id)
+        .map(|(_, d)| d.as_str())
+    else {
+        return Ok(None);
+    };
+    Ok(match (code, decision, r.state.as_str()) {
+        ("approved", "approve", "approved") => Some(format!(
+            "Approved: {}'s {} access has started.",
+            r.requester, r.role
+        )),
+        ("approved", "approve", _) => Some(format!(
+            "Your approval of {}'s request for {} is recorded; it still needs other approvers.",
+            r.requester, r.role
+        )),
+        ("denied", "deny", _) => Some(format!("Denied {}'s request for {}.", r.requester, r.role)),
+        _ => None,
+    })
 }
 
 async fn queue(State(state): State<AppState>, s: Signed, Query(m): Query<Msg>) -> PageResult {
@@ -118,12 +189,17 @@ async fn queue(State(state): State<AppState>, s: Signed, Query(m): Query<Msg>) -
         });
     }
     let mut page = s.chrome(&state, "Approvals", "approvals").await?;
-    page.flash = m.error.or(m.done);
+    if let Some(code) = &m.error {
+        page.alert = Some(error_text(code).to_string());
+    } else if let (Some(code), Some(id)) = (&m.done, &m.id) {
+        page.flash = done_text(&mut c, &s.0.identity, code, id, now).await?;
+    }
     render(&QueuePage {
         page,
         items,
         totp: mfa::has_totp(&mut c, &s.0.identity.id).await?,
         grace: engine::in_grace_for(&mut c, s.username(), now).await?,
+        notifications: state.web.notifications,
     })
 }
 
@@ -131,19 +207,12 @@ async fn queue(State(state): State<AppState>, s: Signed, Query(m): Query<Msg>) -
 /// `lifecycle.keep`); only that person's manager may (the broker checks).
 async fn keep(State(state): State<AppState>, s: Signed, Path(id): Path<String>) -> PageResult {
     let mut tx = begin(&state).await?;
-    match engine::keep(&mut tx, &s.0.identity, state.clock.now_ms(), &id).await {
-        Ok(a) => {
-            tx.commit().await?;
-            Ok(back(&format!("Kept: {} keeps {}.", a.subject, a.role)))
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            Ok(back(&format!(
-                "Not kept: {}",
-                ApiError::from_ref(&e).message
-            )))
-        }
-    }
+    let r = engine::keep(&mut tx, &s.0.identity, state.clock.now_ms(), &id).await;
+    tx.settle(&r).await?;
+    Ok(match r {
+        Ok(_) => back("done", "kept", &id),
+        Err(e) => back("error", ApiError::from_ref(&e).code, &id),
+    })
 }
 
 #[derive(Deserialize)]
@@ -154,67 +223,72 @@ struct DecisionForm {
     code: String,
 }
 
-fn back(msg: &str) -> axum::response::Response {
-    Redirect::to(&format!(
-        "/approvals?done={}",
-        url::form_urlencoded::byte_serialize(msg.as_bytes()).collect::<String>()
-    ))
-    .into_response()
+/// Back to the queue with a banner code (`done=…` or `error=…`) about request or assignment `id`.
+fn back(kind: &str, code: &str, id: &str) -> axum::response::Response {
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(kind, code)
+        .append_pair("id", id)
+        .finish();
+    Redirect::to(&format!("/approvals?{q}")).into_response()
 }
 
 async fn approve(
     State(state): State<AppState>,
     s: Signed,
+    ci: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Path(id): Path<String>,
     Form(f): Form<DecisionForm>,
 ) -> PageResult {
     let now = state.clock.now_ms();
-    // A code typed here is a fresh second factor for this decision (its check is audited even
-    // when the decision then fails).
+    let me = &s.0.identity;
+    // The request and the approver first: a code is only ever checked for a request this person
+    // may decide now, so the answer to a code never depends on whether it was right (no oracle
+    // for any request id), and self-approval or a non-approver is refused (audited) unread.
+    let mut tx = begin(&state).await?;
+    let may = requests::decision::may_decide(&mut tx, me, now, &id, "approve").await;
+    tx.settle(&may).await?;
+    if let Err(e) = may {
+        return Ok(back("error", ApiError::from_ref(&e).code, &id));
+    }
+    // A code typed here is a fresh second factor for this decision: throttled per address and
+    // per identity like sign-in, failures audited within the server-wide budget of rows.
     let mut mfa_at = s.0.session.mfa_at_ms;
     if !f.code.trim().is_empty() {
+        if state
+            .web
+            .throttle
+            .attempt(super::auth::ip_of(ci), s.username(), false)
+            .is_err()
+        {
+            return Ok(back("error", "throttled", &id));
+        }
         let mut tx = begin(&state).await?;
         let ok = mfa::check_totp(
             &mut tx,
             now,
-            &s.0.identity.id,
+            &me.id,
             s.username(),
             &f.code,
             "web-approval",
             &state.web.sealing,
         )
         .await?;
+        if !ok && let Some(unrecorded) = state.web.throttle.failure_row() {
+            mfa::totp_failed(&mut tx, now, s.username(), "web-approval", unrecorded).await?;
+        }
         tx.commit().await?;
         if !ok {
-            return Ok(back("That code is not valid; nothing was decided."));
+            return Ok(back("error", "bad_code", &id));
         }
         mfa_at = Some(now);
     }
     let mut tx = begin(&state).await?;
-    match requests::approve(&mut tx, &s.0.identity, now, &id, &f.comment, mfa_at).await {
-        Ok(o) => {
-            tx.commit().await?;
-            let msg = if o.waiting_for.is_empty() {
-                format!(
-                    "Approved: {}'s {} access has started.",
-                    o.request.requester, o.request.role
-                )
-            } else {
-                format!(
-                    "Approval recorded; still waiting for {}.",
-                    o.waiting_for.join(", ")
-                )
-            };
-            Ok(back(&msg))
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            Ok(back(&format!(
-                "Not approved: {}",
-                ApiError::from_ref(&e).message
-            )))
-        }
-    }
+    let r = requests::approve(&mut tx, me, now, &id, &f.comment, mfa_at).await;
+    tx.settle(&r).await?;
+    Ok(match r {
+        Ok(_) => back("done", "approved", &id),
+        Err(e) => back("error", ApiError::from_ref(&e).code, &id),
+    })
 }
 
 async fn deny(
@@ -224,28 +298,17 @@ async fn deny(
     Form(f): Form<DecisionForm>,
 ) -> PageResult {
     let mut tx = begin(&state).await?;
-    match requests::deny(
+    let r = requests::deny(
         &mut tx,
         &s.0.identity,
         state.clock.now_ms(),
         &id,
         &f.comment,
     )
-    .await
-    {
-        Ok(r) => {
-            tx.commit().await?;
-            Ok(back(&format!(
-                "Denied {}'s request for {}.",
-                r.requester, r.role
-            )))
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            Ok(back(&format!(
-                "Not denied: {}",
-                ApiError::from_ref(&e).message
-            )))
-        }
-    }
+    .await;
+    tx.settle(&r).await?;
+    Ok(match r {
+        Ok(_) => back("done", "denied", &id),
+        Err(e) => back("error", ApiError::from_ref(&e).code, &id),
+    })
 }

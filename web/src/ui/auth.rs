@@ -433,6 +433,9 @@ async fn second(
             &state.web.sealing,
         )
         .await?;
+        if !ok && let Some(unrecorded) = state.web.throttle.failure_row() {
+            mfa::totp_failed(&mut tx, now, &b.identity.username, "web", unrecorded).await?;
+        }
         (ok, "password+totp")
     } else {
         let ok =

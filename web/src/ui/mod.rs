@@ -52,7 +52,10 @@ pub struct Chrome {
     pub reviewer: bool,
     pub admin: bool,
     pub nav: &'static str,
+    /// A success banner (green); its words come from code, never from the request.
     pub flash: Option<String>,
+    /// An error banner (red), same rule.
+    pub alert: Option<String>,
 }
 
 /// A signed-in browser, for page handlers (set by the access layer; without it the request is
@@ -105,6 +108,7 @@ impl Signed {
             admin: privileges::has(&mut conn, id, Privilege::Admin).await?,
             nav,
             flash: None,
+            alert: None,
         })
     }
 }

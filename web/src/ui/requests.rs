@@ -166,6 +166,42 @@ impl MinePage {
     }
 }
 
+/// What happened when a request was sent, as it happened: who may approve it and whether anyone
+/// was told (a notification is only queued when a channel is configured).
+async fn sent_text(
+    state: &AppState,
+    c: &mut sqlx::AnyConnection,
+    r: &Request,
+) -> Result<String, gatehouse_broker::Error> {
+    if r.state != "pending" {
+        return Ok(format!("Request sent; it is {} now.", r.state));
+    }
+    let mut names = Vec::new();
+    for set in requests::decision::seats(c, r).await? {
+        for id in set.members {
+            if let Some(i) = gatehouse_broker::identities::by_id(c, &id).await?
+                && !names.contains(&i.username)
+            {
+                names.push(i.username);
+            }
+        }
+    }
+    let who = if names.is_empty() {
+        "nobody can approve it yet: ask an administrator".to_string()
+    } else {
+        format!("who may approve it: {}", names.join(", "))
+    };
+    Ok(if state.web.notifications {
+        format!(
+            "Request sent; {who}. A notification is queued for the configured webhook, and it waits in their Approvals queue."
+        )
+    } else {
+        format!(
+            "Request sent; {who}. No notification channel is configured, so nobody was notified: it waits in their Approvals queue."
+        )
+    })
+}
+
 async fn mine(State(state): State<AppState>, s: Signed, Query(q): Query<Created>) -> PageResult {
     let mut c = conn(&state).await?;
     let list = requests::list(
@@ -179,8 +215,11 @@ async fn mine(State(state): State<AppState>, s: Signed, Query(q): Query<Created>
     )
     .await?;
     let mut page = s.chrome(&state, "My requests", "requests").await?;
-    if q.created.is_some() {
-        page.flash = Some("Request sent. Your approvers have been notified.".into());
+    if let Some(r) = list
+        .iter()
+        .find(|r| q.created.as_deref() == Some(r.id.as_str()))
+    {
+        page.flash = Some(sent_text(&state, &mut c, r).await?);
     }
     render(&MinePage {
         page,

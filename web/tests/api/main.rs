@@ -11,6 +11,7 @@ use gatehouse_web::{AppState, router};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+mod approval_form;
 mod approvals;
 mod workflow;
 
