@@ -210,9 +210,10 @@ pub async fn set_status(
     let before = by_username(tx, username)
         .await?
         .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
-    sqlx::query("UPDATE identities SET status = $1, updated_at = $2 WHERE id = $3")
+    sqlx::query("UPDATE identities SET status = $1, updated_at = $2, status_by = $3 WHERE id = $4")
         .bind(status.as_str())
         .bind(now_ms)
+        .bind(actor.to_string())
         .bind(before.id.as_str())
         .execute(&mut **tx)
         .await?;
@@ -239,6 +240,16 @@ pub async fn set_status(
         updated_at_ms: now_ms,
         ..before
     })
+}
+
+/// Who last set the identity's status, as the audit log names actors (`identity:alice`,
+/// `scim:okta`, `cli`, `system`); empty when it never changed since creation.
+pub async fn status_set_by(conn: &mut AnyConnection, identity_id: &str) -> Result<String> {
+    let by: Option<String> = sqlx::query_scalar("SELECT status_by FROM identities WHERE id = $1")
+        .bind(identity_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(by.unwrap_or_default())
 }
 
 /// Replaces an identity's display name, email and attributes; audited as `identity.update`

@@ -101,3 +101,14 @@ pub async fn active_admin_exists(conn: &mut AnyConnection) -> Result<bool> {
     .await?;
     Ok(row.try_get::<i64, _>(0)? > 0)
 }
+
+/// The privileges an identity (by id) holds, by name.
+pub async fn of(conn: &mut AnyConnection, identity_id: &str) -> Result<Vec<String>> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT privilege FROM identity_privileges WHERE identity_id = $1 ORDER BY privilege",
+    )
+    .bind(identity_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows)
+}

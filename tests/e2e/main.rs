@@ -8,6 +8,7 @@ mod audit;
 mod harness;
 mod push;
 mod scim;
+mod scim_security;
 mod serve;
 mod ssh;
 mod ui;

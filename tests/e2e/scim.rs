@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 
 /// The Python tools `scripts/python-tools.sh` installs (pinned versions).
 pub fn python_tools() -> PathBuf {
@@ -56,13 +56,13 @@ async fn start_on(backend: Backend) -> (tempfile::TempDir, Option<TestDb>, Serve
     (dir, db, server, token)
 }
 
-struct Scim<'a> {
-    server: &'a Server,
-    token: &'a str,
+pub(crate) struct Scim<'a> {
+    pub(crate) server: &'a Server,
+    pub(crate) token: &'a str,
 }
 
 impl Scim<'_> {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -89,7 +89,7 @@ impl Scim<'_> {
             h,
         )
     }
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let (s, v, _) = self.call(reqwest::Method::GET, path, None, &[]).await;
         (s, v)
     }
@@ -461,4 +461,54 @@ async fn security_scim_accepts_only_a_live_scim_client_token() {
     assert!(out.status.success());
     let (st, _) = s.get("/Users").await;
     assert_eq!(st, 401);
+}
+
+/// Paths with one trailing slash, as Microsoft's SCIM reference client sends them, are answered
+/// like the paths without it: listing, filtering, reading, creating; a slash elsewhere is not.
+#[tokio::test]
+async fn scim_paths_with_a_trailing_slash_answer_like_those_without() {
+    let (_dir, server, token) = start().await;
+    let s = Scim {
+        server: &server,
+        token: &token,
+    };
+    let ann = s.user("ann", "engineering", "E1", true).await;
+    s.user("bob", "operations", "E2", true).await;
+    let (st, v) = s.get("/Users/").await;
+    assert_eq!(
+        (st, names(&v)),
+        (200, vec!["ann".to_string(), "bob".to_string()]),
+        "{v}"
+    );
+    let (st, v) = s
+        .get(&format!("/Users/?filter={}", q(r#"userName eq "bob""#)))
+        .await;
+    assert_eq!((st, names(&v)), (200, vec!["bob".to_string()]), "{v}");
+    let (st, v) = s.get(&format!("/Users/{ann}/")).await;
+    assert_eq!((st, v["userName"].as_str()), (200, Some("ann")), "{v}");
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/Groups/",
+            Some(
+                json!({ "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Ops", "members": [{ "value": ann }] }),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = s.get("/Groups/").await;
+    assert_eq!((st, v["totalResults"].as_i64()), (200, Some(1)), "{v}");
+    let (st, _) = s.get("/ServiceProviderConfig/").await;
+    assert_eq!(st, 200);
+    // Only one trailing slash is dropped; without a SCIM token nothing is answered either way.
+    let (st, _) = s.get("/Users//").await;
+    assert_eq!(st, 404);
+    let anon = Scim {
+        server: &server,
+        token: "ghscim_not-a-token",
+    };
+    assert_eq!(anon.get("/Users/").await.0, 401);
+    server.stop();
 }

@@ -27,6 +27,9 @@ pub struct Call {
     pub now_ms: i64,
     /// Grace period for birthright access a mover no longer needs.
     pub grace_ms: i64,
+    /// Whether a password the client sends is set (`[scim] passwords`); off, it is ignored.
+    /// It is never set on an identity that holds a privilege.
+    pub passwords: bool,
 }
 
 /// What a resource is to be: the checked document and, for a User, an argon2id hash of a
@@ -35,6 +38,8 @@ pub struct Call {
 pub struct Write {
     pub doc: Map<String, Value>,
     pub password_phc: Option<String>,
+    /// The client sent a password and SCIM passwords are off: it was dropped unread.
+    pub password_ignored: bool,
 }
 
 /// The identity attributes SCIM manages (others, e.g. from HR, are left alone).
@@ -230,20 +235,28 @@ pub async fn create(tx: &mut Tx, call: &Call, kind: Kind, w: Write) -> Result<St
                 call,
                 &stored.doc,
                 identity_exists,
-                w.password_phc.is_none(),
+                w.password_phc.is_none() || !call.passwords,
             )
             .await?;
-            stored.identity_id = Some(identity_id);
+            stored.identity_id = Some(identity_id.clone());
+            let mut details = json!({ "client": call.client, "scim_id": stored.id,
+                "external_id": stored.doc.get("externalId") });
             if let Some(phc) = &w.password_phc {
-                crate::passwords::set_hash(tx, &call.actor, call.now_ms, &username, phc, None)
-                    .await
-                    .map_err(to_scim)?;
+                set_password(tx, call, &identity_id, &username, phc, &mut details).await?;
+            } else if w.password_ignored {
+                details["password"] = json!(IGNORED);
             }
             store::insert(tx, &stored, &call.client, true)
                 .await
                 .map_err(conflict)?;
-            audit_call(tx, call, "scim.user.create", format!("identity:{username}"),
-                json!({ "client": call.client, "scim_id": stored.id, "external_id": stored.doc.get("externalId") })).await?;
+            audit_call(
+                tx,
+                call,
+                "scim.user.create",
+                format!("identity:{username}"),
+                details,
+            )
+            .await?;
         }
         Kind::Group => {
             let name = group_name_of(s(&stored.doc, "displayName").unwrap_or_default())?;
@@ -311,7 +324,7 @@ async fn create_identity(
     if let Some(m) = manager_username(tx, v.manager_id.as_deref()).await? {
         v.attributes.insert("manager".into(), Value::String(m));
     }
-    let status = if v.active {
+    let mut status = if v.active {
         Status::Active
     } else {
         Status::Prehire
@@ -342,7 +355,17 @@ async fn create_identity(
             )
             .await
             .map_err(to_scim)?;
-            if i.status != status {
+            // Only a leaver SCIM made (or a pre-hire) comes back active or as a pre-hire; a
+            // status an administrator set stays. Privileges, tokens and factors left with the
+            // leaver (`engine::terminate`) and are not restored.
+            let set_by = identities::status_set_by(tx, &i.id)
+                .await
+                .map_err(to_scim)?;
+            let scim_may = i.status == Status::Prehire
+                || (i.status == Status::Terminated && set_by.starts_with("scim:"));
+            if !scim_may {
+                status = i.status;
+            } else if i.status != status {
                 identities::set_status(tx, &call.actor, call.now_ms, &i.username, status)
                     .await
                     .map_err(to_scim)?;
@@ -429,6 +452,12 @@ pub async fn replace(
     {
         return Err(ScimError::uniqueness(format!("{key:?} is already taken")));
     }
+    let mut details = json!({ "client": call.client, "scim_id": id });
+    // A password for a privileged identity is refused before anything else changes, so the
+    // refusal's audit record is all the transaction holds.
+    if let (Some(_), Some(iid), true) = (&w.password_phc, &before.identity_id, call.passwords) {
+        refuse_privileged_password(tx, call, iid).await?;
+    }
     let mut after = Stored {
         doc: w.doc,
         version: before.version + 1,
@@ -437,11 +466,14 @@ pub async fn replace(
     };
     let object = match kind {
         Kind::User => {
-            let username = update_identity(tx, call, &before, &after).await?;
-            if let Some(phc) = &w.password_phc {
-                crate::passwords::set_hash(tx, &call.actor, call.now_ms, &username, phc, None)
-                    .await
-                    .map_err(to_scim)?;
+            let (username, kept) = update_identity(tx, call, &before, &after).await?;
+            if let Some(k) = kept {
+                details["status_kept"] = Value::String(k);
+            }
+            if let (Some(phc), Some(iid)) = (&w.password_phc, &before.identity_id) {
+                set_password(tx, call, iid, &username, phc, &mut details).await?;
+            } else if w.password_ignored {
+                details["password"] = json!(IGNORED);
             }
             format!("identity:{username}")
         }
@@ -452,23 +484,93 @@ pub async fn replace(
         }
     };
     store::update(tx, &after).await.map_err(conflict)?;
+    details["version"] = json!(after.version);
     audit_call(
         tx,
         call,
         &format!("scim.{}.{action}", kind.name().to_lowercase()),
         object,
-        json!({ "client": call.client, "scim_id": id, "version": after.version }),
+        details,
     )
     .await?;
     Ok(after)
 }
 
+const IGNORED: &str = "ignored: SCIM passwords are off ([scim] passwords)";
+
+/// Refuses (403, audited as `scim.password.refused`, the transaction marked to keep only that
+/// record) a password for an identity that holds a privilege: a provisioning client must never
+/// hold the credential of an administrator or reviewer.
+async fn refuse_privileged_password(tx: &mut Tx, call: &Call, identity_id: &str) -> Result<()> {
+    let held = crate::privileges::of(tx, identity_id)
+        .await
+        .map_err(to_scim)?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    let username = identities::by_id(tx, identity_id)
+        .await
+        .map_err(to_scim)?
+        .map(|i| i.username)
+        .unwrap_or_default();
+    audit_call(
+        tx,
+        call,
+        "scim.password.refused",
+        format!("identity:{username}"),
+        json!({ "client": call.client, "privileges": held,
+            "reason": "SCIM never sets the password of an identity that holds a privilege" }),
+    )
+    .await?;
+    tx.mark_refusal();
+    Err(ScimError::new(
+        403,
+        None,
+        format!(
+            "{username} holds the {} privilege: SCIM never sets its password; an administrator does",
+            held.join(" and ")
+        ),
+    ))
+}
+
+/// Sets a password a client sent, when `[scim] passwords` is on and the identity holds no
+/// privilege (checked again here, for a create that re-hires); notes what happened in the
+/// call's audit details.
+async fn set_password(
+    tx: &mut Tx,
+    call: &Call,
+    identity_id: &str,
+    username: &str,
+    phc: &str,
+    details: &mut Value,
+) -> Result<()> {
+    if !call.passwords {
+        details["password"] = json!(IGNORED);
+        return Ok(());
+    }
+    if !crate::privileges::of(tx, identity_id)
+        .await
+        .map_err(to_scim)?
+        .is_empty()
+    {
+        details["password"] = json!("ignored: the identity holds a privilege");
+        return Ok(());
+    }
+    crate::passwords::set_hash(tx, &call.actor, call.now_ms, username, phc, None)
+        .await
+        .map_err(to_scim)?;
+    details["password"] = json!("set");
+    Ok(())
+}
+
+/// Carries a replaced User to its identity; returns the username and, when `active: true`
+/// did not activate it, why (for the audit event).
 async fn update_identity(
     tx: &mut Tx,
     call: &Call,
     before: &Stored,
     after: &Stored,
-) -> Result<String> {
+) -> Result<(String, Option<String>)> {
     let mut v = user_view(&after.doc)?;
     let iid = before.identity_id.clone().unwrap_or_default();
     let current = identities::by_id(tx, &iid)
@@ -501,21 +603,34 @@ async fn update_identity(
     )
     .await
     .map_err(to_scim)?;
-    let status = match (current.status, v.active) {
-        (Status::Terminated, true)
-        | (Status::Prehire, true)
-        | (Status::Suspended, true)
-        | (Status::Disabled, true) => {
+    let set_by = identities::status_set_by(tx, &iid).await.map_err(to_scim)?;
+    let mut kept = None;
+    let status = match status_change(current.status, &set_by, v.active) {
+        StatusChange::Activate => {
             identities::set_status(tx, &call.actor, call.now_ms, &username, Status::Active)
                 .await
                 .map_err(to_scim)?;
             Status::Active
         }
-        (Status::Active, false) => {
+        StatusChange::Leave => {
             leaver(tx, call, &username, &attributes).await?;
             Status::Terminated
         }
-        (s, _) => s,
+        StatusChange::Keep => {
+            if v.active && current.status != Status::Active {
+                kept = Some(format!(
+                    "{} (set by {}): SCIM activates only pre-hires and identities SCIM \
+                     terminated",
+                    current.status.as_str(),
+                    if set_by.is_empty() {
+                        "creation"
+                    } else {
+                        &set_by
+                    }
+                ));
+            }
+            current.status
+        }
     };
     if status != Status::Terminated {
         engine::reconcile_birthright(
@@ -531,7 +646,28 @@ async fn update_identity(
         .await
         .map_err(to_scim)?;
     }
-    Ok(username)
+    Ok((username, kept))
+}
+
+/// What a User's `active` does to its identity's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusChange {
+    Activate,
+    Leave,
+    Keep,
+}
+
+/// SCIM activates only a pre-hire or an identity a SCIM client terminated: a suspension or a
+/// disable an administrator (or the CLI, HR, an `apply`) set stays until they lift it, however
+/// often an identity provider resends `active: true`. `active: false` is a leaver whatever the
+/// identity's status, unless it is a pre-hire or has left already.
+fn status_change(current: Status, set_by: &str, active: bool) -> StatusChange {
+    match (current, active) {
+        (Status::Prehire, true) => StatusChange::Activate,
+        (Status::Terminated, true) if set_by.starts_with("scim:") => StatusChange::Activate,
+        (Status::Active | Status::Suspended | Status::Disabled, false) => StatusChange::Leave,
+        _ => StatusChange::Keep,
+    }
 }
 
 /// `active: false` or a DELETE: the lifecycle engine's leaver (terminated, grants revoked,

@@ -86,8 +86,10 @@ async fn get_identity(
     let now = state.clock.now_ms();
     let assignments = gatehouse_broker::assignments::of_identity(&mut c, &who.id).await?;
     let grants = gatehouse_broker::grants::active_of(&mut c, &who.id, now).await?;
+    let privileges = gatehouse_broker::privileges::of(&mut c, &who.id).await?;
     Ok(Json(json!({
         "identity": who, "groups": groups, "assignments": assignments, "grants": grants,
+        "privileges": privileges,
     })))
 }
 

@@ -17,7 +17,7 @@ pub async fn service_provider_config(State(state): State<AppState>) -> Response 
         "patch": { "supported": true },
         "bulk": { "supported": true, "maxOperations": MAX_BULK_OPERATIONS, "maxPayloadSize": crate::MAX_BODY },
         "filter": { "supported": true, "maxResults": MAX_RESULTS },
-        "changePassword": { "supported": true },
+        "changePassword": { "supported": state.web.scim_passwords },
         "sort": { "supported": true },
         "etag": { "supported": true },
         "authenticationSchemes": [{

@@ -68,6 +68,7 @@ fn call(client: &Client, state: &AppState) -> Call {
         client: client.0.name.clone(),
         now_ms: state.clock.now_ms(),
         grace_ms: DEFAULT_GRACE_MS,
+        passwords: state.web.scim_passwords,
     }
 }
 
@@ -104,10 +105,12 @@ async fn render_with(state: &AppState, s: &Stored, p: &Projection, groups: bool)
     Ok(resource::render(reg, s.kind, &s.id, &doc, s.meta(&base), p))
 }
 
-/// Checks a client document and hashes its password off the runtime.
-async fn write_of(kind: Kind, body: &Value) -> Result<Write> {
+/// Checks a client document and, when SCIM passwords are on, hashes its password off the
+/// runtime (off, a password is dropped unread and the audit event says so).
+async fn write_of(kind: Kind, body: &Value, passwords: bool) -> Result<Write> {
     let input = resource::normalize(registry()?, kind, body)?;
-    let password_phc = match input.password {
+    let password_ignored = input.password.is_some() && !passwords;
+    let password_phc = match input.password.filter(|_| passwords) {
         None => None,
         Some(pw) => {
             let user = input
@@ -128,6 +131,7 @@ async fn write_of(kind: Kind, body: &Value) -> Result<Write> {
     Ok(Write {
         doc: input.doc,
         password_phc,
+        password_ignored,
     })
 }
 
@@ -137,11 +141,11 @@ pub async fn do_create(
     kind: Kind,
     body: &Value,
 ) -> Result<Stored> {
-    let w = write_of(kind, body).await?;
+    let w = write_of(kind, body, state.web.scim_passwords).await?;
     let mut tx = state.store.begin().await.map_err(to_scim)?;
-    let s = provision::create(&mut tx, &call(client, state), kind, w).await?;
-    tx.commit().await.map_err(to_scim)?;
-    Ok(s)
+    let s = provision::create(&mut tx, &call(client, state), kind, w).await;
+    tx.settle(&s).await.map_err(to_scim)?;
+    s
 }
 
 pub async fn do_replace(
@@ -152,7 +156,7 @@ pub async fn do_replace(
     body: &Value,
     if_match: Option<&str>,
 ) -> Result<Stored> {
-    let w = write_of(kind, body).await?;
+    let w = write_of(kind, body, state.web.scim_passwords).await?;
     let mut tx = state.store.begin().await.map_err(to_scim)?;
     let s = provision::replace(
         &mut tx,
@@ -163,9 +167,9 @@ pub async fn do_replace(
         if_match,
         "replace",
     )
-    .await?;
-    tx.commit().await.map_err(to_scim)?;
-    Ok(s)
+    .await;
+    tx.settle(&s).await.map_err(to_scim)?;
+    s
 }
 
 pub async fn do_patch(
@@ -188,7 +192,7 @@ pub async fn do_patch(
     };
     before.check_if_match(if_match)?;
     let patched = gatehouse_scim::patch::apply(reg, kind, &before.doc, body)?;
-    let w = write_of(kind, &patched).await?;
+    let w = write_of(kind, &patched, state.web.scim_passwords).await?;
     let mut tx = state.store.begin().await.map_err(to_scim)?;
     // The version read above must still be the one stored (no lost update between the read and
     // this transaction).
@@ -201,9 +205,9 @@ pub async fn do_patch(
         Some(&before.etag()),
         "patch",
     )
-    .await?;
-    tx.commit().await.map_err(to_scim)?;
-    Ok(s)
+    .await;
+    tx.settle(&s).await.map_err(to_scim)?;
+    s
 }
 
 pub async fn do_delete(
