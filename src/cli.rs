@@ -418,4 +418,19 @@ pub enum MfaCommand {
         #[arg(long)]
         identity: String,
     },
+    /// Link an identity to its account at the OpenID provider of `[oidc]` (the ID token's
+    /// `sub`), so "Sign in with SSO" signs in as it. Needed for identities single sign-on never
+    /// links by e-mail: local ones (bootstrap, API, `apply`), those holding a privilege, and
+    /// sources not in `[oidc] link_by_email`. The identity's own second factor still applies.
+    /// Audited as `identity.link`.
+    ///
+    /// Example: `gatehouse --config gatehouse.toml mfa link-sso --identity alice --subject 00u1abcd`
+    LinkSso {
+        /// The username.
+        #[arg(long)]
+        identity: String,
+        /// The provider's subject identifier for this person (the `sub` claim).
+        #[arg(long)]
+        subject: String,
+    },
 }

@@ -95,6 +95,11 @@ pub struct OidcConfig {
     pub create_identities: Option<bool>,
     /// The sign-in page's button [default: "Sign in with SSO"].
     pub label: Option<String>,
+    /// Where an identity must come from (its source: `oidc`, `scim`, `hr`, `ldap`, ...) to be
+    /// linked by a verified e-mail at its first single sign-on [default: ["oidc"]]. Add `scim`
+    /// when your SCIM client is this same identity provider. Local accounts and identities
+    /// holding a privilege are never linked by e-mail: `gatehouse sso link` links them.
+    pub link_by_email: Option<Vec<String>>,
 }
 
 /// An app (a SaaS tool) whose users Gatehouse provisions through the app's SCIM API: the active

@@ -1,4 +1,4 @@
-//! `gatehouse mfa enroll-totp` and `gatehouse mfa set-password`: sign-in factors of an identity
+//! `gatehouse mfa enroll-totp`, `set-password` and `link-sso`: sign-in factors of an identity
 //! from the command line (people enroll their own in the web UI's account page).
 
 use crate::cli::MfaCommand;
@@ -47,6 +47,38 @@ pub async fn run(settings: &Settings, cmd: MfaCommand) -> anyhow::Result<ExitCod
             tx.commit().await?;
             store.close().await;
             eprintln!("password set for {identity}");
+            Ok(ExitCode::SUCCESS)
+        }
+        MfaCommand::LinkSso { identity, subject } => {
+            let Some(oidc) = &settings.oidc else {
+                anyhow::bail!(
+                    "no [oidc] provider is configured: link-sso links to the issuer of [oidc] \
+                     (pass the server's --config)"
+                );
+            };
+            let subject = subject.trim();
+            if subject.is_empty() || subject.len() > 255 {
+                anyhow::bail!("--subject must be the provider's `sub` claim (1-255 characters)");
+            }
+            let provider = oidc.issuer.trim_end_matches('/').to_string();
+            let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
+            let mut tx = store.begin().await?;
+            let who = gatehouse_broker::identities::by_username(&mut tx, &identity)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("identity {identity} not found"))?;
+            gatehouse_broker::directory::link_as(
+                &mut tx,
+                &Actor::Cli,
+                SystemClock.now_ms(),
+                &provider,
+                subject,
+                &who,
+                "administrator",
+            )
+            .await?;
+            tx.commit().await?;
+            store.close().await;
+            eprintln!("{identity} is linked to subject {subject:?} of {provider}");
             Ok(ExitCode::SUCCESS)
         }
     }

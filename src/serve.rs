@@ -388,5 +388,9 @@ fn oidc_settings(o: &crate::config::OidcConfig) -> anyhow::Result<gatehouse_web:
         group_mapping: o.group_mapping.clone(),
         create_identities: o.create_identities.unwrap_or(true),
         label: o.label.clone().unwrap_or_else(|| "Sign in with SSO".into()),
+        link_by_email: o
+            .link_by_email
+            .clone()
+            .unwrap_or_else(|| vec!["oidc".into()]),
     })
 }

@@ -164,9 +164,22 @@ pub async fn by_email(conn: &mut sqlx::AnyConnection, email: &str) -> Result<Opt
     }
 }
 
-/// Links a provider's subject to an identity; audited as `identity.link`.
+/// Links a provider's subject to an identity at its sign-in; audited as `identity.link`.
 pub async fn link(
     tx: &mut Tx,
+    now_ms: i64,
+    provider: &str,
+    subject: &str,
+    identity: &Identity,
+    how: &str,
+) -> Result<()> {
+    link_as(tx, &Actor::System, now_ms, provider, subject, identity, how).await
+}
+
+/// [`link`] by `actor` (an administrator's explicit link); audited as `identity.link`.
+pub async fn link_as(
+    tx: &mut Tx,
+    actor: &Actor,
     now_ms: i64,
     provider: &str,
     subject: &str,
@@ -187,7 +200,7 @@ pub async fn link(
         tx,
         now_ms,
         NewEvent::new(
-            Actor::System.to_string(),
+            actor.to_string(),
             "identity.link",
             format!("identity:{}", identity.username),
         )

@@ -99,7 +99,9 @@ async fn browser_reviewer_replays_searches_watches_live_and_terminates() {
     // The browser reaches the server as http://localhost:PORT (plain HTTP is for loopback).
     let base = lab.server.base.replace("127.0.0.1", "localhost");
     let b = Browser::start(&base).await;
-    b.sign_in("bob", PASSWORD, None).await;
+    // A reviewer holds a privilege: signing in takes a second factor.
+    let bob_totp = crate::ui::enroll_totp(&lab.path("data"), "bob");
+    b.sign_in("bob", PASSWORD, Some(&bob_totp)).await;
 
     // Full-text search over what was shown: the shell session, with the line that matched.
     b.goto("/sessions?q=second-42").await;

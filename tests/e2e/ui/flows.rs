@@ -326,11 +326,60 @@ async fn security_web_login_state_is_bound_to_one_username() {
     b.close().await;
 }
 
+/// An administrator with a password alone gets a session good only for setting up a second
+/// factor: every page leads back to the account page, API calls riding on its cookie are 403
+/// `second_factor_required`; once an authenticator app is set up, the admin pages open.
+#[tokio::test]
+async fn security_browser_an_administrator_signed_in_with_a_password_alone_can_only_enrol() {
+    let s = site().await;
+    let b = Browser::start(&s.server.base).await;
+    b.sign_in("admin", PASSWORD, None).await;
+    assert_eq!(b.path().await, "/account");
+    assert!(b.text(".alert").await.contains("holds a privilege"));
+    b.shot("account-enrol-required").await;
+    for page in ["/admin", "/audit", "/", "/approvals", "/sessions"] {
+        b.goto(page).await;
+        assert_eq!(b.path().await, "/account", "{page}");
+    }
+    let answer =
+        b.c.execute(
+            "return fetch('/api/v1/identities').then(r => r.status + ' ' + r.statusText)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(answer.as_str().unwrap().starts_with("403"), "{answer}");
+    let code =
+        b.c.execute(
+            "return fetch('/api/v1/whoami').then(r => r.json()).then(j => j.error.code)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(code.as_str(), Some("second_factor_required"));
+    // Setting up an authenticator app is allowed, and then the session is a full one.
+    b.click("#totp-setup").await;
+    let secret = b.text("#totp-secret").await;
+    let code = fresh_code(&secret).await;
+    b.fill("#code", &code).await;
+    b.click("#totp-confirm").await;
+    assert!(b.text(".flash").await.contains("Authenticator app set up"));
+    b.goto("/admin").await;
+    assert_eq!(b.path().await, "/admin");
+    // Signing in again takes the code.
+    b.sign_out().await;
+    b.sign_in("admin", PASSWORD, Some(&secret)).await;
+    b.goto("/audit").await;
+    assert_eq!(b.path().await, "/audit");
+    b.close().await;
+}
+
 #[tokio::test]
 async fn browser_admin_applies_policy_and_reads_the_audit_log() {
     let s = site().await;
     let b = Browser::start(&s.server.base).await;
-    b.sign_in("admin", PASSWORD, None).await;
+    let secret = super::enroll_totp(&s.server_data(), "admin");
+    b.sign_in("admin", PASSWORD, Some(&secret)).await;
     b.goto("/admin").await;
     assert!(
         b.text("tr.identity[data-username='alice']")

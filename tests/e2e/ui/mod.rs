@@ -30,6 +30,22 @@ pub fn set_password(data: &std::path::Path, who: &str) {
     );
 }
 
+/// Enrolls a TOTP for `who` with `gatehouse mfa enroll-totp`; returns its base32 secret.
+pub fn enroll_totp(data: &std::path::Path, who: &str) -> String {
+    let out = crate::harness::run(crate::harness::gatehouse(data).args([
+        "mfa",
+        "enroll-totp",
+        "--identity",
+        who,
+    ]));
+    assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+    crate::harness::stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .to_string()
+}
+
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;

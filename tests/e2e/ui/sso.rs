@@ -1,8 +1,9 @@
 //! Single sign-on in chromium through a real OpenID provider: the npm package `oidc-provider`
 //! (pinned by scripts/node-tools.sh) on a loopback port. A person signs in with "Sign in with
 //! SSO", gets an identity and the mapped group; an unverified e-mail never links a local account
-//! and a name claim never takes one over; a callback with a forged state is refused; an ID token
-//! that has expired is refused.
+//! and a name claim never takes one over; a verified e-mail never links a local account either,
+//! until an administrator links it (`mfa link-sso`), and then the account's own TOTP is asked
+//! for; a callback with a forged state is refused; an ID token that has expired is refused.
 
 use super::Browser;
 use super::directory::audit;
@@ -155,6 +156,61 @@ async fn browser_oidc_sign_in_links_the_identity_and_refuses_forged_state_and_ex
     assert!(page.contains("is not linked to you"), "{page}");
     drop(a);
 
+    // security: a verified e-mail never links a local account either ("victim", made by
+    // `apply`, owns victim@example.org, which the provider verified for its "victim").
+    let v = Browser::start(&server.base).await;
+    v.goto("/login").await;
+    v.click("#sso").await;
+    provider_login(&v, "victim").await;
+    let page = v.wait_text("body", "Single sign-on failed").await;
+    assert!(page.contains("not linked to you"), "{page}");
+    drop(v);
+    assert!(
+        audit(&data, "identity.link")
+            .iter()
+            .all(|e| e["object"] != "identity:victim")
+    );
+    // An administrator links it explicitly; victim's own second factor is then asked for after
+    // the provider's sign-in (single sign-on replaces the password, not the authenticator app).
+    let out = crate::harness::run(crate::harness::gatehouse(&data).args([
+        "--config",
+        &cfg,
+        "mfa",
+        "link-sso",
+        "--identity",
+        "victim",
+        "--subject",
+        "victim",
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    let link = audit(&data, "identity.link");
+    let link = link.last().unwrap();
+    assert_eq!(
+        (&link["actor"], &link["object"]),
+        (
+            &serde_json::json!("cli"),
+            &serde_json::json!("identity:victim")
+        )
+    );
+    let secret = super::enroll_totp(&data, "victim");
+    let v = Browser::start(&server.base).await;
+    v.goto("/login").await;
+    v.click("#sso").await;
+    provider_login(&v, "victim").await;
+    v.text("#code-form").await;
+    assert_eq!(v.path().await, "/login/second-factor");
+    let code = super::fresh_code(&secret).await;
+    v.fill("#code", &code).await;
+    v.click("#verify").await;
+    assert_eq!(v.wait_text("#signed-in-as", "victim").await, "victim");
+    let signed = audit(&data, "web.sign_in");
+    assert_eq!(
+        signed.last().unwrap()["details"]["methods"],
+        "oidc+totp",
+        "{signed:?}"
+    );
+    drop(v);
+
     // (A browser of its own: an abandoned sign-in at the provider confuses its next one.)
     let f = Browser::start(&server.base).await;
     // A callback whose state is not the one this browser started with: refused, no session.
@@ -185,7 +241,7 @@ async fn browser_oidc_sign_in_links_the_identity_and_refuses_forged_state_and_ex
     b.text("#login-form").await;
     assert_eq!(
         audit(&data, "directory.sign_in").len(),
-        2,
-        "no sign-in past olga's and unverified-victim's"
+        3,
+        "no sign-in past olga's, unverified-victim's and victim's"
     );
 }

@@ -68,6 +68,21 @@ pub struct Browser {
     pub identity: Identity,
 }
 
+/// A privileged identity without a second factor: to enrolment (pages) or 403
+/// `second_factor_required` (API calls riding on its cookie).
+fn enrol_first(api: bool) -> Response {
+    if api {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "second_factor_required",
+            "this identity holds a privilege: set up a second factor (authenticator app or passkey) at /account first",
+        )
+        .into_response()
+    } else {
+        axum::response::Redirect::to("/account?setup=required").into_response()
+    }
+}
+
 /// Refuses the request in the form its caller reads: JSON under `/api/`, a page elsewhere.
 fn refuse(api: bool, e: ApiError) -> Response {
     if api {
@@ -187,6 +202,24 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         (None, Some(b)) => b.identity.clone(),
         (None, None) => return to_sign_in(api, &req),
     };
+    // A privileged identity signed in with a password alone (no second factor) may only set
+    // one up: its session is good for nothing else until it has. (`signed_in` is only ever a
+    // cookie's session: a request with a bearer token has none.)
+    if let Some(b) = signed_in.as_ref().filter(|b| b.session.mfa_at_ms.is_none())
+        && !rules::ENROLMENT.iter().any(|(m, p)| {
+            (m == req.method() || (m == Method::GET && req.method() == Method::HEAD)) && *p == path
+        })
+    {
+        let held = match state.store.pool().acquire().await {
+            Ok(mut conn) => privileges::of(&mut conn, &b.identity.id).await,
+            Err(e) => Err(gatehouse_broker::Error::from(e)),
+        };
+        match held {
+            Ok(p) if p.is_empty() => {}
+            Ok(_) => return enrol_first(api),
+            Err(e) => return refuse(api, ApiError::from(e)),
+        }
+    }
     if let Requirement::Privilege(p) = rule {
         let held = match state.store.pool().acquire().await {
             Ok(mut conn) => privileges::has(&mut conn, &identity.id, p).await,

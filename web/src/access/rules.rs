@@ -13,6 +13,20 @@ const SECOND: Requirement = Requirement::SecondFactor;
 const ADMIN: Requirement = Requirement::Privilege(Privilege::Admin);
 const REVIEWER: Requirement = Requirement::Privilege(Privilege::Reviewer);
 
+/// What a privileged identity (admin, reviewer) signed in without a second factor may reach:
+/// setting one up (authenticator app or passkey, after a recent sign-in) and signing out.
+/// Everything else sends it here first.
+pub const ENROLMENT: &[(Method, &str)] = &[
+    (Method::GET, "/account"),
+    (Method::GET, "/account/reauth"),
+    (Method::POST, "/account/reauth"),
+    (Method::GET, "/account/totp"),
+    (Method::POST, "/account/totp"),
+    (Method::POST, "/account/passkeys/start"),
+    (Method::POST, "/account/passkeys/finish"),
+    (Method::POST, "/logout"),
+];
+
 /// Every route of the application: (method, path pattern, requirement, summary). The OpenAPI
 /// document is generated from this table, so it cannot list a route the access layer does not.
 pub const RULES: &[(Method, &str, Requirement, &str)] = &[

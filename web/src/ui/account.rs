@@ -106,6 +106,22 @@ async fn account_page(
 }
 
 async fn page(State(state): State<AppState>, s: Signed, Query(f): Query<Flags>) -> PageResult {
+    // A privileged identity signed in without a second factor can do nothing but set one up
+    // (the access layer sends it here): say so, whatever brought it here.
+    let must_enrol = s.0.session.mfa_at_ms.is_none()
+        && !gatehouse_broker::privileges::of(&mut *conn(&state).await?, &s.0.identity.id)
+            .await?
+            .is_empty();
+    if must_enrol {
+        let mut page = account_page(&state, &s, FieldErrors::default(), None).await?;
+        page.page.alert = Some(
+            "Your account holds a privilege (administrator or reviewer): set up a second factor \
+             — an authenticator app or a passkey — before anything else. Until then this \
+             session can only do that or sign out."
+                .to_string(),
+        );
+        return render(&page);
+    }
     let flash = if f.setup.is_some() {
         Some("Welcome. Add a second factor — an authenticator app or a passkey — to protect your account.".to_string())
     } else if f.recovered.is_some() {
@@ -375,6 +391,17 @@ async fn totp_confirm(
         });
     }
     web_sessions::set_pending(&mut tx, &s.0.session.id, None).await?;
+    // The code just typed proves the new factor: this session now counts as having passed a
+    // second factor (what a privileged identity needs to go on).
+    web_sessions::reauthenticated(
+        &mut tx,
+        now,
+        &s.0.session,
+        s.username(),
+        "totp_enrolled",
+        true,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Redirect::to("/account?done=totp").into_response())
 }

@@ -436,11 +436,11 @@ async fn second(
         if !ok && let Some(unrecorded) = state.web.throttle.failure_row() {
             mfa::totp_failed(&mut tx, now, &b.identity.username, "web", unrecorded).await?;
         }
-        (ok, "password+totp")
+        (ok, "totp")
     } else {
         let ok =
             recovery::redeem(&mut tx, now, &b.identity.id, &b.identity.username, &code).await?;
-        (ok, "password+recovery_code")
+        (ok, "recovery_code")
     };
     tx.commit().await?;
     if !ok {
@@ -450,8 +450,10 @@ async fn second(
         );
     }
     let ua = user_agent(&headers);
-    let cookie = promote(&state, &b, method, &ip.to_string(), ua).await?;
-    let go = if method == "password+recovery_code" {
+    // The first step (`password`, or `oidc` for single sign-on) and this one.
+    let methods = format!("{}+{method}", b.session.methods);
+    let cookie = promote(&state, &b, &methods, &ip.to_string(), ua).await?;
+    let go = if method == "recovery_code" {
         "/account?recovered=1".to_string()
     } else {
         next

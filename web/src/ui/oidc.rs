@@ -44,6 +44,10 @@ pub struct Oidc {
     pub create_identities: bool,
     /// The button on the sign-in page.
     pub label: String,
+    /// Where an identity must come from (its `source`) to be linked by a verified e-mail at
+    /// its first single sign-on [default: `oidc`]; any other identity needs an explicit link by
+    /// an administrator (`gatehouse sso link`). Never one that holds a privilege.
+    pub link_by_email: Vec<String>,
 }
 
 /// What the browser carries between the redirect out and the callback.
@@ -330,14 +334,30 @@ async fn finish(
         .unwrap_or_default();
     let provider = o.issuer.trim_end_matches('/').to_string();
     let now = state.clock.now_ms();
-    // Who this is: the link, else the one identity with this verified email, else new.
+    // Who this is: the link, else the one identity with this verified email that came from
+    // this provider's side (`link_by_email`) and holds no privilege, else new. A local account
+    // (bootstrap, the API, `apply`) is never linked by e-mail: an administrator links it.
     let (existing, how) = {
         let mut cn = conn(state).await?;
         match directory::linked(&mut cn, &provider, &subject).await? {
             Some(i) => (Some(i), None),
             None => match &verified_email {
                 Some(e) => match directory::by_email(&mut cn, e).await? {
-                    Some(i) => (Some(i), Some("verified_email")),
+                    Some(i)
+                        if o.link_by_email.contains(&i.source)
+                            && gatehouse_broker::privileges::of(&mut cn, &i.id)
+                                .await?
+                                .is_empty() =>
+                    {
+                        (Some(i), Some("verified_email"))
+                    }
+                    Some(i) => {
+                        tracing::warn!(identity = %i.username, source = %i.source, "OIDC: a verified e-mail names an identity that may not be linked by e-mail; refused");
+                        return Err(refused(
+                            StatusCode::FORBIDDEN,
+                            "an account with this e-mail exists and is not linked to you; ask an administrator to link it",
+                        ));
+                    }
                     None => (None, Some("created")),
                 },
                 None => (None, Some("created")),
@@ -396,12 +416,19 @@ async fn finish(
     if let Some(how) = how {
         directory::link(&mut tx, now, &provider, &subject, &identity, how).await?;
     }
+    // The account's own second factor still applies: single sign-on replaces the password
+    // step, never the authenticator app or passkey the identity enrolled.
+    let second = super::auth::has_second_factor(state, &identity).await?;
     let (cookie, _) = web_sessions::create(
         &mut tx,
         now,
         NewSession {
             identity: &identity,
-            stage: Stage::Active,
+            stage: if second {
+                Stage::SecondFactor
+            } else {
+                Stage::Active
+            },
             methods: "oidc",
             mfa_at_ms: None,
             address,
@@ -411,6 +438,21 @@ async fn finish(
     )
     .await?;
     tx.commit().await?;
+    if second {
+        let mut resp = axum::response::Redirect::to(&format!(
+            "/login/second-factor?next={}",
+            url::form_urlencoded::byte_serialize(pending.next.as_bytes()).collect::<String>()
+        ))
+        .into_response();
+        resp.headers_mut().append(
+            axum::http::header::SET_COOKIE,
+            state
+                .web
+                .cookies
+                .set(crate::cookies::Kind::Session, cookie.expose(), None),
+        );
+        return Ok(resp);
+    }
     Ok(signed_in(
         state,
         &identity.id,

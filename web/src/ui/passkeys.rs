@@ -360,7 +360,8 @@ async fn second_finish(
             serde_json::from_value(saved).map_err(|_| failed())?;
         verify_assertion(&state, &b.identity.id, &auth_state, f.credential).await?;
         let ua = user_agent(&headers);
-        let cookie = promote(&state, &b, "password+passkey", &ip.to_string(), ua).await?;
+        let methods = format!("{}+passkey", b.session.methods);
+        let cookie = promote(&state, &b, &methods, &ip.to_string(), ua).await?;
         Ok(signed_in(
             &state,
             &b.identity.id,
@@ -450,6 +451,17 @@ async fn register_finish(
             &name,
             &serde_json::to_string(&key).unwrap_or_default(),
             Some(&b.session.id),
+        )
+        .await?;
+        // The passkey just registered proves itself: this session now counts as having passed
+        // a second factor (what a privileged identity needs to go on).
+        web_sessions::reauthenticated(
+            &mut tx,
+            state.clock.now_ms(),
+            &b.session,
+            &b.identity.username,
+            "passkey_registered",
+            true,
         )
         .await?;
         tx.commit().await?;
