@@ -1,5 +1,7 @@
 //! SSH clients other than OpenSSH through the gateway: a strict one (russh, counting the EOF and
-//! CLOSE messages each channel gets: RFC 4254 §5.3 allows one of each per direction).
+//! CLOSE messages each channel gets: RFC 4254 §5.3 allows one of each per direction), PuTTY's
+//! `plink` and `psftp` (Debian's putty-tools) and Paramiko (PyPI, pinned in
+//! `scripts/python-tools.sh`).
 
 use super::*;
 use russh::client::{self, Msg};
@@ -168,5 +170,183 @@ async fn each_channel_gets_one_eof_and_one_close() {
     // The target (OpenSSH, which logs a CLOSE received twice as a protocol error) saw none.
     let target_log = std::fs::read_to_string(lab.path("sshd.log")).unwrap();
     assert!(!target_log.contains("protocol error"), "{target_log}");
+    lab.server.stop();
+}
+
+/// The gateway's host key fingerprint (`SHA256:…`), as `plink -hostkey` takes it.
+fn gateway_fingerprint(lab: &Lab) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(lab.path("data/keys/ssh_host_ed25519_key"))
+        .output()
+        .unwrap();
+    let line = ok(&out);
+    line.split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// A PuTTY tool (`plink`, `psftp`) as alice, with her key converted to PuTTY's format, the
+/// gateway's host key given, no agent, no prompts, and a home of its own (no saved settings).
+fn putty(lab: &Lab, tool: &str) -> Command {
+    let ppk = lab.path("alice.ppk");
+    if !ppk.exists() {
+        let out = Command::new("puttygen")
+            .arg(lab.path("alice"))
+            .args(["-O", "private", "-o"])
+            .arg(&ppk)
+            .stdin(Stdio::null())
+            .output()
+            .expect("puttygen (Debian package putty-tools: scripts/packages.sh test)");
+        ok(&out);
+    }
+    let home = lab.path("putty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut c = Command::new(tool);
+    c.env("HOME", &home)
+        .args(["-batch", "-noagent", "-P"])
+        .arg(lab.server.ssh.port().to_string())
+        .arg("-i")
+        .arg(&ppk)
+        .arg("-hostkey")
+        .arg(gateway_fingerprint(lab))
+        .args(["-l", "root@db-01"])
+        .stdin(Stdio::null());
+    c
+}
+
+/// The incoming channel messages PuTTY logged (`-sshlog`), by name (`SSH2_MSG_CHANNEL_EOF`…).
+fn incoming_channel_messages(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("Incoming packet"))
+        .filter_map(|l| l.split('(').nth(1))
+        .map(|m| m.trim_end_matches(')').to_string())
+        .filter(|m| m.starts_with("SSH2_MSG_CHANNEL_"))
+        .collect()
+}
+
+#[tokio::test]
+async fn plink_runs_a_command_and_psftp_copies_files_through_the_gateway() {
+    let lab = Lab::start().await;
+    let log = lab.path("plink.log");
+    let out = putty(&lab, "plink")
+        .arg("-sshlog")
+        .arg(&log)
+        .args(["127.0.0.1", "echo one; echo err >&2; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        (text(&out.stdout).as_str(), out.status.code()),
+        ("one\n", Some(3)),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("err"), "{}", text(&out.stderr));
+    // What PuTTY received on the wire: one EOF, one CLOSE, and nothing after the CLOSE.
+    let got = incoming_channel_messages(&log);
+    let count = |m: &str| got.iter().filter(|g| *g == m).count();
+    assert_eq!(count("SSH2_MSG_CHANNEL_EOF"), 1, "{got:?}");
+    assert_eq!(count("SSH2_MSG_CHANNEL_CLOSE"), 1, "{got:?}");
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("SSH2_MSG_CHANNEL_CLOSE"),
+        "{got:?}"
+    );
+
+    // psftp puts a file and gets it back (3 MiB: past the 2 MiB window).
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (local, remote, back) = (
+        lab.path("local.bin"),
+        lab.path("remote-psftp.bin"),
+        lab.path("back-psftp.bin"),
+    );
+    std::fs::write(&local, &data).unwrap();
+    let batch = lab.path("psftp-batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {} {}\nget {} {}\nrm {}\nquit\n",
+            local.display(),
+            remote.display(),
+            remote.display(),
+            back.display(),
+            remote.display()
+        ),
+    )
+    .unwrap();
+    let out = putty(&lab, "psftp")
+        .arg("-b")
+        .arg(&batch)
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(std::fs::read(&back).unwrap() == data, "psftp copy differs");
+    assert!(!remote.exists(), "psftp rm did not remove the copy");
+
+    let kinds: Vec<String> = lab
+        .ended_sessions()
+        .await
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"exec".to_string()) && kinds.contains(&"sftp".to_string()),
+        "{kinds:?}"
+    );
+    lab.server.stop();
+}
+
+/// Two commands on one Paramiko `Transport`, the gateway's host key checked; prints
+/// `STATUS:OUTPUT` for each.
+const PARAMIKO: &str = r#"
+import base64, sys, paramiko
+port, key, host = int(sys.argv[1]), sys.argv[2], sys.argv[3].split()
+t = paramiko.Transport(("127.0.0.1", port))
+t.connect(hostkey=paramiko.Ed25519Key(data=base64.b64decode(host[1])),
+          username="root@db-01", pkey=paramiko.Ed25519Key.from_private_key_file(key))
+for command in ["echo one", "echo two; exit 3"]:
+    ch = t.open_session()
+    ch.exec_command(command)
+    out = ch.makefile("rb").read().decode()
+    sys.stdout.write(f"{ch.recv_exit_status()}:{out}")
+    ch.close()
+t.close()
+"#;
+
+#[tokio::test]
+async fn paramiko_runs_two_commands_on_one_connection_through_the_gateway() {
+    let lab = Lab::start().await;
+    let venv = std::env::var("GATEHOUSE_PY_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/gatehouse/venv")
+        });
+    let script = lab.path("two_commands.py");
+    std::fs::write(&script, PARAMIKO).unwrap();
+    let host = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(lab.path("data/keys/ssh_host_ed25519_key"))
+        .output()
+        .unwrap();
+    let out = Command::new(venv.join("bin/python"))
+        .arg(&script)
+        .arg(lab.server.ssh.port().to_string())
+        .arg(lab.path("alice"))
+        .arg(ok(&host).trim())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}/bin/python: {e} (run scripts/python-tools.sh, which installs Paramiko)",
+                venv.display()
+            )
+        });
+    assert_eq!(ok(&out), "0:one\n3:two\n", "stderr: {}", text(&out.stderr));
+    let sessions = lab.ended_sessions().await;
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
     lab.server.stop();
 }
