@@ -214,6 +214,31 @@ fn size_of(msg: &ChannelMsg) -> usize {
     }
 }
 
+/// How far the channel's two ends have got, so that each of EOF and CLOSE goes out at most once
+/// per direction and nothing follows them (RFC 4254 §5.3: a strict client drops the connection
+/// on a second EOF). After an EOF only requests (the exit status) may follow; after a CLOSE,
+/// nothing. russh answers a peer's CLOSE itself and then drops what is sent on that channel, but
+/// it sends an EOF each time one is asked for: the target's EOF passed on and another before our
+/// CLOSE made two.
+#[derive(Default)]
+struct Ends {
+    /// EOF sent to the client: no more data goes to it.
+    eof_to_client: AtomicBool,
+    /// EOF sent to the target: no more data goes to it.
+    eof_to_target: AtomicBool,
+    /// The client closed the channel (russh has answered): nothing more goes to it.
+    client_closed: AtomicBool,
+    /// The target closed the channel (russh has answered): nothing more goes to it.
+    target_closed: AtomicBool,
+}
+
+impl Ends {
+    /// Marks an EOF as sent; true the first time only.
+    fn first_eof(sent: &AtomicBool) -> bool {
+        !sent.swap(true, Ordering::AcqRel)
+    }
+}
+
 /// How long the one-line end message may wait for the client's window.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -226,6 +251,7 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
     let bytes_up = AtomicU64::new(0);
     let bytes_down = AtomicU64::new(0);
     let refused = AtomicBool::new(false);
+    let ends = Ends::default();
 
     // Each direction is a reader that drains russh's channel queue into a queue of ours, under
     // the flow control of `super::flow` (which says why: without it a full-duplex transfer such
@@ -252,6 +278,12 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
         while let Some(msg) = up_rx.recv().await {
             flow.consumed(0, size_of(&msg));
             let sent = match msg {
+                // Nothing after an EOF (a client sending on is ignored).
+                ChannelMsg::Data { .. } | ChannelMsg::ExtendedData { .. }
+                    if ends.eof_to_target.load(Ordering::Acquire) =>
+                {
+                    Ok(())
+                }
                 ChannelMsg::Data { data } => {
                     bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
                     {
@@ -271,8 +303,13 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
                     bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
                     u_tx.extended_data_bytes(ext, data).await
                 }
-                ChannelMsg::Eof => u_tx.eof().await,
-                ChannelMsg::Close => break,
+                // The client's half-close, passed on once; the target may still answer.
+                ChannelMsg::Eof if Ends::first_eof(&ends.eof_to_target) => u_tx.eof().await,
+                ChannelMsg::Eof => Ok(()),
+                ChannelMsg::Close => {
+                    ends.client_closed.store(true, Ordering::Release);
+                    break;
+                }
                 ChannelMsg::RequestPty {
                     term,
                     col_width,
@@ -359,6 +396,12 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
         while let Some(msg) = down_rx.recv().await {
             flow.consumed(1, size_of(&msg));
             let ok = match msg {
+                // Nothing after an EOF (a target sending on is ignored).
+                ChannelMsg::Data { .. } | ChannelMsg::ExtendedData { .. }
+                    if ends.eof_to_client.load(Ordering::Acquire) =>
+                {
+                    true
+                }
                 ChannelMsg::Data { data } => {
                     bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
                     {
@@ -387,8 +430,13 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
                     .exit_signal_request(down_id, signal_name, core_dumped, error_message, lang_tag)
                     .await
                     .is_ok(),
-                ChannelMsg::Eof => d_tx.eof().await.is_ok(),
-                ChannelMsg::Close => break,
+                // The target's EOF, passed on once; its exit status may follow.
+                ChannelMsg::Eof if Ends::first_eof(&ends.eof_to_client) => d_tx.eof().await.is_ok(),
+                ChannelMsg::Eof => true,
+                ChannelMsg::Close => {
+                    ends.target_closed.store(true, Ordering::Release);
+                    break;
+                }
                 ChannelMsg::Failure => break,
                 _ => true,
             };
@@ -428,31 +476,36 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
         r = b.live.killed() => r.code().into(),
     };
 
-    let ended_by_gatehouse = b.live.reason();
-    if let Some(why) = ended_by_gatehouse.or(refused
-        .load(Ordering::Acquire)
-        .then_some(EndReason::RecordingFailed))
-    {
-        // The target first (it must stop at once), then one line to the user — which may wait
-        // for the client's window only so long — then close.
+    // The target first (when Gatehouse ends the session it must stop at once), then — unless
+    // the client closed already — one line to the user when Gatehouse ended it (it may wait for
+    // the client's window only so long; not after an EOF), the EOF unless the target's was passed
+    // on, and the CLOSE. Each goes once; nothing follows the CLOSE.
+    if !ends.target_closed.load(Ordering::Acquire) {
         let _ = u_tx.close().await;
-        let pty = rec.lock().await.pty.is_some();
-        let line = format!("gatehouse: session ended: {}", why.message());
-        let notice = async {
-            if pty {
-                d_tx.data_bytes(format!("\r\n{line}\r\n").into_bytes())
-                    .await
-            } else {
-                d_tx.extended_data_bytes(1, format!("{line}\n").into_bytes())
-                    .await
-            }
-        };
-        let _ = tokio::time::timeout(NOTICE_TIMEOUT, notice).await;
-        let _ = d_tx.eof().await;
-        let _ = d_tx.close().await;
-    } else {
-        let _ = u_tx.close().await;
-        let _ = d_tx.eof().await;
+    }
+    if !ends.client_closed.load(Ordering::Acquire) {
+        let ended_by_gatehouse = b.live.reason().or(refused
+            .load(Ordering::Acquire)
+            .then_some(EndReason::RecordingFailed));
+        if let Some(why) = ended_by_gatehouse
+            && !ends.eof_to_client.load(Ordering::Acquire)
+        {
+            let pty = rec.lock().await.pty.is_some();
+            let line = format!("gatehouse: session ended: {}", why.message());
+            let notice = async {
+                if pty {
+                    d_tx.data_bytes(format!("\r\n{line}\r\n").into_bytes())
+                        .await
+                } else {
+                    d_tx.extended_data_bytes(1, format!("{line}\n").into_bytes())
+                        .await
+                }
+            };
+            let _ = tokio::time::timeout(NOTICE_TIMEOUT, notice).await;
+        }
+        if Ends::first_eof(&ends.eof_to_client) {
+            let _ = d_tx.eof().await;
+        }
         let _ = d_tx.close().await;
     }
 
@@ -506,8 +559,8 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
     }
 }
 
-/// Copies a forwarded port's bytes both ways (half-closes passed on) until either side closes,
-/// or until the access carrying it ends.
+/// Copies a forwarded port's bytes both ways (half-closes passed on, once each) until either
+/// side closes, or until the access carrying it ends.
 pub async fn raw(
     shared: &Shared,
     live: &LiveSession,
@@ -516,12 +569,17 @@ pub async fn raw(
 ) {
     let (mut d_rx, d_tx) = down.split();
     let (mut u_rx, u_tx) = up.split();
+    let ends = Ends::default();
     let to_target = async {
         while let Some(m) = d_rx.wait().await {
             let sent = match m {
+                ChannelMsg::Data { .. } if ends.eof_to_target.load(Ordering::Acquire) => Ok(()),
                 ChannelMsg::Data { data } => u_tx.data_bytes(data).await,
-                ChannelMsg::Eof => u_tx.eof().await,
-                ChannelMsg::Close => break,
+                ChannelMsg::Eof if Ends::first_eof(&ends.eof_to_target) => u_tx.eof().await,
+                ChannelMsg::Close => {
+                    ends.client_closed.store(true, Ordering::Release);
+                    break;
+                }
                 _ => Ok(()),
             };
             if sent.is_err() {
@@ -532,9 +590,13 @@ pub async fn raw(
     let to_client = async {
         while let Some(m) = u_rx.wait().await {
             let sent = match m {
+                ChannelMsg::Data { .. } if ends.eof_to_client.load(Ordering::Acquire) => Ok(()),
                 ChannelMsg::Data { data } => d_tx.data_bytes(data).await,
-                ChannelMsg::Eof => d_tx.eof().await,
-                ChannelMsg::Close => break,
+                ChannelMsg::Eof if Ends::first_eof(&ends.eof_to_client) => d_tx.eof().await,
+                ChannelMsg::Close => {
+                    ends.target_closed.store(true, Ordering::Release);
+                    break;
+                }
                 _ => Ok(()),
             };
             if sent.is_err() {
@@ -549,8 +611,12 @@ pub async fn raw(
         _ = live.killed() => {}
         () = expiry(shared, live) => {}
     }
-    let _ = u_tx.close().await;
-    let _ = d_tx.close().await;
+    if !ends.target_closed.load(Ordering::Acquire) {
+        let _ = u_tx.close().await;
+    }
+    if !ends.client_closed.load(Ordering::Acquire) {
+        let _ = d_tx.close().await;
+    }
 }
 
 #[cfg(test)]
