@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 /// Workforce privileged access: the only door into critical systems.
 ///
-/// Engineers reach SSH hosts and internal web apps through Gatehouse only while they hold a
-/// live, time-bound grant; every decision lands in a hash-chained audit log.
+/// Engineers reach SSH hosts through Gatehouse only while they hold a live, time-bound grant;
+/// every decision lands in a hash-chained audit log.
 ///
 /// Settings come from, in order of precedence: flags, GATEHOUSE_* environment variables, the
 /// TOML file given with --config, and built-in defaults (SQLite in ./gatehouse-data).
