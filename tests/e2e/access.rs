@@ -196,7 +196,7 @@ async fn break_glass_alert_reaches_the_webhook_and_a_failed_delivery_is_retried(
         .env("GATEHOUSE_TOKEN", token));
     assert!(out.status.success(), "{}", crate::harness::stderr(&out));
 
-    let http = reqwest::Client::new();
+    let http = crate::harness::http();
     let alice: serde_json::Value = http
         .post(server.url("/api/v1/identities/alice/tokens"))
         .bearer_auth(token)

@@ -48,7 +48,7 @@ impl App {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = reqwest::Client::new()
+            let ok = crate::harness::http()
                 .get(format!("{}/ServiceProviderConfig", app.url))
                 .bearer_auth(&app.token)
                 .send()
@@ -63,7 +63,7 @@ impl App {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut r = reqwest::Client::new()
+        let mut r = crate::harness::http()
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(&self.token);
         if let Some(b) = body {
