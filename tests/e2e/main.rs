@@ -10,5 +10,6 @@ mod push;
 mod scim;
 mod serve;
 mod ssh;
+mod tls;
 mod ui;
 mod usage;
