@@ -9,15 +9,17 @@ if [ "${1:-build}" = test ] || [ "${1:-build}" = bench ]; then
   # openssh-client is the engineer, openssh-server the target, asciinema plays recordings.
   # chromium + chromium-driver drive the web UI tests; python3-venv holds the PyPI SCIM tools;
   # slapd + ldap-utils are the directory, nodejs (with npm, as the machine has it) runs the OpenID provider;
-  # putty-tools (plink, psftp, puttygen) is an SSH client other than OpenSSH for the gateway's tests.
+  # putty-tools (plink, psftp, puttygen) is an SSH client other than OpenSSH for the gateway's tests;
+  # socat's OpenSSL listener is the TLS terminator in front of the outbound HTTPS tests' receivers
+  # (and the benchmarks' plain TCP relay).
   packages+=(postgresql postgresql-client procps openssh-client openssh-server asciinema bsdutils
     chromium chromium-driver python3 python3-venv
-    slapd ldap-utils nodejs putty-tools)
+    slapd ldap-utils nodejs putty-tools socat)
 fi
 if [ "${1:-build}" = bench ]; then
-  # bc does the benchmarks' arithmetic, socat is the plain TCP relay the SSH benchmark sets
-  # beside the gateway, perf profiles on request.
-  packages+=(bc socat linux-perf)
+  # bc does the benchmarks' arithmetic (socat, above, is the plain TCP relay the SSH benchmark
+  # sets beside the gateway), perf profiles on request.
+  packages+=(bc linux-perf)
 fi
 
 missing=()

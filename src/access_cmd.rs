@@ -36,7 +36,18 @@ pub async fn apply(settings: &Settings, args: ApplyArgs) -> anyhow::Result<ExitC
     // Parse locally first: line and column refer to the user's file either way.
     let doc = apply::parse(&name, &text)?;
     let plan = match &args.server {
-        Some(server) => remote_apply(server, &text, args.dry_run).await?,
+        Some(server) => {
+            let tls = match &args.pin_sha256 {
+                Some(pin) => crate::outbound::pinned_tls_config(crate::outbound::parse_pin(pin)?)?,
+                None => {
+                    let mut extra: Vec<&Path> =
+                        settings.tls_extra_ca_file.as_deref().into_iter().collect();
+                    extra.extend(args.ca_file.as_deref());
+                    crate::outbound::tls_config(&extra)?
+                }
+            };
+            remote_apply(server, &tls, &text, args.dry_run).await?
+        }
         None => {
             let store = context::open_store(settings, Schema::Migrate).await?;
             let plan = apply::apply(
@@ -55,21 +66,40 @@ pub async fn apply(settings: &Settings, args: ApplyArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn remote_apply(server: &str, text: &str, dry_run: bool) -> anyhow::Result<Vec<Change>> {
+async fn remote_apply(
+    server: &str,
+    tls: &rustls::ClientConfig,
+    text: &str,
+    dry_run: bool,
+) -> anyhow::Result<Vec<Change>> {
     let token = std::env::var("GATEHOUSE_TOKEN")
         .context("GATEHOUSE_TOKEN must hold an API token of an admin to apply through --server")?;
     let url = format!(
         "{}/api/v1/apply?dry_run={dry_run}",
         server.trim_end_matches('/')
     );
-    let resp = reqwest::Client::new()
+    let http = crate::outbound::builder(tls)
+        .build()
+        .context("building the HTTP client")?;
+    let resp = match http
         .post(&url)
         .bearer_auth(token.trim())
         .header("content-type", "application/toml")
         .body(text.to_owned())
         .send()
         .await
-        .with_context(|| format!("cannot reach {server}"))?;
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let why = crate::outbound::describe(e);
+            let hint = if why.contains("invalid peer certificate") {
+                " (trust the server with --ca-file FILE, or --pin-sha256 HEX: serve logs its certificate's SHA-256 at start)"
+            } else {
+                ""
+            };
+            bail!("cannot reach {server}: {why}{hint}");
+        }
+    };
     let status = resp.status();
     let body: serde_json::Value = resp
         .json()

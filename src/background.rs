@@ -11,18 +11,20 @@ use tokio_util::sync::CancellationToken;
 
 /// Delivers due outbox messages every second until `stop`. A message is POSTed as JSON; any 2xx
 /// is a delivery, anything else is retried with backoff (2 s doubling, at most 10 min, 12 tries).
+/// HTTPS receivers are checked with `tls` (`crate::outbound`).
 pub async fn webhooks(
     store: Store,
     clock: SharedClock,
     notify: Option<Secret>,
     alert: Option<Secret>,
+    tls: rustls::ClientConfig,
     stop: CancellationToken,
 ) {
     if notify.is_none() && alert.is_none() {
         tracing::info!("no [notifications] webhook configured: notifications stay in the outbox");
         return;
     }
-    let http = match reqwest::Client::builder()
+    let http = match crate::outbound::builder(&tls)
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -64,8 +66,9 @@ async fn deliver_due(
         {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("answered {}", r.status())),
-            // The URL may carry a secret: report the kind of failure, not the URL.
-            Err(e) => Err(format!("not delivered: {}", e.without_url())),
+            // The URL may carry a secret: report the kind of failure and its causes (a refused
+            // certificate is named), not the URL.
+            Err(e) => Err(format!("not delivered: {}", crate::outbound::describe(e))),
         };
         if let Err(e) = &result {
             tracing::warn!(id = m.id, attempts = m.attempts + 1, error = %e, "webhook delivery failed");

@@ -57,6 +57,16 @@ pub struct GlobalArgs {
     /// for other commands].
     #[arg(long, global = true, env = "GATEHOUSE_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+
+    /// PEM certificates (a private CA) outbound HTTPS trusts besides the built-in roots:
+    /// webhooks, SCIM push, single sign-on, `apply --server` (config: `[tls] extra_ca_file`).
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_TLS_EXTRA_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub tls_extra_ca_file: Option<PathBuf>,
 }
 
 /// How logs are written to standard error.
@@ -236,9 +246,28 @@ pub struct ApplyArgs {
     /// Print the plan only; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Base URL of a running server (http://127.0.0.1:8080); the token comes from GATEHOUSE_TOKEN.
+    /// Base URL of a running server (https://localhost:8080); the token comes from GATEHOUSE_TOKEN.
     #[arg(long, env = "GATEHOUSE_SERVER", value_name = "URL")]
     pub server: Option<String>,
+    /// With --server: also trust the certificates in FILE (PEM), e.g. the server's generated
+    /// DATA_DIR/keys/web-cert.pem.
+    #[arg(
+        long,
+        env = "GATEHOUSE_SERVER_CA_FILE",
+        value_name = "FILE",
+        requires = "server"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// With --server: accept exactly the server certificate with this SHA-256 (64 hex digits;
+    /// `serve` logs it at start) instead of checking its chain.
+    #[arg(
+        long,
+        env = "GATEHOUSE_SERVER_PIN_SHA256",
+        value_name = "HEX",
+        requires = "server",
+        conflicts_with = "ca_file"
+    )]
+    pub pin_sha256: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

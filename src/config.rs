@@ -36,6 +36,16 @@ pub struct FileConfig {
     pub push: Vec<PushApp>,
     /// Single sign-on through an OpenID provider.
     pub oidc: Option<OidcConfig>,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: outbound HTTPS (webhooks, SCIM push, OIDC, `apply --server`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificates (one or more) trusted besides the built-in roots: a private CA.
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 /// `[ldap]`: people without a local password sign in to the web UI with their directory
@@ -239,6 +249,8 @@ pub struct Settings {
     pub oidc: Option<OidcConfig>,
     /// `[scim] passwords`.
     pub scim_passwords: bool,
+    /// Trusted by outbound HTTPS besides the built-in roots.
+    pub tls_extra_ca_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
@@ -292,6 +304,10 @@ impl Settings {
             .map(from_file)
             .unwrap_or_else(|| data_dir.join("recordings"));
         let hr_drop_folder = file.hr.drop_folder.clone().map(from_file);
+        let tls_extra_ca_file = global
+            .tls_extra_ca_file
+            .clone()
+            .or(file.tls.extra_ca_file.map(from_file));
         let hr_poll_interval = file.hr.poll_interval.unwrap_or(Duration::from_secs(30));
         let push: Vec<PushApp> = file
             .push
@@ -370,6 +386,7 @@ impl Settings {
                 o
             }),
             scim_passwords: file.scim.passwords,
+            tls_extra_ca_file,
         })
     }
 
@@ -421,9 +438,12 @@ mod tests {
             [audit]
             checkpoint_interval = "5m"
             signing_key = "keys/k.pem"
+            [tls]
+            extra_ca_file = "private-ca.pem"
             "#,
         )
         .unwrap();
+        assert_eq!(cfg.tls.extra_ca_file, Some("private-ca.pem".into()));
         assert_eq!(
             cfg.audit.checkpoint_interval,
             Some(Duration::from_secs(300))
@@ -456,6 +476,9 @@ mod tests {
         let (line, _, msg) = parse("\n\ndatabase_ulr = \"x\"").unwrap_err();
         assert_eq!(line, 3);
         assert!(msg.contains("unknown field `database_ulr`"), "{msg}");
+        let (line, _, msg) = parse("[tls]\n\nextra_ca = \"ca.pem\"").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(msg.contains("unknown field `extra_ca`"), "{msg}");
         let (line, _, _) = parse("[audit]\ncheckpoint_interval = \"often\"").unwrap_err();
         assert_eq!(line, 2);
         let (line, col, _) = parse("a = [").unwrap_err();

@@ -17,6 +17,7 @@ mod gateway_cmd;
 mod hr_cmd;
 mod logging;
 mod mfa_cmd;
+mod outbound;
 mod push;
 mod scim_cmd;
 mod serve;

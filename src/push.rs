@@ -110,7 +110,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(app: &PushApp) -> anyhow::Result<Self> {
+    fn new(app: &PushApp, tls: &rustls::ClientConfig) -> anyhow::Result<Self> {
         let token = std::fs::read_to_string(&app.token_file)
             .with_context(|| {
                 format!(
@@ -121,7 +121,7 @@ impl Client {
             })?
             .trim()
             .to_string();
-        let http = reqwest::Client::builder()
+        let http = crate::outbound::builder(tls)
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -177,7 +177,13 @@ impl Client {
                         delay = r.min(Duration::from_secs(30));
                     }
                 }
-                Err(e) => last = format!("{method} {path}: {e}"),
+                Err(e) => {
+                    last = format!("{method} {path}: {}", crate::outbound::describe(e));
+                    // A refused certificate stays refused: no retries.
+                    if crate::outbound::is_certificate_problem(&last) {
+                        anyhow::bail!(last);
+                    }
+                }
             }
             if attempt < ATTEMPTS {
                 tracing::warn!(attempt, error = %last, "push: retrying");
@@ -274,9 +280,10 @@ pub async fn run(
     store: &Store,
     clock: &SharedClock,
     app: &PushApp,
+    tls: &rustls::ClientConfig,
     dry_run: bool,
 ) -> anyhow::Result<Report> {
-    let client = Client::new(app)?;
+    let client = Client::new(app, tls)?;
     let desired = {
         let mut conn = store.pool().acquire().await?;
         push::holders(&mut conn, &app.roles, clock.now_ms()).await?
@@ -429,12 +436,13 @@ pub async fn background(
     store: Store,
     clock: SharedClock,
     app: PushApp,
+    tls: rustls::ClientConfig,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let interval = app.interval.unwrap_or(Duration::from_secs(300));
     let mut events = store.subscribe();
     loop {
-        match run(&store, &clock, &app, false).await {
+        match run(&store, &clock, &app, &tls, false).await {
             Ok(r) if !r.done.is_empty() || !r.failed.is_empty() => {
                 tracing::info!(app = %app.name, report = %r.text(), "push run")
             }
@@ -478,12 +486,13 @@ pub async fn command(
                 .to_string(),
         });
     }
+    let tls = crate::outbound::from_settings(settings)?;
     let store =
         crate::context::open_store(settings, crate::context::Schema::RequireCurrent).await?;
     let clock: SharedClock = std::sync::Arc::new(gatehouse_broker::SystemClock);
     let mut failed = false;
     for a in apps {
-        let r = run(&store, &clock, a, dry_run)
+        let r = run(&store, &clock, a, &tls, dry_run)
             .await
             .with_context(|| format!("push app {}", a.name))?;
         print!("{}", r.text());

@@ -79,6 +79,10 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         .or_else(|| url::Url::parse(&format!("{scheme}://localhost:{}", addr.port())).ok())
         .context("the web origin")?;
     tracing::info!(%addr, url = %origin, "web listener bound");
+    if tls.is_some() {
+        crate::outbound::log_web_certificate(&settings.web_tls_cert);
+    }
+    let outbound_tls = crate::outbound::from_settings(&settings)?;
 
     let (host_key, created) =
         gatehouse_gateway::keys::load_or_create(&settings.ssh_host_key, "gatehouse host key")?;
@@ -138,6 +142,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         clock.clone(),
         settings.webhook_url.clone(),
         settings.alert_webhook_url.clone(),
+        outbound_tls.clone(),
         shutdown.clone(),
     ));
     if let Some(dir) = settings.hr_drop_folder.clone() {
@@ -155,6 +160,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             store.clone(),
             clock.clone(),
             app,
+            outbound_tls.clone(),
             shutdown.clone(),
         ));
     }
@@ -223,7 +229,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
     };
     let oidc = match &settings.oidc {
         None => None,
-        Some(o) => Some(oidc_settings(o)?),
+        Some(o) => Some(oidc_settings(o, outbound_tls)?),
     };
     let state = gatehouse_web::AppState {
         store: store.clone(),
@@ -360,7 +366,10 @@ fn ldap_settings(l: &crate::config::LdapConfig) -> anyhow::Result<gatehouse_web:
 }
 
 /// The single sign-on settings `[oidc]` gives (the client secret read from its file now).
-fn oidc_settings(o: &crate::config::OidcConfig) -> anyhow::Result<gatehouse_web::OidcSettings> {
+fn oidc_settings(
+    o: &crate::config::OidcConfig,
+    tls: rustls::ClientConfig,
+) -> anyhow::Result<gatehouse_web::OidcSettings> {
     let secret = std::fs::read_to_string(&o.client_secret_file)
         .with_context(|| {
             format!(
@@ -392,5 +401,6 @@ fn oidc_settings(o: &crate::config::OidcConfig) -> anyhow::Result<gatehouse_web:
             .link_by_email
             .clone()
             .unwrap_or_else(|| vec!["oidc".into()]),
+        tls,
     })
 }

@@ -3,7 +3,7 @@
 
 use crate::harness::{Server, gatehouse, run, stdout};
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/policy.toml");
+pub(crate) const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/policy.toml");
 
 #[test]
 fn policy_check_accepts_the_documented_example_and_names_line_and_column() {
@@ -118,6 +118,14 @@ async fn apply_through_a_running_server_needs_an_admin_token() {
 /// A webhook receiver on a loopback port: answers 500 to the first POST and 204 after, and hands
 /// every body it got to the test.
 async fn flaky_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(u16, String)>) {
+    receiver(true).await
+}
+
+/// A webhook receiver on a loopback port (plain HTTP), answering 204 (500 to the first POST when
+/// `fail_first`); hands every body it got to the test.
+pub(crate) async fn receiver(
+    fail_first: bool,
+) -> (u16, tokio::sync::mpsc::UnboundedReceiver<(u16, String)>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -151,7 +159,7 @@ async fn flaky_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(u16, St
             };
             let Some(body) = body else { continue };
             served += 1;
-            let status = if served == 1 { 500 } else { 204 };
+            let status = if served == 1 && fail_first { 500 } else { 204 };
             let head = if status == 500 {
                 "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
             } else {
@@ -164,7 +172,7 @@ async fn flaky_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(u16, St
     (port, rx)
 }
 
-async fn next_delivery(
+pub(crate) async fn next_delivery(
     got: &mut tokio::sync::mpsc::UnboundedReceiver<(u16, String)>,
 ) -> (u16, String) {
     tokio::time::timeout(std::time::Duration::from_secs(30), got.recv())
@@ -196,7 +204,7 @@ async fn break_glass_alert_reaches_the_webhook_and_a_failed_delivery_is_retried(
         .env("GATEHOUSE_TOKEN", token));
     assert!(out.status.success(), "{}", crate::harness::stderr(&out));
 
-    let http = reqwest::Client::new();
+    let http = crate::harness::http();
     let alice: serde_json::Value = http
         .post(server.url("/api/v1/identities/alice/tokens"))
         .bearer_auth(token)

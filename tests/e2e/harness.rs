@@ -21,6 +21,31 @@ pub fn gatehouse(data_dir: &Path) -> Command {
     cmd
 }
 
+/// A test's HTTP client. reqwest is built without a TLS provider of its own (the binary hands it
+/// a rustls config: src/outbound.rs), so every client here gets one too, trusting nothing but
+/// `roots` (PEM files).
+pub fn http_builder(roots: &[&Path]) -> reqwest::ClientBuilder {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut store = rustls::RootCertStore::empty();
+    for file in roots {
+        for cert in CertificateDer::pem_file_iter(file).unwrap() {
+            store.add(cert.unwrap()).unwrap();
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    reqwest::Client::builder().tls_backend_preconfigured(config)
+}
+
+/// A plain test client (see `http_builder`).
+pub fn http() -> reqwest::Client {
+    http_builder(&[]).build().unwrap()
+}
+
 /// Runs to completion.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().unwrap()
@@ -133,7 +158,7 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         if https {
-            // reqwest here has no TLS: the listener accepting is enough (the browser does the rest).
+            // The listener accepting is enough (the browser does the rest).
             while std::net::TcpStream::connect(&addr).is_err() {
                 assert!(Instant::now() < deadline, "the web listener never accepted");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -141,7 +166,7 @@ impl Server {
             return server;
         }
         loop {
-            if let Ok(r) = reqwest::get(server.url("/healthz")).await
+            if let Ok(r) = http().get(server.url("/healthz")).send().await
                 && r.status() == 200
             {
                 return server;
@@ -157,7 +182,7 @@ impl Server {
 
     /// Status of `GET /api/v1/whoami` with `token`.
     pub async fn whoami_status(&self, token: &str) -> u16 {
-        let resp = reqwest::Client::new()
+        let resp = http()
             .get(self.url("/api/v1/whoami"))
             .bearer_auth(token)
             .send()
@@ -168,7 +193,7 @@ impl Server {
 
     /// Status of `POST /setup` with a setup code.
     pub async fn redeem_setup_status(&self, code: &str) -> u16 {
-        let resp = reqwest::Client::new()
+        let resp = http()
             .post(self.url("/setup"))
             .form(&[("code", code)])
             .send()

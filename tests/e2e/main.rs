@@ -11,5 +11,6 @@ mod scim;
 mod scim_security;
 mod serve;
 mod ssh;
+mod tls;
 mod ui;
 mod usage;

@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct App {
+pub(crate) struct App {
     child: Child,
-    url: String,
-    token: String,
+    pub(crate) url: String,
+    pub(crate) token: String,
 }
 
 impl Drop for App {
@@ -21,7 +21,7 @@ impl Drop for App {
 }
 
 impl App {
-    async fn start(tools: &std::path::Path) -> App {
+    pub(crate) async fn start(tools: &std::path::Path) -> App {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -48,7 +48,7 @@ impl App {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = reqwest::Client::new()
+            let ok = crate::harness::http()
                 .get(format!("{}/ServiceProviderConfig", app.url))
                 .bearer_auth(&app.token)
                 .send()
@@ -63,7 +63,7 @@ impl App {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut r = reqwest::Client::new()
+        let mut r = crate::harness::http()
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(&self.token);
         if let Some(b) = body {
@@ -84,7 +84,7 @@ impl App {
             .unwrap_or_default()
     }
 
-    async fn user(&self, name: &str) -> Option<Value> {
+    pub(crate) async fn user(&self, name: &str) -> Option<Value> {
         self.users()
             .await
             .into_iter()
@@ -92,7 +92,7 @@ impl App {
     }
 }
 
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [[identities]]
 username = "ann"
 display_name = "Ann Lee"

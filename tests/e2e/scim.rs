@@ -69,7 +69,7 @@ impl Scim<'_> {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut r = reqwest::Client::new()
+        let mut r = crate::harness::http()
             .request(method, self.server.url(&format!("/scim/v2{path}")))
             .bearer_auth(self.token)
             .header("content-type", "application/scim+json");
@@ -447,7 +447,7 @@ async fn security_scim_accepts_only_a_live_scim_client_token() {
     };
     let (st, v) = anon.get("/Users").await;
     assert_eq!((st, v["status"].as_str()), (401, Some("401")), "{v}");
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::http()
         .get(server.url("/scim/v2/Users"))
         .header(
             "cookie",

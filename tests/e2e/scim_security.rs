@@ -35,7 +35,7 @@ async fn api(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut r = reqwest::Client::new()
+    let mut r = crate::harness::http()
         .request(method, server.url(&format!("/api/v1{path}")))
         .bearer_auth(token);
     if let Some(b) = body {

@@ -6,7 +6,11 @@ use gatehouse_broker::testkit;
 const TOKEN: &str = "e2e-bootstrap-token-0123456789abcdef";
 
 async fn health(server: &Server) -> (u16, serde_json::Value) {
-    let resp = reqwest::get(server.url("/healthz")).await.unwrap();
+    let resp = crate::harness::http()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 

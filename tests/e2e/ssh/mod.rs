@@ -239,7 +239,7 @@ kind = "eligible"
         token: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let mut r = reqwest::Client::new()
+        let mut r = crate::harness::http()
             .request(method, self.server.url(path))
             .bearer_auth(token);
         if let Some(b) = body {

@@ -24,7 +24,7 @@ async fn set_password(lab: &Lab, who: &str) {
 /// A websocket handshake on the live view with a browser's cookies, from a page of `origin`:
 /// its HTTP status.
 async fn live_handshake_from(origin: &str, base: &str, id: &str, cookies: &str) -> u16 {
-    reqwest::Client::builder()
+    crate::harness::http_builder(&[])
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()

@@ -464,7 +464,7 @@ async fn on_postgresql_a_revoke_on_one_instance_ends_the_session_on_another() {
     let mut child = long_session(&lab, "bob");
     wait_started(&mut child);
     // Revoke through instance B; the session runs on instance A.
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::http()
         .post(b.url(&format!("/api/v1/grants/{grant}/revoke")))
         .bearer_auth(TOKEN)
         .json(&serde_json::json!({ "reason": "e2e revoke on B" }))

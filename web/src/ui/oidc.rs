@@ -46,8 +46,10 @@ pub struct Oidc {
     pub label: String,
     /// Where an identity must come from (its `source`) to be linked by a verified e-mail at
     /// its first single sign-on [default: `oidc`]; any other identity needs an explicit link by
-    /// an administrator (`gatehouse sso link`). Never one that holds a privilege.
+    /// an administrator (`gatehouse mfa link-sso`). Never one that holds a privilege.
     pub link_by_email: Vec<String>,
+    /// TLS towards the provider: the binary's outbound roots (`[tls] extra_ca_file` included).
+    pub tls: rustls::ClientConfig,
 }
 
 /// What the browser carries between the redirect out and the callback.
@@ -80,8 +82,9 @@ fn refused(status: StatusCode, message: &str) -> PageError {
     ))
 }
 
-fn http() -> Result<openidconnect::reqwest::Client, PageError> {
+fn http(o: &Oidc) -> Result<openidconnect::reqwest::Client, PageError> {
     openidconnect::reqwest::ClientBuilder::new()
+        .use_preconfigured_tls(o.tls.clone())
         // Following redirects would let a provider point Gatehouse anywhere (SSRF).
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
@@ -145,7 +148,7 @@ pub async fn start(State(state): State<AppState>, Query(q): Query<StartQuery>) -
             "single sign-on is not configured",
         ));
     };
-    let http = http()?;
+    let http = http(&o)?;
     let c = client(&state, &o, &http).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = c
@@ -263,7 +266,7 @@ async fn finish(
             "the sign-in state does not match",
         ));
     }
-    let http = http()?;
+    let http = http(&o)?;
     let c = client(state, &o, &http).await?;
     let token = c
         .exchange_code(AuthorizationCode::new(code))

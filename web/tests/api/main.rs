@@ -62,6 +62,9 @@ impl TestServer {
                 .await
                 .unwrap();
         });
+        // With the workspace built together reqwest has rustls without a provider (the binary's
+        // outbound TLS): give it the process-wide one.
+        gatehouse_web::tls::install_provider();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
