@@ -108,7 +108,7 @@ pub struct OidcConfig {
     /// Where an identity must come from (its source: `oidc`, `scim`, `hr`, `ldap`, ...) to be
     /// linked by a verified e-mail at its first single sign-on [default: ["oidc"]]. Add `scim`
     /// when your SCIM client is this same identity provider. Local accounts and identities
-    /// holding a privilege are never linked by e-mail: `gatehouse sso link` links them.
+    /// holding a privilege are never linked by e-mail: `gatehouse mfa link-sso` links them.
     pub link_by_email: Option<Vec<String>>,
 }
 

@@ -252,6 +252,19 @@ pub async fn status_set_by(conn: &mut AnyConnection, identity_id: &str) -> Resul
     Ok(by.unwrap_or_default())
 }
 
+/// Keeps `by` (an administrator, the CLI, HR) as whose decision the identity's current status
+/// stands on, after a provisioning client made a leaver of an identity `by` had suspended or
+/// disabled: only `by`'s side may make it active again. The status change itself was audited
+/// under its real actor.
+pub async fn hold_status_for(tx: &mut Tx, identity_id: &str, by: &str) -> Result<()> {
+    sqlx::query("UPDATE identities SET status_by = $2 WHERE id = $1")
+        .bind(identity_id)
+        .bind(by)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Replaces an identity's display name, email and attributes; audited as `identity.update`
 /// with the attribute keys that changed.
 pub async fn update(

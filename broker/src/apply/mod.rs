@@ -148,7 +148,9 @@ async fn run(
                     .await?;
                     plan.push(change("update", obj.clone(), what.join(", ")));
                 }
-                if cur.status != Status::Active && cur.source == SOURCE {
+                // Only the disable `apply` itself makes is lifted by it; a suspension (an
+                // incident responder's) or a leaver stays until someone lifts it deliberately.
+                if cur.status == Status::Disabled && cur.source == SOURCE {
                     identities::set_status(tx, actor, now, &i.username, Status::Active).await?;
                     plan.push(change("update", obj.clone(), "re-enabled"));
                 }

@@ -127,9 +127,34 @@ pub async fn apply(
                 &c.attributes,
             )
             .await?;
-            let now = identities::by_username(tx, &c.username).await?;
-            if now.is_some_and(|i| i.status != c.status) {
-                identities::set_status(tx, actor, now_ms, &c.username, c.status).await?;
+            if let Some(i) = identities::by_username(tx, &c.username).await?
+                && i.status != c.status
+            {
+                // The feed lifts only a status it (or the system) set: an administrator's
+                // suspension or disable stays until an administrator lifts it.
+                let by = identities::status_set_by(tx, &i.id).await?;
+                let held = c.status == Status::Active
+                    && matches!(i.status, Status::Suspended | Status::Disabled)
+                    && !by.is_empty()
+                    && by != actor.to_string();
+                if held {
+                    audit::append(
+                        tx,
+                        now_ms,
+                        NewEvent::new(
+                            actor.to_string(),
+                            "hr.status_kept",
+                            format!("identity:{}", c.username),
+                        )
+                        .details(serde_json::json!({
+                            "status": i.status, "set_by": by, "feed_says": c.status,
+                            "source": source, "line": c.line,
+                        })),
+                    )
+                    .await?;
+                } else {
+                    identities::set_status(tx, actor, now_ms, &c.username, c.status).await?;
+                }
             }
         }
         Kind::Leaver => {
@@ -368,6 +393,9 @@ pub async fn terminate(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    // Every role assignment of the person (birthright, kept, and those an administrator made),
+    // their group memberships (roles and approver seats) and single sign-on links: someone
+    // given the same username later starts with nothing of theirs.
     let birthright = sqlx::query(
         "DELETE FROM role_assignments WHERE source IN ($1, 'kept') AND subject_kind = 'identity' \
          AND subject_id = $2",
@@ -377,6 +405,23 @@ pub async fn terminate(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    let other_assignments = sqlx::query(
+        "DELETE FROM role_assignments WHERE subject_kind = 'identity' AND subject_id = $1",
+    )
+    .bind(who.id.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let memberships = sqlx::query("DELETE FROM group_members WHERE identity_id = $1")
+        .bind(who.id.as_str())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    let links = sqlx::query("DELETE FROM identity_links WHERE identity_id = $1")
+        .bind(who.id.as_str())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     // Privileges and sign-in factors go too: a leaver re-created later (SCIM, HR) starts as a
     // newcomer, never as the administrator it once was, and nobody who knew its password can
     // sign in as it.
@@ -419,6 +464,8 @@ pub async fn terminate(
         "grants_revoked": revoked, "tokens_revoked": tokens, "ssh_keys_disabled": keys,
         "requests_cancelled": requests, "birthright_removed": birthright,
         "privileges_removed": privileges, "factors_removed": factors,
+        "assignments_removed": other_assignments, "group_memberships_removed": memberships,
+        "sso_links_removed": links,
         "targets_handed_to": manager, "targets_handed": handed,
     }))
 }

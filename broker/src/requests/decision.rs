@@ -197,6 +197,19 @@ async fn deciders_checks(
             format!("{} is not an approver of request {id}", approver.username),
         ));
     }
+    let already: Option<String> = sqlx::query_scalar(
+        "SELECT decision FROM request_decisions WHERE request_id = $1 AND approver_id = $2",
+    )
+    .bind(id)
+    .bind(approver.id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(d) = already {
+        return Err(Error::Conflict(format!(
+            "{} already decided request {id} ({d})",
+            approver.username
+        )));
+    }
     Ok((req, sets))
 }
 
@@ -222,19 +235,6 @@ async fn admissible(
                 role.name
             ),
         ));
-    }
-    let already: Option<String> = sqlx::query_scalar(
-        "SELECT decision FROM request_decisions WHERE request_id = $1 AND approver_id = $2",
-    )
-    .bind(id)
-    .bind(approver.id.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(d) = already {
-        return Err(Error::Conflict(format!(
-            "{} already decided request {id} ({d})",
-            approver.username
-        )));
     }
     Ok((req, sets))
 }

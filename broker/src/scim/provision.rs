@@ -513,15 +513,20 @@ async fn refuse_privileged_password(tx: &mut Tx, call: &Call, identity_id: &str)
         .map_err(to_scim)?
         .map(|i| i.username)
         .unwrap_or_default();
-    audit_call(
+    audit::append(
         tx,
-        call,
-        "scim.password.refused",
-        format!("identity:{username}"),
-        json!({ "client": call.client, "privileges": held,
-            "reason": "SCIM never sets the password of an identity that holds a privilege" }),
+        call.now_ms,
+        NewEvent::new(
+            call.actor.to_string(),
+            "scim.password.refused",
+            format!("identity:{username}"),
+        )
+        .outcome(audit::Outcome::Failure)
+        .details(json!({ "client": call.client, "privileges": held,
+            "reason": "SCIM never sets the password of an identity that holds a privilege" })),
     )
-    .await?;
+    .await
+    .map_err(to_scim)?;
     tx.mark_refusal();
     Err(ScimError::new(
         403,
@@ -614,6 +619,16 @@ async fn update_identity(
         }
         StatusChange::Leave => {
             leaver(tx, call, &username, &attributes).await?;
+            // A leaver made of an identity an administrator had suspended or disabled stays
+            // theirs to lift: SCIM cannot turn "suspended" into active by leaving and rejoining.
+            if matches!(current.status, Status::Suspended | Status::Disabled)
+                && !set_by.is_empty()
+                && !set_by.starts_with("scim:")
+            {
+                identities::hold_status_for(tx, &iid, &set_by)
+                    .await
+                    .map_err(to_scim)?;
+            }
             Status::Terminated
         }
         StatusChange::Keep => {
@@ -771,7 +786,20 @@ pub async fn delete(
             match identities::by_id(tx, &iid).await.map_err(to_scim)? {
                 Some(i) => {
                     if i.status != Status::Terminated {
+                        let set_by = identities::status_set_by(tx, &i.id)
+                            .await
+                            .map_err(to_scim)?;
                         leaver(tx, call, &i.username, &i.attributes).await?;
+                        // As for active: false (`update_identity`): a suspension or disable an
+                        // administrator set stays theirs to lift, also through a re-create.
+                        if matches!(i.status, Status::Suspended | Status::Disabled)
+                            && !set_by.is_empty()
+                            && !set_by.starts_with("scim:")
+                        {
+                            identities::hold_status_for(tx, &i.id, &set_by)
+                                .await
+                                .map_err(to_scim)?;
+                        }
                     }
                     format!("identity:{}", i.username)
                 }

@@ -214,3 +214,93 @@ pub async fn hr_start_and_end_dates_apply_between_imports(db: &TestDb) {
     let report = audit::verify::verify(store, None, None).await.unwrap();
     assert_eq!(report.problem, None);
 }
+
+/// One HR import of `text` as the drop folder runs it (actor `system`).
+async fn import(store: &Store, text: &str) {
+    let parsed = lifecycle::parse(text, false);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let mut conn = store.pool().acquire().await.unwrap();
+    let current = lifecycle::current(&mut conn).await.unwrap();
+    let rl = lifecycle::birthright_roles(&mut conn).await.unwrap();
+    drop(conn);
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    let plan = lifecycle::plan(&parsed.records, &current, &rl, today);
+    let mut tx = store.begin().await.unwrap();
+    for c in &plan {
+        lifecycle::apply(
+            &mut tx,
+            &Actor::System,
+            T0,
+            c,
+            "feed.csv",
+            lifecycle::DEFAULT_GRACE_MS,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// An administrator's suspension outranks the HR feed: every import that lists the person as
+/// active leaves it (noted as `hr.status_kept`); a status HR set, HR may lift.
+pub async fn security_the_hr_feed_never_lifts_an_administrators_suspension(db: &TestDb) {
+    let store = &db.store;
+    let head = "employee_number,first_name,last_name,email,manager,department,status\n";
+    import(
+        store,
+        &format!("{head}E1,Ann,Lee,ann@x.io,,engineering,active\n"),
+    )
+    .await;
+    let status = |name: &'static str| async move {
+        let mut conn = store.pool().acquire().await.unwrap();
+        identities::by_username(&mut conn, name)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    let ann = status("ann").await;
+    assert_eq!(ann, Status::Active);
+    let mut tx = store.begin().await.unwrap();
+    identities::set_status(
+        &mut tx,
+        &Actor::identity("admin"),
+        T0,
+        "ann",
+        Status::Suspended,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    import(
+        store,
+        &format!("{head}E1,Ann,Lee,ann@x.io,,engineering,active\n"),
+    )
+    .await;
+    assert_eq!(status("ann").await, Status::Suspended);
+    assert!(actions(store).await.contains(&"hr.status_kept".to_string()));
+    // HR's own leave (suspended by the feed) is HR's to end.
+    let mut tx = store.begin().await.unwrap();
+    identities::set_status(
+        &mut tx,
+        &Actor::identity("admin"),
+        T0,
+        "ann",
+        Status::Active,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    import(
+        store,
+        &format!("{head}E1,Ann,Lee,ann@x.io,,engineering,leave\n"),
+    )
+    .await;
+    assert_eq!(status("ann").await, Status::Suspended);
+    import(
+        store,
+        &format!("{head}E1,Ann,Lee,ann@x.io,,engineering,active\n"),
+    )
+    .await;
+    assert_eq!(status("ann").await, Status::Active);
+}

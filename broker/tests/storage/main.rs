@@ -69,6 +69,7 @@ on_both_backends!(
     security_recovery_codes_are_single_use_and_per_identity,
     hr_joiners_in_bulk_movers_and_leavers,
     hr_start_and_end_dates_apply_between_imports,
+    security_the_hr_feed_never_lifts_an_administrators_suspension,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {

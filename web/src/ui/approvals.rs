@@ -108,7 +108,22 @@ async fn done_text(
         let Some(a) = gatehouse_broker::assignments::by_id(c, id).await? else {
             return Ok(None);
         };
-        return Ok((a.source == "kept").then(|| format!("Kept: {} keeps {}.", a.subject, a.role)));
+        // Only the manager who kept it (the person's manager) sees the line.
+        let manager = match &a.subject {
+            gatehouse_broker::assignments::Subject::Identity(u) => {
+                identities::by_username(c, u).await?.and_then(|i| {
+                    i.attributes
+                        .get("manager")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                })
+            }
+            _ => None,
+        };
+        return Ok(
+            (a.source == "kept" && manager.as_deref() == Some(me.username.as_str()))
+                .then(|| format!("Kept: {} keeps {}.", a.subject, a.role)),
+        );
     }
     let Some(r) = requests::by_id(c, id, now).await? else {
         return Ok(None);

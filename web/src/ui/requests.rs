@@ -167,7 +167,7 @@ impl MinePage {
 }
 
 /// What happened when a request was sent, as it happened: who may approve it and whether anyone
-/// was told (a notification is only queued when a channel is configured).
+/// is told (the notification always waits in the outbox; only a configured webhook delivers it).
 async fn sent_text(
     state: &AppState,
     c: &mut sqlx::AnyConnection,
