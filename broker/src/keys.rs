@@ -64,6 +64,11 @@ impl std::str::FromStr for PublicKey {
 }
 
 impl PublicKey {
+    /// The 32 key bytes (a JWK's `x`).
+    pub fn bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
     /// Checks `signature` (64 bytes) over `message`; strict verification (no malleability).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         let Ok(sig) = Signature::from_slice(signature) else {

@@ -5,6 +5,7 @@
 
 pub mod actor;
 pub mod apply;
+pub mod apps;
 pub mod assignments;
 pub mod audit;
 pub mod bootstrap;

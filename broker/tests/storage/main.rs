@@ -70,6 +70,8 @@ on_both_backends!(
     hr_joiners_in_bulk_movers_and_leavers,
     hr_start_and_end_dates_apply_between_imports,
     security_the_hr_feed_never_lifts_an_administrators_suspension,
+    security_app_codes_are_single_use_and_bound_to_app_and_state,
+    app_sessions_end_with_the_identity_and_on_sign_out_at_the_app,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -106,6 +108,7 @@ fn signer() -> (tempfile::TempDir, SigningKeyPair) {
     (dir, k)
 }
 
+mod apps;
 mod audit_log;
 mod events;
 mod lifecycle;
@@ -115,6 +118,7 @@ mod web;
 
 /// The scenarios `on_both_backends!` runs.
 mod suite {
+    pub use super::apps::*;
     pub use super::audit_log::*;
     pub use super::events::*;
     pub use super::lifecycle::*;
