@@ -111,7 +111,7 @@ pub enum Redeemed {
     Session {
         session: AppSession,
         cookie: Secret,
-        identity: Identity,
+        identity: Box<Identity>,
         next: String,
     },
     /// Refused, and why (audited as `app.callback.refused`; the caller keeps that record with
@@ -225,7 +225,7 @@ pub async fn redeem_code(
         return Ok(Redeemed::Session {
             session,
             cookie: Secret::new(cookie),
-            identity,
+            identity: Box::new(identity),
             next: local_path(&next),
         });
     };

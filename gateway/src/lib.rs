@@ -8,4 +8,5 @@ pub mod sandbox;
 
 pub use error::{Error, Result};
 pub mod enforce;
+pub mod http;
 pub mod ssh;

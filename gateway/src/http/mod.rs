@@ -1,0 +1,241 @@
+//! The app gateway: an identity-aware reverse proxy for internal web apps (targets of kind
+//! `http`). One listener; each request's app comes from its authority (`NAME.DOMAIN`, see
+//! [`host`]). A browser without the app host's cookie is sent to the web UI's
+//! `/apps/authorize`, which returns it with a one-time code to `/.gatehouse/callback` on the app
+//! host (bound to the state cookie set here before the redirect); the app host then sets its own
+//! host-only cookie. Every request is decided by the broker's `decide` (protocol `http`); a
+//! denial is audited and answered with a page that says why. Allowed requests go upstream with
+//! the client's identity headers stripped and Gatehouse's set, including a signed assertion.
+
+pub mod headers;
+pub mod host;
+mod proxy;
+mod signin;
+
+use gatehouse_broker::keys::SigningKeyPair;
+use gatehouse_broker::policy::CatalogCache;
+use gatehouse_broker::{SharedClock, Store};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The body type of every answer: streamed from upstream or made here.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How the app gateway is reached and whom it trusts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The apps domain: app `NAME` is at `NAME.DOMAIN` (default `apps.localhost`).
+    pub domain: String,
+    /// The port browsers reach the app listener at (443 is left out of URLs).
+    pub public_port: u16,
+    /// The web UI's origin (`https://localhost:8080`): sign-in goes through its
+    /// `/apps/authorize`, and it is the assertion's issuer.
+    pub web_origin: String,
+    /// TLS towards upstreams (the binary's outbound roots).
+    pub upstream_tls: rustls::ClientConfig,
+    /// Longest time for a TLS handshake and the request head.
+    pub header_timeout: Duration,
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Store,
+    pub cache: CatalogCache,
+    pub clock: SharedClock,
+    pub settings: Settings,
+    /// Signs the identity assertion apps receive (`X-Gatehouse-Assertion`).
+    pub assertion_key: Arc<SigningKeyPair>,
+    client: proxy::Client,
+}
+
+impl Shared {
+    pub fn new(
+        store: Store,
+        cache: CatalogCache,
+        clock: SharedClock,
+        settings: Settings,
+        assertion_key: Arc<SigningKeyPair>,
+    ) -> Self {
+        let client = proxy::client(settings.upstream_tls.clone());
+        Self {
+            store,
+            cache,
+            clock,
+            settings,
+            assertion_key,
+            client,
+        }
+    }
+}
+
+/// A plain answer made here (never the app's): `status` with a short text or HTML body.
+pub(crate) fn plain(status: StatusCode, content_type: &str, body: String) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// The 404 for a host that is no app: it names nothing.
+pub(crate) fn not_found() -> Response<Body> {
+    plain(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "not found\n".into(),
+    )
+}
+
+/// Serves the app gateway on `listener` (TLS when `tls` is given) until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "app gateway: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let timeout = shared.settings.header_timeout;
+            match acceptor {
+                Some(a) => match tokio::time::timeout(timeout, a.accept(stream)).await {
+                    Ok(Ok(tls)) => connection(TokioIo::new(tls), peer, shared, stop).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "app gateway: TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(%peer, "app gateway: TLS handshake timed out"),
+                },
+                None => connection(TokioIo::new(stream), peer, shared, stop).await,
+            }
+        });
+    }
+}
+
+async fn connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&shared, peer, req).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(64 * 1024);
+    builder.http2().max_header_list_size(64 * 1024);
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "app gateway: connection ended");
+            }
+        }
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// One request: which app, whose, allowed or not, then upstream.
+async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    // Ambiguous framing (both lengths, or several lengths) is refused, never passed on.
+    let h = req.headers();
+    if (h.contains_key(hyper::header::TRANSFER_ENCODING)
+        && h.contains_key(hyper::header::CONTENT_LENGTH))
+        || h.get_all(hyper::header::CONTENT_LENGTH).iter().count() > 1
+    {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "bad request\n".into(),
+        );
+    }
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let Some(app) = host::app_of(&authority, &shared.settings.domain) else {
+        return not_found();
+    };
+    let target = match shared.store.pool().acquire().await {
+        Ok(mut c) => gatehouse_broker::targets::by_name(&mut c, &app).await,
+        Err(e) => Err(e.into()),
+    };
+    let target = match target {
+        Ok(Some(t)) if t.kind == gatehouse_broker::targets::Kind::Http => t,
+        Ok(_) => return not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "app gateway: cannot read the app");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "unavailable\n".into(),
+            );
+        }
+    };
+    match req.uri().path() {
+        signin::CALLBACK => return signin::callback(shared, &target, &req).await,
+        signin::LOGOUT => return signin::logout(shared, &target, &req).await,
+        _ => {}
+    }
+    let who = match signin::session(shared, &target, &req).await {
+        Ok(Some(who)) => who,
+        Ok(None) => return signin::to_sign_in(shared, &target, &req),
+        Err(e) => {
+            tracing::error!(error = %e, "app gateway: cannot read the app session");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "unavailable\n".into(),
+            );
+        }
+    };
+    let decision = signin::decide(shared, &target, &who, peer, &req).await;
+    match decision {
+        Some(grant) => proxy::forward(shared, &target, &who, &grant, peer, &authority, req).await,
+        None => signin::denied(shared, &target, &req),
+    }
+}

@@ -1,0 +1,228 @@
+//! Forwarding an allowed request to the app: the upstream URL from the target's address, the
+//! client's headers stripped and Gatehouse's set ([`super::headers`]), a signed assertion for
+//! the app, bodies streamed both ways (hyper's own backpressure), redirects to the internal
+//! host rewritten to the public one, websocket upgrades joined end to end.
+
+use super::headers::{self, Forwarded, Names};
+use super::signin::Who;
+use super::{Body, Shared, plain};
+use gatehouse_broker::apps::{self, ASSERTION_TTL_S, Claims};
+use gatehouse_broker::policy::GrantRef;
+use gatehouse_broker::targets::Target;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, LOCATION};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+
+/// The upstream client: HTTP/1.1 over TCP or TLS (roots of the binary's outbound client).
+pub type Client =
+    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
+
+pub fn client(tls: rustls::ClientConfig) -> Client {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build(https)
+}
+
+fn bad_gateway(why: &str) -> Response<Body> {
+    plain(
+        StatusCode::BAD_GATEWAY,
+        "text/plain; charset=utf-8",
+        format!("the app did not answer: {why}\n"),
+    )
+}
+
+/// The request's URI at the upstream: the target's address (scheme and authority) and the
+/// request's path and query.
+fn upstream_uri(target: &Target, req: &Request<Incoming>) -> Option<Uri> {
+    let base: Uri = target.address.parse().ok()?;
+    let scheme = base
+        .scheme_str()
+        .filter(|s| *s == "http" || *s == "https")?;
+    let authority = base.authority()?;
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    format!("{scheme}://{authority}{pq}").parse().ok()
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Forwards `req` (allowed, for `who`, carried by `grant`) to `target`.
+pub async fn forward(
+    shared: &Shared,
+    target: &Target,
+    who: &Who,
+    grant: &GrantRef,
+    peer: SocketAddr,
+    public_authority: &str,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Some(uri) = upstream_uri(target, &req) else {
+        tracing::error!(app = %target.name, address = %target.address, "app gateway: the app's address is not an http(s) URL");
+        return bad_gateway("its address is not an http(s) URL");
+    };
+    let upgrade = is_upgrade(&req);
+    let ws_headers: Vec<(hyper::header::HeaderName, HeaderValue)> = if upgrade {
+        req.headers()
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("sec-websocket-"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let assertion = assertion(shared, target, who, grant).await;
+    let groups = match shared.store.pool().acquire().await {
+        Ok(mut c) => gatehouse_broker::groups::of_identity(&mut c, &who.identity.username)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let client_upgrade = if upgrade {
+        Some(hyper::upgrade::on(&mut req))
+    } else {
+        None
+    };
+    let (mut parts, body) = req.into_parts();
+    headers::strip_client(&mut parts.headers, &[]);
+    headers::set_gatehouse(
+        &mut parts.headers,
+        &headers::Identity {
+            username: who.identity.username.clone(),
+            email: who.identity.email.clone(),
+            groups,
+            assertion,
+        },
+        &Names::default(),
+        &Forwarded {
+            client_ip: peer.ip(),
+            host: public_authority.to_string(),
+        },
+    );
+    if let Some(a) = uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(hyper::header::HOST, v);
+    }
+    if upgrade {
+        // The one hop-by-hop exchange that must cross: the websocket handshake.
+        parts.headers.insert(
+            hyper::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        parts.headers.insert(
+            hyper::header::UPGRADE,
+            HeaderValue::from_static("websocket"),
+        );
+        for (k, v) in ws_headers {
+            parts.headers.insert(k, v);
+        }
+    }
+    parts.uri = uri;
+    parts.version = hyper::Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, body);
+    let resp = match shared.client.request(upstream_req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(app = %target.name, error = %e, "app gateway: upstream request failed");
+            return bad_gateway("connection failed");
+        }
+    };
+    if let Some(on_client) = client_upgrade
+        && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        return join_websocket(target, on_client, resp);
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_response(&mut parts.headers);
+    rewrite_location(&mut parts.headers, target, public_authority);
+    Response::from_parts(parts, body.boxed())
+}
+
+/// A websocket the app accepted: answer the client with the app's 101 and copy both ways once
+/// both sides have upgraded.
+fn join_websocket(
+    target: &Target,
+    on_client: hyper::upgrade::OnUpgrade,
+    mut resp: Response<Incoming>,
+) -> Response<Body> {
+    let on_upstream = hyper::upgrade::on(&mut resp);
+    let app = target.name.clone();
+    tokio::spawn(async move {
+        match tokio::try_join!(on_client, on_upstream) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(%app, error = %e, "app gateway: websocket ended");
+                }
+            }
+            Err(e) => tracing::debug!(%app, error = %e, "app gateway: websocket upgrade failed"),
+        }
+    });
+    let (parts, _) = resp.into_parts();
+    let mut out = Response::from_parts(
+        parts,
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    out
+}
+
+/// A redirect to the app's internal address is turned into one to its public host.
+fn rewrite_location(headers: &mut hyper::HeaderMap, target: &Target, public_authority: &str) {
+    let Some(loc) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let internal = target.address.trim_end_matches('/');
+    if let Some(rest) = loc.strip_prefix(internal)
+        && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+        && let Ok(v) = HeaderValue::from_str(&format!("https://{public_authority}{rest}"))
+    {
+        headers.insert(LOCATION, v);
+    }
+}
+
+/// The identity assertion for this request (empty if it cannot be made: the app then sees no
+/// assertion rather than a stale one).
+async fn assertion(shared: &Shared, target: &Target, who: &Who, grant: &GrantRef) -> String {
+    let now_s = shared.clock.now_ms() / 1000;
+    let groups = match shared.store.pool().acquire().await {
+        Ok(mut c) => gatehouse_broker::groups::of_identity(&mut c, &who.identity.username)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let claims = Claims {
+        iss: shared.settings.web_origin.trim_end_matches('/').to_string(),
+        sub: who.identity.username.clone(),
+        aud: target.name.clone(),
+        email: who.identity.email.clone(),
+        groups,
+        roles: vec![grant.role.clone()],
+        iat: now_s,
+        exp: now_s + ASSERTION_TTL_S,
+    };
+    apps::assertion(&shared.assertion_key, &claims).unwrap_or_default()
+}

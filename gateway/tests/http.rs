@@ -1,0 +1,485 @@
+//! The app gateway in-process over a real database, in front of a small upstream that echoes
+//! what it receives: the sign-in hand-off (state cookie, one-time code, host-only app cookie),
+//! per-request decisions, what the app sees in headers, and what is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use base64::Engine;
+use gatehouse_broker::apply::{self, doc};
+use gatehouse_broker::apps;
+use gatehouse_broker::keys::SigningKeyPair;
+use gatehouse_broker::testkit::TestDb;
+use gatehouse_broker::web_sessions::{self, NewSession, Stage, Timeouts};
+use gatehouse_broker::{Actor, Backend, Clock, SystemClock};
+use gatehouse_gateway::http::{self, Settings, Shared};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const POLICY: &str = r#"
+[[identities]]
+username = "alice"
+email = "alice@example.com"
+
+[[identities]]
+username = "bob"
+
+[[groups]]
+name = "eng"
+members = ["alice"]
+
+[[targets]]
+name = "echo"
+kind = "http"
+address = "UPSTREAM"
+
+[[targets]]
+name = "other"
+kind = "http"
+address = "UPSTREAM"
+
+[[roles]]
+name = "echo-users"
+targets = { names = ["echo", "other"] }
+protocols = ["http"]
+
+[[assignments]]
+role = "echo-users"
+to = "alice"
+kind = "standing"
+"#;
+
+/// An upstream that answers every request with the headers it got, as JSON.
+async fn echo_upstream() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let mut h: HashMap<String, Vec<String>> = HashMap::new();
+                        for (k, v) in req.headers() {
+                            h.entry(k.as_str().into())
+                                .or_default()
+                                .push(v.to_str().unwrap_or("?").into());
+                        }
+                        let body =
+                            serde_json::json!({ "path": req.uri().to_string(), "headers": h });
+                        let mut r = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+                        if req.uri().path() == "/go-home" {
+                            *r.status_mut() = hyper::StatusCode::FOUND;
+                            r.headers_mut()
+                                .insert("location", format!("http://{addr}/home").parse().unwrap());
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct World {
+    db: TestDb,
+    gateway: SocketAddr,
+    key: Arc<SigningKeyPair>,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let upstream = echo_upstream().await;
+    let text = POLICY.replace("UPSTREAM", &format!("http://{upstream}"));
+    let d = doc::parse("policy.toml", &text).unwrap();
+    apply::apply(&db.store, &Actor::Cli, SystemClock.now_ms(), &d, false)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = SigningKeyPair::load_or_create(&dir.path().join("assert.pem")).unwrap();
+    let key = Arc::new(key);
+    let roots = rustls::RootCertStore::empty();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let shared = Arc::new(Shared::new(
+        db.store.clone(),
+        Default::default(),
+        Arc::new(SystemClock),
+        Settings {
+            domain: "apps.test".into(),
+            public_port: 8443,
+            web_origin: "https://gatehouse.test".into(),
+            upstream_tls: tls,
+            header_timeout: std::time::Duration::from_secs(5),
+        },
+        key.clone(),
+    ));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = l.local_addr().unwrap();
+    tokio::spawn(http::serve(
+        l,
+        None,
+        shared,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    World {
+        db,
+        gateway,
+        key,
+        _dir: dir,
+    }
+}
+
+/// One response: status, headers, body.
+struct Got {
+    status: u16,
+    headers: hyper::HeaderMap,
+    body: String,
+}
+
+async fn get(w: &World, host: &str, path: &str, extra: &[(&str, &str)]) -> Got {
+    let s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut b = hyper::Request::get(path).header("host", host);
+    if !extra.iter().any(|(k, _)| *k == "accept") {
+        b = b.header("accept", "text/html");
+    }
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    let r = send
+        .send_request(b.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into();
+    Got {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn set_cookie(g: &Got, name: &str) -> String {
+    g.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string()
+}
+
+async fn browser_session(w: &World, who: &str) -> String {
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let i = gatehouse_broker::identities::by_username(&mut c, who)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    let mut tx = w.db.store.begin().await.unwrap();
+    let (_, s) = web_sessions::create(
+        &mut tx,
+        SystemClock.now_ms(),
+        NewSession {
+            identity: &i,
+            stage: Stage::Active,
+            methods: "password+totp",
+            mfa_at_ms: Some(SystemClock.now_ms()),
+            address: "127.0.0.1",
+            user_agent: "test",
+        },
+        Timeouts::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    s.id
+}
+
+/// What the web UI's /apps/authorize does for `who`'s browser session: a code for `app`.
+async fn authorize(w: &World, who: &str, web_session: &str, app: &str, state: &str) -> String {
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let i = gatehouse_broker::identities::by_username(&mut c, who)
+        .await
+        .unwrap()
+        .unwrap();
+    let t = gatehouse_broker::targets::by_name(&mut c, app)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    let mut tx = w.db.store.begin().await.unwrap();
+    let code = apps::issue_code(
+        &mut tx,
+        SystemClock.now_ms(),
+        &i,
+        web_session,
+        &t,
+        state,
+        "/start?x=1",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    code.expose().to_string()
+}
+
+/// Signs `who` in to `app` the way a browser does; returns the app cookie.
+async fn sign_in(w: &World, who: &str, app: &str) -> String {
+    let host = format!("{app}.apps.test:8443");
+    let first = get(w, &host, "/start?x=1", &[]).await;
+    assert_eq!(first.status, 303, "{}", first.body);
+    let to = first.headers["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with(&format!(
+            "https://gatehouse.test/apps/authorize?app={app}&state="
+        )),
+        "{to}"
+    );
+    let state = set_cookie(&first, "__Host-gh_app_state");
+    let web = browser_session(w, who).await;
+    let code = authorize(w, who, &web, app, &state).await;
+    let cb = get(
+        w,
+        &host,
+        &format!("/.gatehouse/callback?code={code}"),
+        &[("cookie", &format!("__Host-gh_app_state={state}"))],
+    )
+    .await;
+    assert_eq!(cb.status, 303, "{}", cb.body);
+    assert_eq!(cb.headers["location"], "/start?x=1");
+    // Replayed: refused.
+    let again = get(
+        w,
+        &host,
+        &format!("/.gatehouse/callback?code={code}"),
+        &[("cookie", &format!("__Host-gh_app_state={state}"))],
+    )
+    .await;
+    assert_eq!(again.status, 403);
+    let cookie = set_cookie(&cb, "__Host-gh_app");
+    assert!(cb.headers.get_all("set-cookie").iter().any(|v| {
+        v.to_str()
+            .unwrap()
+            .contains("Secure; HttpOnly; SameSite=Lax")
+    }));
+    cookie
+}
+
+#[tokio::test]
+async fn security_the_app_sees_gatehouses_identity_never_the_clients() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let got = get(
+        &w,
+        "echo.apps.test:8443",
+        "/hello?q=1",
+        &[
+            ("cookie", &format!("theme=dark; __Host-gh_app={cookie}")),
+            ("x-gatehouse-user", "admin"),
+            ("x_gatehouse_user", "admin"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-host", "admin.internal"),
+        ],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let seen: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    let h = &seen["headers"];
+    assert_eq!(seen["path"], "/hello?q=1");
+    assert_eq!(h["x-gatehouse-user"], serde_json::json!(["alice"]));
+    assert_eq!(
+        h["x-gatehouse-email"],
+        serde_json::json!(["alice@example.com"])
+    );
+    assert_eq!(h["x-gatehouse-groups"], serde_json::json!(["eng"]));
+    assert_eq!(h["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(
+        h["x-forwarded-host"],
+        serde_json::json!(["echo.apps.test:8443"])
+    );
+    assert_eq!(h["cookie"], serde_json::json!(["theme=dark"]));
+    assert!(h.get("x_gatehouse_user").is_none(), "{h}");
+    // The assertion verifies with the published key, for this app and this person.
+    let jwt = h["x-gatehouse-assertion"][0].as_str().unwrap();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwk = &apps::jwks(&w.key.public())["keys"][0];
+    let x = b64.decode(jwk["x"].as_str().unwrap()).unwrap();
+    assert_eq!(x, w.key.public().bytes());
+    assert!(w.key.public().verify(
+        format!("{}.{}", parts[0], parts[1]).as_bytes(),
+        &b64.decode(parts[2]).unwrap()
+    ));
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["aud"], "echo");
+    assert_eq!(claims["iss"], "https://gatehouse.test");
+    assert_eq!(claims["roles"], serde_json::json!(["echo-users"]));
+    assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 300);
+    // A redirect to the app's internal address comes back as its public one.
+    let moved = get(
+        &w,
+        "echo.apps.test:8443",
+        "/go-home",
+        &[("cookie", &format!("__Host-gh_app={cookie}"))],
+    )
+    .await;
+    assert_eq!(moved.status, 302);
+    assert_eq!(
+        moved.headers["location"],
+        "https://echo.apps.test:8443/home"
+    );
+}
+
+#[tokio::test]
+async fn security_an_app_cookie_works_only_on_its_own_app_host() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let other = get(
+        &w,
+        "other.apps.test:8443",
+        "/",
+        &[("cookie", &format!("__Host-gh_app={cookie}"))],
+    )
+    .await;
+    assert_eq!(other.status, 303, "sent to sign in, not let in");
+    // An API client without a session gets 401, an unknown host a 404 naming nothing.
+    let api = get(
+        &w,
+        "other.apps.test:8443",
+        "/api",
+        &[("accept", "application/json")],
+    )
+    .await;
+    assert_eq!(api.status, 401);
+    let unknown = get(&w, "nope.apps.test:8443", "/", &[]).await;
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (404, "not found\n")
+    );
+    let outside = get(&w, "echo.evil.example", "/", &[]).await;
+    assert_eq!(outside.status, 404);
+}
+
+#[tokio::test]
+async fn without_access_the_page_says_so_and_offers_a_request() {
+    let w = world().await;
+    let cookie = sign_in(&w, "bob", "echo").await;
+    let got = get(
+        &w,
+        "echo.apps.test:8443",
+        "/",
+        &[("cookie", &format!("__Host-gh_app={cookie}"))],
+    )
+    .await;
+    assert_eq!(got.status, 403);
+    assert!(
+        got.body.contains("No access to this app now"),
+        "{}",
+        got.body
+    );
+    assert!(
+        got.body
+            .contains("href=\"https://gatehouse.test/requests/new?target=echo\""),
+        "{}",
+        got.body
+    );
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let denied = gatehouse_broker::audit::recent(&mut c, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "authorize" && e.outcome == "deny")
+        .count();
+    assert_eq!(denied, 1);
+}
+
+#[tokio::test]
+async fn access_ending_refuses_the_next_request() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let ok = get(
+        &w,
+        "echo.apps.test:8443",
+        "/",
+        &[("cookie", &format!("__Host-gh_app={cookie}"))],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let i = gatehouse_broker::identities::by_username(&mut c, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let held = gatehouse_broker::assignments::of_identity(&mut c, &i.id)
+        .await
+        .unwrap();
+    drop(c);
+    let mut tx = w.db.store.begin().await.unwrap();
+    gatehouse_broker::assignments::remove(&mut tx, &Actor::Cli, SystemClock.now_ms(), &held[0].id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let after = get(
+        &w,
+        "echo.apps.test:8443",
+        "/",
+        &[("cookie", &format!("__Host-gh_app={cookie}"))],
+    )
+    .await;
+    assert_eq!(after.status, 403);
+}
+
+#[tokio::test]
+async fn security_ambiguous_request_framing_is_refused_or_closed() {
+    let w = world().await;
+    let mut buf = vec![0u8; 512];
+    // Two different lengths: 400.
+    let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: echo.apps.test\r\nContent-Length: 4\r\n\
+          Content-Length: 5\r\n\r\nabcde",
+    )
+    .await
+    .unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    // Content-Length with Transfer-Encoding: hyper reads it as chunked, drops the length, and
+    // closes the connection after the answer, so nothing can be smuggled behind it (RFC 9112
+    // section 6.3); the request is never passed on as received.
+    let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: echo.apps.test\r\nContent-Length: 4\r\n\
+          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: echo.apps.test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).await.unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+}
