@@ -68,10 +68,24 @@ pub struct WebConfig {
     /// Whether a notification channel (`[notifications] webhook_url`) is configured: pages say
     /// that approvers are notified only when it is.
     pub notifications: bool,
+    /// The app gateway's side of the web UI (the sign-in hand-off and the assertion key's
+    /// JWKS); `None` when apps are off.
+    pub apps: Option<AppsWeb>,
     /// Command/output indexes of ended recordings (bounded; for the timeline and search).
     pub indexes: std::sync::Mutex<
         std::collections::HashMap<String, Arc<gatehouse_recordings::index::Index>>,
     >,
+}
+
+/// What the web UI needs to know of the app gateway.
+#[derive(Debug, Clone)]
+pub struct AppsWeb {
+    /// App hosts are `NAME.DOMAIN`.
+    pub domain: String,
+    /// The app listener's public port (left out of app URLs when it is 443).
+    pub port: u16,
+    /// The public half of the key app assertions are signed with, published as a JWKS.
+    pub assertion_key: gatehouse_broker::keys::PublicKey,
 }
 
 impl WebConfig {
@@ -111,6 +125,7 @@ impl WebConfig {
             oidc: None,
             scim_passwords: false,
             notifications: false,
+            apps: None,
             indexes: std::sync::Mutex::default(),
         }
     }

@@ -245,6 +245,19 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         REVIEWER,
         "End a live session now",
     ),
+    // The app gateway's sign-in hand-off (apps on only; 404 otherwise).
+    (
+        Method::GET,
+        "/apps/authorize",
+        AUTH,
+        "Sign in to an app: a one-time code for the app host's callback",
+    ),
+    (
+        Method::GET,
+        "/.well-known/jwks.json",
+        PUBLIC,
+        "The public key app identity assertions are signed with (JWKS)",
+    ),
     (
         Method::GET,
         "/api/v1/openapi.json",

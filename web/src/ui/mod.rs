@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod approvals;
+mod apps;
 mod assets;
 mod audit;
 mod auth;
@@ -41,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sessions::routes())
         .merge(admin::routes())
         .merge(audit::routes())
+        .merge(apps::routes())
 }
 
 /// A page's frame: title, who is signed in, the CSRF token, what the navigation highlights.

@@ -7,12 +7,13 @@ use gatehouse_broker::secrets::Secret;
 use gatehouse_broker::testkit::TestDb;
 use gatehouse_broker::{Backend, SharedClock, SystemClock, bootstrap};
 use gatehouse_web::access::{RULES, Requirement};
-use gatehouse_web::{AppState, router};
+use gatehouse_web::{AppState, WebConfig, router};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 mod approval_form;
 mod approvals;
+mod apps;
 mod workflow;
 
 const ADMIN_TOKEN: &str = "test-bootstrap-token-0123456789";
@@ -39,17 +40,29 @@ impl TestServer {
         clock: SharedClock,
         app: impl FnOnce(AppState) -> Router,
     ) -> Self {
+        Self::start_configured(backend, clock, |_| {}, app).await
+    }
+
+    /// [`Self::start_full`] with the web settings changed by `configure` first.
+    async fn start_configured(
+        backend: Backend,
+        clock: SharedClock,
+        configure: impl FnOnce(&mut WebConfig),
+        app: impl FnOnce(AppState) -> Router,
+    ) -> Self {
         let db = TestDb::new(backend).await;
+        let mut web = WebConfig::new(
+            url::Url::parse("http://localhost:8080").unwrap(),
+            Arc::new(gatehouse_broker::sealing::SealingKey::from_bytes([7; 32])),
+            std::env::temp_dir(),
+        );
+        configure(&mut web);
         let state = AppState {
             store: db.store.clone(),
             clock,
             cache: Default::default(),
             ssh_user_ca: None,
-            web: Arc::new(gatehouse_web::WebConfig::new(
-                url::Url::parse("http://localhost:8080").unwrap(),
-                Arc::new(gatehouse_broker::sealing::SealingKey::from_bytes([7; 32])),
-                std::env::temp_dir(),
-            )),
+            web: Arc::new(web),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,0 +1,160 @@
+//! The web UI's half of the app gateway's sign-in hand-off: `/apps/authorize` gives a signed-in
+//! browser a one-time code for an app and sends it back to the app host's callback, and
+//! `/.well-known/jwks.json` publishes the key the app assertions are signed with.
+
+use super::{PageError, PageResult, Signed, begin, conn};
+use crate::error::ApiError;
+use crate::{AppState, AppsWeb};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use gatehouse_broker::apps;
+use gatehouse_broker::targets::{self, Kind};
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/apps/authorize", get(authorize))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// What the app host sends the browser here with.
+#[derive(Deserialize)]
+struct Authorize {
+    app: Option<String>,
+    /// The value the app host keeps in its own state cookie; the code is bound to it.
+    state: Option<String>,
+    /// Where to go on the app host afterwards (a local path; the code keeps it).
+    next: Option<String>,
+}
+
+/// The same answer for apps off, an unknown name and a target that is not an app: it names
+/// nothing about which targets exist.
+fn no_app() -> PageError {
+    PageError(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such app",
+    ))
+}
+
+/// `GET /apps/authorize?app=NAME&state=STATE&next=PATH`. The access layer has let only a
+/// signed-in browser (session `active`, and a second factor where the identity's privileges
+/// need one) or a valid API token through; anyone else went to sign-in and comes back here.
+///
+/// Whether this person may use the app is not decided here: the code only carries who they are
+/// to the app host, and the app gateway decides every request there (and shows the denial page
+/// with Request access), so a code says nothing about access.
+async fn authorize(
+    State(state): State<AppState>,
+    signed: Option<Signed>,
+    query: Result<Query<Authorize>, QueryRejection>,
+) -> PageResult {
+    let Some(web_apps) = state.web.apps.as_ref() else {
+        return Err(no_app());
+    };
+    // An app session lives with a browser session (it ends when that one does), so an API
+    // token, which the access layer accepts on Authenticated routes, never gets a code.
+    let Some(Signed(browser)) = signed else {
+        return Err(PageError(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "browser_required",
+            "apps are opened from a signed-in browser, not with an API token",
+        )));
+    };
+    let Ok(Query(q)) = query else {
+        return Err(PageError(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the app's sign-in request is malformed",
+        )));
+    };
+    let name = q.app.unwrap_or_default();
+    let target = {
+        let mut c = conn(&state).await?;
+        targets::by_name(&mut c, &name).await?
+    }
+    .filter(|t| t.kind == Kind::Http)
+    .ok_or_else(no_app)?;
+    let now = state.clock.now_ms();
+    let mut tx = begin(&state).await?;
+    // A missing or malformed state is `Invalid` here: 400.
+    let code = apps::issue_code(
+        &mut tx,
+        now,
+        &browser.identity,
+        &browser.session.id,
+        &target,
+        q.state.as_deref().unwrap_or_default(),
+        q.next.as_deref().unwrap_or("/"),
+    )
+    .await?;
+    tx.commit().await?;
+    let to = callback(web_apps, &target.name, code.expose())?;
+    // The code is in the Location: the response is `no-store` and the referrer policy is
+    // `same-origin` (the security headers), so it goes to the app host alone.
+    Ok(Redirect::to(to.as_str()).into_response())
+}
+
+/// `https://NAME.DOMAIN[:PORT]/.gatehouse/callback?code=CODE` (the port left out when 443).
+fn callback(apps: &AppsWeb, name: &str, code: &str) -> Result<url::Url, PageError> {
+    let host = if apps.port == 443 {
+        format!("{name}.{}", apps.domain)
+    } else {
+        format!("{name}.{}:{}", apps.domain, apps.port)
+    };
+    let mut url = url::Url::parse(&format!("https://{host}/.gatehouse/callback")).map_err(|e| {
+        tracing::error!(app = name, domain = apps.domain, error = %e, "no app host URL");
+        PageError(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        ))
+    })?;
+    url.query_pairs_mut().append_pair("code", code);
+    Ok(url)
+}
+
+/// `GET /.well-known/jwks.json`: the public key app assertions verify against.
+async fn jwks(State(state): State<AppState>) -> Response {
+    match &state.web.apps {
+        None => crate::error::not_found().await.into_response(),
+        Some(a) => (
+            [(header::CACHE_CONTROL, "public, max-age=300")],
+            Json(apps::jwks(&a.assertion_key)),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web(port: u16) -> AppsWeb {
+        AppsWeb {
+            domain: "apps.example.com".into(),
+            port,
+            assertion_key: "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+                .parse()
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn callbacks_name_the_app_host_and_encode_the_code() {
+        let u = callback(&web(443), "grafana", "ghac_a+b/c=").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://grafana.apps.example.com/.gatehouse/callback?code=ghac_a%2Bb%2Fc%3D"
+        );
+        let u = callback(&web(8443), "grafana", "ghac_x").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://grafana.apps.example.com:8443/.gatehouse/callback?code=ghac_x"
+        );
+    }
+}
