@@ -105,9 +105,6 @@ pub async fn issue_code(
 }
 
 /// What redeeming a code gave.
-// Made once per app sign-in and matched at once: boxing the session would change the API the
-// app gateway is written against for no measurable gain.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Redeemed {
     /// The app session, its cookie (shown once), its identity and the return path.
