@@ -36,7 +36,7 @@ logins = ["ops"]
 birthright = { department = ["operations"] }
 TOML
 "$bin" --data-dir "$work/d" apply "$work/policy.toml" >/dev/null
-"$bin" --data-dir "$work/d" serve --web-listen "127.0.0.1:$port" --ssh-listen "127.0.0.1:$sshport" \
+"$bin" --data-dir "$work/d" serve --web-listen "127.0.0.1:$port" --ssh-listen "127.0.0.1:$sshport" --app-listen off \
   --web-tls off --log-level warn > "$work/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done

@@ -33,7 +33,7 @@ for side in a b; do
   bin=$A; [ $side = b ] && bin=$B
   PORT[$side]=$(free_port); web=$(free_port)
   "$bin" --data-dir "$W/$side" apply "$W/policy.toml" >/dev/null
-  "$bin" --data-dir "$W/$side" --log-level warn serve --web-listen "127.0.0.1:$web" --ssh-listen "127.0.0.1:${PORT[$side]}" 2>"$W/$side.log" & pids+=($!)
+  "$bin" --data-dir "$W/$side" --log-level warn serve --web-listen "127.0.0.1:$web" --ssh-listen "127.0.0.1:${PORT[$side]}" --app-listen off 2>"$W/$side.log" & pids+=($!)
 done
 for port in $T "${PORT[a]}" "${PORT[b]}"; do wait_port "$port"; done
 direct() { ssh "${O[@]}" -p "$T" "$LOGIN@127.0.0.1" "$@"; }

@@ -40,7 +40,7 @@ start_sshd bastion "$B"
 start_relay "$R" "$T"
 bench_policy "$T" > "$W/policy.toml"
 "$G" --data-dir "$W/data" apply "$W/policy.toml" >/dev/null
-"$G" --data-dir "$W/data" --log-level warn serve --web-listen "127.0.0.1:$WEB" --ssh-listen "127.0.0.1:$P" 2>"$W/serve.log" & GPID=$!
+"$G" --data-dir "$W/data" --log-level warn serve --web-listen "127.0.0.1:$WEB" --ssh-listen "127.0.0.1:$P" --app-listen off 2>"$W/serve.log" & GPID=$!
 pids+=($GPID)
 for port in $P $T $B $R; do wait_port "$port"; done
 

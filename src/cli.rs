@@ -323,6 +323,10 @@ pub struct ServeArgs {
     /// on loopback) [default: auto].
     #[arg(long, env = "GATEHOUSE_WEB_TLS", value_name = "auto|off")]
     pub web_tls: Option<WebTls>,
+    /// Address of the app gateway (internal web apps at NAME.DOMAIN), or `off`
+    /// [default: 127.0.0.1:8443].
+    #[arg(long, env = "GATEHOUSE_APP_LISTEN", value_name = "ADDR|off")]
+    pub app_listen: Option<String>,
 }
 
 /// Whether the web listener speaks HTTPS.

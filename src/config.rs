@@ -29,6 +29,8 @@ pub struct FileConfig {
     pub hr: HrConfig,
     #[serde(default)]
     pub scim: ScimConfig,
+    #[serde(default)]
+    pub apps: AppsConfig,
     /// Web sign-in against an LDAP / Active Directory server.
     pub ldap: Option<LdapConfig>,
     /// Apps Gatehouse provisions over SCIM: `[[push]]` tables.
@@ -141,6 +143,24 @@ pub struct HrConfig {
     pub poll_interval: Option<Duration>,
 }
 
+/// `[apps]`: the app gateway in front of internal web apps (targets of kind `http`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppsConfig {
+    /// Where the app gateway listens, or `off` [default: 127.0.0.1:8443].
+    pub listen: Option<String>,
+    /// App `NAME` is served at `NAME.DOMAIN` [default: apps.localhost, which browsers resolve
+    /// to loopback].
+    pub domain: Option<String>,
+    /// The port browsers reach the app gateway at, when something in front of it listens on
+    /// another [default: the listener's].
+    pub public_port: Option<u16>,
+    /// PEM certificate chain and key for `*.DOMAIN` and `DOMAIN`; generated in DATA_DIR/keys
+    /// when neither is set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
 /// `[scim]`: the SCIM 2.0 service provider at `/scim/v2`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -249,12 +269,32 @@ pub struct Settings {
     pub oidc: Option<OidcConfig>,
     /// `[scim] passwords`.
     pub scim_passwords: bool,
+    /// The app gateway's listener; `None` when it is off.
+    pub app_listen: Option<SocketAddr>,
+    pub apps_domain: String,
+    pub apps_public_port: Option<u16>,
+    pub apps_tls_cert: PathBuf,
+    pub apps_tls_key: PathBuf,
+    /// The Ed25519 key app assertions are signed with (published as a JWKS).
+    pub app_assertion_key: PathBuf,
     /// Trusted by outbound HTTPS besides the built-in roots.
     pub tls_extra_ca_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
+pub const DEFAULT_APP_LISTEN: &str = "127.0.0.1:8443";
+
+/// An app listener setting: an address, or `off`.
+fn app_listen(v: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if v.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    v.trim()
+        .parse()
+        .map(Some)
+        .with_context(|| format!("app listen {v:?}: give ADDR:PORT or off"))
+}
 
 impl Settings {
     /// Merges flags/environment (already in `global`, `serve`) over the file over defaults.
@@ -386,6 +426,39 @@ impl Settings {
                 o
             }),
             scim_passwords: file.scim.passwords,
+            app_listen: app_listen(
+                serve
+                    .and_then(|s| s.app_listen.as_deref())
+                    .or(file.apps.listen.as_deref())
+                    .unwrap_or(DEFAULT_APP_LISTEN),
+            )?,
+            apps_domain: {
+                let d = file
+                    .apps
+                    .domain
+                    .clone()
+                    .unwrap_or_else(|| "apps.localhost".into())
+                    .trim_matches('.')
+                    .to_ascii_lowercase();
+                if d.is_empty() || d.contains(['/', ':', ' ', '*']) {
+                    anyhow::bail!("[apps] domain {d:?}: give a DNS name such as apps.example.com");
+                }
+                d
+            },
+            apps_public_port: file.apps.public_port,
+            apps_tls_cert: file
+                .apps
+                .tls_cert
+                .clone()
+                .map(from_file)
+                .unwrap_or_else(|| keys.join("apps-cert.pem")),
+            apps_tls_key: file
+                .apps
+                .tls_key
+                .clone()
+                .map(from_file)
+                .unwrap_or_else(|| keys.join("apps-key.pem")),
+            app_assertion_key: keys.join("app-assertion-key.pem"),
             tls_extra_ca_file,
         })
     }

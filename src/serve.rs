@@ -106,6 +106,10 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         .local_addr()
         .context("reading the SSH listen address")?;
     tracing::info!(addr = %ssh_addr, host_key = %gatehouse_gateway::keys::fingerprint(host_key.public_key()), "ssh listener bound");
+    let apps = match settings.app_listen {
+        Some(at) => Some(app_listener(&settings, at).await?),
+        None => None,
+    };
 
     let bootstrap_token = std::env::var("GATEHOUSE_BOOTSTRAP_TOKEN")
         .ok()
@@ -213,6 +217,41 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             login_timeout: settings.ssh_login_timeout,
         },
     );
+    let apps_web = match apps {
+        Some((app_listener, app_tls, port)) => {
+            let key = Arc::new(
+                gatehouse_broker::keys::SigningKeyPair::load_or_create(
+                    &settings.app_assertion_key,
+                )?
+                .0,
+            );
+            let shared = Arc::new(gatehouse_gateway::http::Shared::new(
+                store.clone(),
+                cache.clone(),
+                clock.clone(),
+                gatehouse_gateway::http::Settings {
+                    domain: settings.apps_domain.clone(),
+                    public_port: port,
+                    web_origin: origin.as_str().trim_end_matches('/').to_string(),
+                    upstream_tls: outbound_tls.clone(),
+                    header_timeout: std::time::Duration::from_secs(30),
+                },
+                key.clone(),
+            ));
+            tokio::spawn(gatehouse_gateway::http::serve(
+                app_listener,
+                Some(app_tls),
+                shared,
+                shutdown.clone(),
+            ));
+            Some(gatehouse_web::AppsWeb {
+                domain: settings.apps_domain.clone(),
+                port,
+                assertion_key: key.public(),
+            })
+        }
+        None => None,
+    };
     ready(Bound {
         web_url: origin.as_str().trim_end_matches('/').to_string(),
         ssh: ssh_addr,
@@ -242,6 +281,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             ldap,
             oidc,
             scim_passwords: settings.scim_passwords,
+            apps: apps_web,
             notifications: settings.webhook_url.is_some(),
             ..gatehouse_web::WebConfig::new(origin, sealing, settings.recordings_dir.clone())
         }),
@@ -254,6 +294,50 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
     store.close().await;
     tracing::info!("stopped");
     served.context("web listener failed")
+}
+
+/// The app gateway's listener and TLS (a configured certificate for `*.DOMAIN` and `DOMAIN`, or
+/// one generated in the data directory), and the port browsers reach it at.
+async fn app_listener(
+    settings: &Settings,
+    at: std::net::SocketAddr,
+) -> anyhow::Result<(tokio::net::TcpListener, Arc<rustls::ServerConfig>, u16)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let domain = &settings.apps_domain;
+    let created = gatehouse_web::tls::ensure_certificate(
+        &settings.apps_tls_cert,
+        &settings.apps_tls_key,
+        &[format!("*.{domain}"), domain.clone()],
+    )
+    .map_err(anyhow::Error::msg)?;
+    if created {
+        tracing::info!(cert = %settings.apps_tls_cert.display(), "generated a self-signed certificate for the app gateway (configure [apps] tls_cert for a real one)");
+    }
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&settings.apps_tls_cert)
+            .and_then(|i| i.collect::<Result<_, _>>())
+            .with_context(|| format!("[apps] tls_cert {}", settings.apps_tls_cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&settings.apps_tls_key)
+        .with_context(|| format!("[apps] tls_key {}", settings.apps_tls_key.display()))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the app gateway's certificate and key do not match")?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let listener = tokio::net::TcpListener::bind(at).await.with_context(|| {
+        format!("cannot listen on {at} (app gateway; [apps] listen = \"off\" turns it off)")
+    })?;
+    let addr = listener
+        .local_addr()
+        .context("reading the app listen address")?;
+    let port = settings.apps_public_port.unwrap_or(addr.port());
+    tracing::info!(%addr, domain = %domain, "app listener bound");
+    Ok((listener, Arc::new(tls), port))
 }
 
 /// Instances sharing a database must share the signing key, or each one's checkpoints look

@@ -60,7 +60,28 @@ async fn echo_upstream() -> SocketAddr {
             let (s, _) = l.accept().await.unwrap();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                    |mut req: hyper::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path() == "/ws" {
+                            // A websocket echo: the handshake, then every byte back.
+                            let up = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                if let Ok(io) = up.await {
+                                    let (mut r, mut w) =
+                                        tokio::io::split(hyper_util::rt::TokioIo::new(io));
+                                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                                }
+                            });
+                            let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                            *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                            let h = r.headers_mut();
+                            h.insert("connection", "upgrade".parse().unwrap());
+                            h.insert("upgrade", "websocket".parse().unwrap());
+                            h.insert(
+                                "sec-websocket-accept",
+                                "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().unwrap(),
+                            );
+                            return Ok::<_, std::convert::Infallible>(r);
+                        }
                         let mut h: HashMap<String, Vec<String>> = HashMap::new();
                         for (k, v) in req.headers() {
                             h.entry(k.as_str().into())
@@ -80,6 +101,7 @@ async fn echo_upstream() -> SocketAddr {
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .with_upgrades()
                     .await;
             });
         }
@@ -425,20 +447,7 @@ async fn access_ending_refuses_the_next_request() {
     )
     .await;
     assert_eq!(ok.status, 200);
-    let mut c = w.db.store.pool().acquire().await.unwrap();
-    let i = gatehouse_broker::identities::by_username(&mut c, "alice")
-        .await
-        .unwrap()
-        .unwrap();
-    let held = gatehouse_broker::assignments::of_identity(&mut c, &i.id)
-        .await
-        .unwrap();
-    drop(c);
-    let mut tx = w.db.store.begin().await.unwrap();
-    gatehouse_broker::assignments::remove(&mut tx, &Actor::Cli, SystemClock.now_ms(), &held[0].id)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    revoke_alice(&w).await;
     let after = get(
         &w,
         "echo.apps.test:8443",
@@ -482,4 +491,63 @@ async fn security_ambiguous_request_framing_is_refused_or_closed() {
         text.to_ascii_lowercase().contains("connection: close"),
         "{text}"
     );
+}
+
+/// Removes alice's only assignment (her access to the apps).
+async fn revoke_alice(w: &World) {
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let i = gatehouse_broker::identities::by_username(&mut c, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let held = gatehouse_broker::assignments::of_identity(&mut c, &i.id)
+        .await
+        .unwrap();
+    drop(c);
+    let mut tx = w.db.store.begin().await.unwrap();
+    gatehouse_broker::assignments::remove(&mut tx, &Actor::Cli, SystemClock.now_ms(), &held[0].id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_open_websocket_ends_when_its_access_does() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: echo.apps.test:8443\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: __Host-gh_app={cookie}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("sec-websocket-accept"),
+        "{head}"
+    );
+    s.write_all(b"ping-1").await.unwrap();
+    let mut got = [0u8; 6];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"ping-1");
+    revoke_alice(&w).await;
+    // The gateway closes it (a guard against hanging, not a measurement).
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the websocket outlived the access");
 }

@@ -65,6 +65,8 @@ pub struct Server {
     pub base: String,
     /// Where the SSH gateway listens.
     pub ssh: std::net::SocketAddr,
+    /// Where the app gateway listens (HTTPS, app hosts `NAME.apps.localhost`).
+    pub apps: std::net::SocketAddr,
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -104,6 +106,8 @@ impl Server {
             "127.0.0.1:0",
             "--ssh-listen",
             "127.0.0.1:0",
+            "--app-listen",
+            "127.0.0.1:0",
             "--web-tls",
             if https { "auto" } else { "off" },
         ]);
@@ -124,7 +128,10 @@ impl Server {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                     let msg = v["fields"]["message"].as_str().unwrap_or_default();
-                    if msg == "web listener bound" || msg == "ssh listener bound" {
+                    if msg == "web listener bound"
+                        || msg == "ssh listener bound"
+                        || msg == "app listener bound"
+                    {
                         let addr = v["fields"]["addr"].as_str().unwrap_or_default().to_string();
                         let _ = tx.send((msg.to_string(), addr));
                     }
@@ -132,10 +139,11 @@ impl Server {
                 sink.lock().unwrap().push(line);
             }
         });
-        let (mut web, mut ssh) = (None, None);
-        while web.is_none() || ssh.is_none() {
+        let (mut web, mut ssh, mut apps) = (None, None, None);
+        while web.is_none() || ssh.is_none() || apps.is_none() {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok((m, a)) if m.starts_with("web") => web = Some(a),
+                Ok((m, a)) if m.starts_with("app") => apps = Some(a),
                 Ok((_, a)) => ssh = Some(a),
                 Err(_) => {
                     let _ = child.kill();
@@ -154,6 +162,7 @@ impl Server {
             child,
             base,
             ssh: ssh.unwrap_or_default().parse().unwrap(),
+            apps: apps.unwrap_or_default().parse().unwrap(),
             stderr: lines,
         };
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -52,6 +52,8 @@ pub struct Shared {
     pub settings: Settings,
     /// Signs the identity assertion apps receive (`X-Gatehouse-Assertion`).
     pub assertion_key: Arc<SigningKeyPair>,
+    /// Open websockets, re-decided on every access event and ended with their access.
+    pub live: Arc<crate::enforce::Live>,
     client: proxy::Client,
 }
 
@@ -70,6 +72,7 @@ impl Shared {
             clock,
             settings,
             assertion_key,
+            live: Arc::default(),
             client,
         }
     }
@@ -110,6 +113,14 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    // Open websockets end with their access: the same enforcement as SSH sessions.
+    tokio::spawn(crate::enforce::run(
+        shared.store.clone(),
+        shared.cache.clone(),
+        shared.clock.clone(),
+        shared.live.clone(),
+        shutdown.clone(),
+    ));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -235,7 +246,18 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     };
     let decision = signin::decide(shared, &target, &who, peer, &req).await;
     match decision {
-        Some(grant) => proxy::forward(shared, &target, &who, &grant, peer, &authority, req).await,
+        Some((grant, request)) => {
+            proxy::forward(
+                shared,
+                &target,
+                &who,
+                proxy::Allowed { grant, request },
+                peer,
+                &authority,
+                req,
+            )
+            .await
+        }
         None => signin::denied(shared, &target, &req),
     }
 }

@@ -6,8 +6,9 @@
 use super::headers::{self, Forwarded, Names};
 use super::signin::Who;
 use super::{Body, Shared, plain};
+use crate::enforce::LiveSession;
 use gatehouse_broker::apps::{self, ASSERTION_TTL_S, Claims};
-use gatehouse_broker::policy::GrantRef;
+use gatehouse_broker::policy::{AccessRequest, GrantRef};
 use gatehouse_broker::targets::Target;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -16,12 +17,15 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The upstream client: HTTP/1.1 over TCP or TLS (roots of the binary's outbound client).
 pub type Client =
     hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
 
-pub fn client(tls: rustls::ClientConfig) -> Client {
+pub fn client(mut tls: rustls::ClientConfig) -> Client {
+    // hyper-rustls sets ALPN itself (and refuses a config that has some: it would panic).
+    tls.alpn_protocols.clear();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -66,12 +70,20 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// Forwards `req` (allowed, for `who`, carried by `grant`) to `target`.
+/// What allowed a request: the access carrying it and the request decided (a websocket is
+/// decided again with it on every access event).
+#[derive(Debug)]
+pub struct Allowed {
+    pub grant: GrantRef,
+    pub request: AccessRequest,
+}
+
+/// Forwards `req` (allowed, for `who`) to `target`.
 pub async fn forward(
     shared: &Shared,
     target: &Target,
     who: &Who,
-    grant: &GrantRef,
+    allowed: Allowed,
     peer: SocketAddr,
     public_authority: &str,
     mut req: Request<Incoming>,
@@ -90,7 +102,7 @@ pub async fn forward(
     } else {
         Vec::new()
     };
-    let assertion = assertion(shared, target, who, grant).await;
+    let assertion = assertion(shared, target, who, &allowed.grant).await;
     let groups = match shared.store.pool().acquire().await {
         Ok(mut c) => gatehouse_broker::groups::of_identity(&mut c, &who.identity.username)
             .await
@@ -150,7 +162,7 @@ pub async fn forward(
     if let Some(on_client) = client_upgrade
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
     {
-        return join_websocket(target, on_client, resp);
+        return join_websocket(shared, target, allowed, on_client, resp);
     }
     let (mut parts, body) = resp.into_parts();
     headers::strip_response(&mut parts.headers);
@@ -159,25 +171,51 @@ pub async fn forward(
 }
 
 /// A websocket the app accepted: answer the client with the app's 101 and copy both ways once
-/// both sides have upgraded.
+/// both sides have upgraded, until either side closes or the access ends (revoked, expired,
+/// the identity disabled, a reviewer's terminate: the live-session registry).
 fn join_websocket(
+    shared: &Shared,
     target: &Target,
+    allowed: Allowed,
     on_client: hyper::upgrade::OnUpgrade,
     mut resp: Response<Incoming>,
 ) -> Response<Body> {
     let on_upstream = hyper::upgrade::on(&mut resp);
     let app = target.name.clone();
+    let live = Arc::new(LiveSession::new(
+        gatehouse_broker::ids::new_id(),
+        allowed.request,
+        allowed.grant.id.clone(),
+        allowed.grant.not_after_ms,
+    ));
+    shared.live.add(live.clone());
+    let registry = shared.live.clone();
+    let clock = shared.clock.clone();
     tokio::spawn(async move {
-        match tokio::try_join!(on_client, on_upstream) {
-            Ok((client, upstream)) => {
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(%app, error = %e, "app gateway: websocket ended");
+        let joined = async {
+            let (client, upstream) = tokio::try_join!(on_client, on_upstream)?;
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                .await
+                .map_err(|e| tracing::debug!(error = %e, "app gateway: websocket copy ended"))
+                .ok();
+            Ok::<(), hyper::Error>(())
+        };
+        tokio::select! {
+            r = joined => {
+                if let Err(e) = r {
+                    tracing::debug!(%app, error = %e, "app gateway: websocket upgrade failed");
                 }
             }
-            Err(e) => tracing::debug!(%app, error = %e, "app gateway: websocket upgrade failed"),
+            reason = live.killed() => {
+                tracing::info!(%app, reason = reason.code(), "app gateway: websocket ended with its access");
+            }
+            () = until_deadline(&live, clock) => {
+                tracing::info!(%app, "app gateway: websocket ended: its access expired");
+            }
         }
+        registry.remove(&live.id);
     });
     let (parts, _) = resp.into_parts();
     let mut out = Response::from_parts(
@@ -188,6 +226,34 @@ fn join_websocket(
     );
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     out
+}
+
+/// Resolves when the access carrying `live` reaches its end (it moves when the access is
+/// extended; no end: never).
+async fn until_deadline(live: &LiveSession, clock: gatehouse_broker::SharedClock) {
+    let mut rx = live.deadline.subscribe();
+    loop {
+        let deadline = *rx.borrow_and_update();
+        match deadline {
+            None => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Some(t) => {
+                let wait = u64::try_from(t - clock.now_ms()).unwrap_or(0);
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => return,
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A redirect to the app's internal address is turned into one to its public host.

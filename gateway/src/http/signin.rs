@@ -214,7 +214,7 @@ pub async fn decide(
     who: &Who,
     peer: SocketAddr,
     req: &Request<Incoming>,
-) -> Option<GrantRef> {
+) -> Option<(GrantRef, AccessRequest)> {
     let now = shared.clock.now_ms();
     let catalog = match shared.store.pool().acquire().await {
         Ok(mut c) => shared.cache.current(&mut c, now).await.ok(),
@@ -232,7 +232,7 @@ pub async fn decide(
     };
     let d = policy::decide(&catalog, &request, now);
     if d.allow {
-        return d.grant;
+        return d.grant.map(|g| (g, request));
     }
     let recorded = async {
         let mut tx = shared.store.begin().await?;
