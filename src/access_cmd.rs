@@ -174,6 +174,7 @@ pub async fn authorize(settings: &Settings, a: AuthorizeArgs) -> anyhow::Result<
         mfa_at_ms: a.mfa_age.map(|s| now - s * 1000),
         reason: None,
         ticket: None,
+        http: None,
     };
     let decision = policy::explain(&store, &CatalogCache::default(), now, &req).await;
     store.close().await;

@@ -190,6 +190,7 @@ fn main() {
             mfa_at_ms: Some(now - 600_000),
             reason: None,
             ticket: None,
+            http: None,
         })
         .collect();
     let fresh: Vec<AccessRequest> = reqs
@@ -216,6 +217,8 @@ fn main() {
         mfa_at_ms: Some(now - 600_000),
         reason: "",
         ticket: "",
+        method: "",
+        path: "",
     };
     let mut clat = Vec::with_capacity(n / 4);
     for _ in 0..(n / 4) {

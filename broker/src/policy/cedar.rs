@@ -45,6 +45,8 @@ namespace Gatehouse {
       mfa_age_seconds: Long,
       reason: String,
       ticket: String,
+      method: String,
+      path: String,
     }
   };
 }
@@ -193,10 +195,13 @@ pub struct ContextFacts<'a> {
     pub mfa_at_ms: Option<i64>,
     pub reason: &'a str,
     pub ticket: &'a str,
+    /// An app request's method and path (empty for SSH).
+    pub method: &'a str,
+    pub path: &'a str,
 }
 
 /// The context attributes, in the order of the bits of [`Condition::reads`].
-const CONTEXT_FIELDS: [&str; 11] = [
+const CONTEXT_FIELDS: [&str; 13] = [
     "login",
     "protocol",
     "now",
@@ -208,6 +213,8 @@ const CONTEXT_FIELDS: [&str; 11] = [
     "mfa_age_seconds",
     "reason",
     "ticket",
+    "method",
+    "path",
 ];
 
 /// Every context attribute.
@@ -303,6 +310,8 @@ fn context(f: &ContextFacts<'_>, reads: u16) -> Result<Context> {
             "mfa" => RestrictedExpression::new_bool(mfa_age.is_some()),
             "mfa_age_seconds" => RestrictedExpression::new_long(mfa_age.unwrap_or(i64::MAX)),
             "reason" => RestrictedExpression::new_string(f.reason.into()),
+            "method" => RestrictedExpression::new_string(f.method.into()),
+            "path" => RestrictedExpression::new_string(f.path.into()),
             _ => RestrictedExpression::new_string(f.ticket.into()),
         };
         pairs.push(((*name).to_string(), value));
@@ -482,6 +491,8 @@ mod tests {
             mfa_at_ms: Some(1_700_000_000_000 - 60_000),
             reason: "INC-1",
             ticket: "",
+            method: "",
+            path: "",
         };
         let ok = |c: &str| evaluate(&compile("r", c).unwrap(), &alice, &db, &facts);
         assert!(ok(r#"principal.employment_type == "employee""#).is_ok());
@@ -497,6 +508,36 @@ mod tests {
         // A runtime error (missing tag) is a deny that says why.
         let e = ok(r#"resource.getTag("missing") == "x""#).unwrap_err();
         assert!(e.contains("condition failed"), "{e}");
+    }
+
+    #[test]
+    fn app_conditions_read_the_method_and_path() {
+        let alice = identity_entity("alice", &Map::new(), &[]).unwrap();
+        let app = target_entity("grafana", "http", &Map::new()).unwrap();
+        let read_only = Condition::compile(
+            "r",
+            r#"context.method == "GET" && !(context.path like "/admin*")"#,
+        )
+        .unwrap();
+        let at = |method: &'static str, path: &'static str| {
+            let facts = ContextFacts {
+                login: "",
+                protocol: "http",
+                now_ms: 1_700_000_000_000,
+                source_ip: None,
+                mfa_at_ms: None,
+                reason: "",
+                ticket: "",
+                method,
+                path,
+            };
+            let entities = Entities::empty();
+            let mut ev = Evaluations::new(&alice, &app, &entities);
+            ev.check(&read_only, &facts).is_ok()
+        };
+        assert!(at("GET", "/d/home"));
+        assert!(!at("POST", "/d/home"));
+        assert!(!at("GET", "/admin/users"));
     }
 
     #[test]
@@ -535,6 +576,8 @@ mod tests {
                 mfa_at_ms: Some(1_700_000_000_000 - 60_000),
                 reason: "",
                 ticket: "T-1",
+                method: "",
+                path: "",
             };
             let mut ev = Evaluations::new(&alice, &db, &entities);
             for c in [

@@ -22,6 +22,19 @@ pub struct AccessRequest {
     pub mfa_at_ms: Option<i64>,
     pub reason: Option<String>,
     pub ticket: Option<String>,
+    /// For an app request: its method and path (`context.method`, `context.path` in Cedar
+    /// conditions; empty for SSH).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpFacts>,
+}
+
+/// What an app request asks for, as a condition may read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HttpFacts {
+    /// Upper case, e.g. `GET`.
+    pub method: String,
+    /// The path as routed (no query).
+    pub path: String,
 }
 
 /// What carries an allowed access.
@@ -233,6 +246,8 @@ pub fn decide(cat: &Catalog, req: &AccessRequest, now_ms: i64) -> Decision {
                         mfa_at_ms: req.mfa_at_ms,
                         reason: req.reason.as_deref().unwrap_or(""),
                         ticket: req.ticket.as_deref().unwrap_or(""),
+                        method: req.http.as_ref().map_or("", |h| h.method.as_str()),
+                        path: req.http.as_ref().map_or("", |h| h.path.as_str()),
                     },
                 ),
                 Err(e) => Err(format!("condition does not compile: {e}")),

@@ -229,6 +229,10 @@ pub async fn decide(
         mfa_at_ms: who.session.mfa_at_ms,
         reason: None,
         ticket: None,
+        http: Some(policy::decide::HttpFacts {
+            method: req.method().as_str().to_string(),
+            path: req.uri().path().to_string(),
+        }),
     };
     let d = policy::decide(&catalog, &request, now);
     if d.allow {

@@ -256,6 +256,7 @@ async fn authorize(
         mfa_at_ms: b.mfa_age_seconds.map(|s| now - s * 1000),
         reason: b.reason,
         ticket: None,
+        http: None,
     };
     Ok(Json(
         policy::explain(&state.store, &state.cache, now, &req).await?,

@@ -80,6 +80,7 @@ async fn page(State(state): State<AppState>, s: Signed) -> PageResult {
         mfa_at_ms: s.0.session.mfa_at_ms,
         reason: None,
         ticket: None,
+        http: None,
     };
     let reach = reach::reachable(&cat, &template, now);
     let requestable = reach::requestable(&cat, &username);
