@@ -73,6 +73,39 @@ pub fn reachable(cat: &Catalog, template: &AccessRequest, now_ms: i64) -> Vec<Re
     out
 }
 
+/// Every app (target of kind `http`) `template.identity` may open now (a `GET /` decided with
+/// `template`'s context), with when its access ends (None: standing, no end), by name.
+pub fn apps(cat: &Catalog, template: &AccessRequest, now_ms: i64) -> Vec<(String, Option<i64>)> {
+    let mut names: Vec<&String> = cat
+        .targets
+        .iter()
+        .filter(|(_, t)| t.kind == "http")
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let d = decide(
+                cat,
+                &AccessRequest {
+                    protocol: "http".into(),
+                    target: name.clone(),
+                    login: None,
+                    http: Some(super::decide::HttpFacts {
+                        method: "GET".into(),
+                        path: "/".into(),
+                    }),
+                    ..template.clone()
+                },
+                now_ms,
+            );
+            d.allow
+                .then(|| (name.clone(), d.grant.and_then(|g| g.not_after_ms)))
+        })
+        .collect()
+}
+
 /// Roles the identity holds as eligible (it may request them), by name.
 pub fn requestable(cat: &Catalog, identity: &str) -> Vec<String> {
     let Some(who) = cat.identities.get(identity) else {

@@ -99,6 +99,15 @@ async fn authorize(
     Ok(Redirect::to(to.as_str()).into_response())
 }
 
+/// `https://NAME.DOMAIN[:PORT]/` (the port left out when 443): where app `name` is opened.
+pub fn app_origin(name: &str, apps: &AppsWeb) -> String {
+    if apps.port == 443 {
+        format!("https://{name}.{}/", apps.domain)
+    } else {
+        format!("https://{name}.{}:{}/", apps.domain, apps.port)
+    }
+}
+
 /// `https://NAME.DOMAIN[:PORT]/.gatehouse/callback?code=CODE` (the port left out when 443).
 fn callback(apps: &AppsWeb, name: &str, code: &str) -> Result<url::Url, PageError> {
     let host = if apps.port == 443 {

@@ -32,6 +32,7 @@ struct HomePage {
     held: Vec<HeldRole>,
     grants: Vec<Grant>,
     reach: Vec<Reach>,
+    apps: Vec<AppLink>,
     requestable: Vec<String>,
     ssh_host: String,
     ssh_port: String,
@@ -83,6 +84,18 @@ async fn page(State(state): State<AppState>, s: Signed) -> PageResult {
         http: None,
     };
     let reach = reach::reachable(&cat, &template, now);
+    // Apps, with the address of each on the app gateway (none when it is off).
+    let apps: Vec<AppLink> = match &state.web.apps {
+        Some(a) => reach::apps(&cat, &template, now)
+            .into_iter()
+            .map(|(name, until_ms)| AppLink {
+                url: crate::ui::apps::app_origin(&name, a),
+                name,
+                until_ms,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let requestable = reach::requestable(&cat, &username);
     let held = cat
         .identities
@@ -114,6 +127,7 @@ async fn page(State(state): State<AppState>, s: Signed) -> PageResult {
         held,
         grants,
         reach,
+        apps,
         requestable,
         ssh_host,
         ssh_port,
@@ -147,4 +161,12 @@ fn ssh_host_port(state: &AppState) -> (String, String) {
         }
         None => (host, "2222".to_string()),
     }
+}
+
+/// An app the person may open now.
+pub struct AppLink {
+    pub name: String,
+    /// `https://NAME.DOMAIN[:PORT]/`.
+    pub url: String,
+    pub until_ms: Option<i64>,
 }

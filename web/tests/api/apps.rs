@@ -302,3 +302,44 @@ async fn jwks_publishes_the_assertion_key() {
     assert_eq!(st, 404);
     assert_eq!(codes_issued(&s).await, 0);
 }
+
+/// My access lists the apps the person may open now, with their address on the app gateway;
+/// an app without access is not listed.
+#[tokio::test]
+async fn my_access_lists_the_apps_one_may_open() {
+    let s = server(Backend::Sqlite, true).await;
+    let (cookie, _) = sign_in(&s, "alice", Stage::Active).await;
+    let (st, _, html) = get(&s, "/", Some(&cookie), None).await;
+    assert_eq!(st, 200);
+    assert!(!html.contains("id=\"apps\""), "{html}");
+    for (path, body) in [
+        (
+            "/api/v1/roles",
+            serde_json::json!({ "name": "grafana-users", "targets": { "names": ["grafana"] },
+                "protocols": ["http"] }),
+        ),
+        (
+            "/api/v1/assignments",
+            serde_json::json!({ "role": "grafana-users", "to": "alice", "kind": "standing" }),
+        ),
+    ] {
+        let r = s
+            .http
+            .post(s.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{path}: {}", r.text().await.unwrap());
+    }
+    let (st, _, html) = get(&s, "/", Some(&cookie), None).await;
+    assert_eq!(st, 200);
+    assert!(
+        html.contains(
+            r#"<a href="https://grafana.apps.localhost:8443/" rel="noopener">grafana</a>"#
+        ),
+        "{html}"
+    );
+    assert!(!html.contains("data-app=\"db-01\""), "{html}");
+}
