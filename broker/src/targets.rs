@@ -42,6 +42,56 @@ impl Kind {
     }
 }
 
+/// How the app gateway presents the identity to an app (`http` targets only). Each header name
+/// replaces the default `X-Gatehouse-User` / `-Email` / `-Groups` (Grafana's auth proxy reads
+/// `X-WEBAUTH-USER`, for example); the client's copies of every one of them are dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_header: Option<String>,
+}
+
+impl AppSettings {
+    /// Header names must be tokens, and none a header Gatehouse owns for another purpose.
+    pub fn validate(&self) -> Result<()> {
+        for name in [&self.user_header, &self.email_header, &self.groups_header]
+            .into_iter()
+            .flatten()
+        {
+            let lower = name.to_ascii_lowercase();
+            let token = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            let reserved = [
+                "host",
+                "cookie",
+                "authorization",
+                "connection",
+                "upgrade",
+                "content-length",
+                "transfer-encoding",
+                "x-gatehouse-assertion",
+            ]
+            .contains(&lower.as_str())
+                || lower.starts_with("x-forwarded-")
+                || lower.starts_with("sec-");
+            if !token || reserved {
+                return Err(Error::invalid(format!(
+                    "app header {name:?}: use letters, digits and '-', and not a header the gateway sets itself"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A stored target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Target {
@@ -56,6 +106,8 @@ pub struct Target {
     pub owner: Option<String>,
     /// `apply` when managed by `gatehouse apply`, else `api`.
     pub source: String,
+    /// App gateway settings (`http` targets).
+    pub app: AppSettings,
 }
 
 /// What it takes to create (or, by name, replace) a target.
@@ -70,6 +122,7 @@ pub struct NewTarget {
     pub owner: Option<String>,
     /// Empty means `api`.
     pub source: String,
+    pub app: AppSettings,
 }
 
 /// Target names appear in `ssh LOGIN@TARGET@gatehouse`: the username rules apply.
@@ -94,11 +147,17 @@ fn from_row(row: &AnyRow) -> Result<Target> {
         description: row.try_get(6)?,
         owner: row.try_get(7)?,
         source: row.try_get(8)?,
+        app: serde_json::from_str(&row.try_get::<String, _>(9)?)
+            .map_err(|e| Error::Storage(format!("target app settings: {e}")))?,
     })
 }
 
-const SELECT: &str =
-    "SELECT id, name, kind, address, labels, host_key, description, owner, source FROM targets";
+const SELECT: &str = "SELECT id, name, kind, address, labels, host_key, description, owner, \
+                      source, app FROM targets";
+
+fn app_json(app: &AppSettings) -> String {
+    serde_json::to_string(app).unwrap_or_else(|_| "{}".into())
+}
 
 fn check(new: &NewTarget) -> Result<()> {
     validate_name(&new.name)?;
@@ -124,6 +183,15 @@ fn check(new: &NewTarget) -> Result<()> {
         crate::assignments::Subject::parse(o)
             .map_err(|e| Error::invalid(format!("target {} owner: {e}", new.name)))?;
     }
+    if new.app != AppSettings::default() && new.kind != Kind::Http {
+        return Err(Error::invalid(format!(
+            "target {}: app settings are for kind \"http\" targets",
+            new.name
+        )));
+    }
+    new.app
+        .validate()
+        .map_err(|e| Error::invalid(format!("target {}: {e}", new.name)))?;
     Ok(())
 }
 
@@ -144,10 +212,12 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
         } else {
             new.source
         },
+        app: new.app,
     };
     sqlx::query(
         "INSERT INTO targets (id, name, kind, address, labels, host_key, description, owner, \
-         source, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+         source, created_at, updated_at, app) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
     )
     .bind(target.id.as_str())
     .bind(target.name.as_str())
@@ -159,6 +229,7 @@ pub async fn create(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
     .bind(target.owner.as_deref())
     .bind(target.source.as_str())
     .bind(now_ms)
+    .bind(app_json(&target.app))
     .execute(&mut **tx)
     .await
     .map_err(|e| Error::from(e).on_conflict(|| format!("target {} already exists", target.name)))?;
@@ -189,7 +260,7 @@ pub async fn update(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
         .ok_or_else(|| Error::NotFound(format!("target {}", new.name)))?;
     sqlx::query(
         "UPDATE targets SET kind = $1, address = $2, labels = $3, host_key = $4, description = $5, \
-         owner = $6, updated_at = $7 WHERE id = $8",
+         owner = $6, updated_at = $7, app = $9 WHERE id = $8",
     )
     .bind(new.kind.as_str())
     .bind(new.address.as_str())
@@ -199,6 +270,7 @@ pub async fn update(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
     .bind(new.owner.as_deref())
     .bind(now_ms)
     .bind(before.id.as_str())
+    .bind(app_json(&new.app))
     .execute(&mut **tx)
     .await?;
     audit::append(
@@ -215,6 +287,7 @@ pub async fn update(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
             "labels": new.labels,
             "owner": new.owner,
             "host_key_pinned": new.host_key.is_some(),
+            "app": new.app,
         })),
     )
     .await?;
@@ -225,6 +298,7 @@ pub async fn update(tx: &mut Tx, actor: &Actor, now_ms: i64, new: NewTarget) -> 
         host_key: new.host_key,
         description: new.description,
         owner: new.owner,
+        app: new.app,
         ..before
     })
 }

@@ -121,13 +121,18 @@ fn the_rule_check_catches_each_kind_of_violation() {
 fn app_gateway_docs_say_what_is_not_built_yet() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let doc = std::fs::read_to_string(root.join("docs/app-gateway.md")).unwrap();
-    assert!(doc.contains("## Not yet"), "docs/app-gateway.md lists what is missing");
+    assert!(
+        doc.contains("## Not yet"),
+        "docs/app-gateway.md lists what is missing"
+    );
     let recorded = std::fs::read_to_string(root.join("gateway/src/http/proxy.rs"))
         .unwrap()
         .contains("recordings");
     if !recorded {
         for file in ["README.md", "ARCHITECTURE.md", "docs/app-gateway.md"] {
-            let text = std::fs::read_to_string(root.join(file)).unwrap().to_lowercase();
+            let text = std::fs::read_to_string(root.join(file))
+                .unwrap()
+                .to_lowercase();
             assert!(
                 !text.contains("app sessions are recorded"),
                 "{file} claims app sessions are recorded"

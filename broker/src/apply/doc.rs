@@ -70,6 +70,9 @@ pub struct TargetDoc {
     pub owner: Option<String>,
     #[serde(default)]
     pub description: String,
+    /// App gateway settings of an `http` target (`app = { user_header = "X-WEBAUTH-USER" }`).
+    #[serde(default)]
+    pub app: crate::targets::AppSettings,
 }
 
 fn ssh() -> String {
@@ -92,6 +95,7 @@ impl TargetDoc {
             description: self.description.clone(),
             owner: self.owner.clone(),
             source: source.into(),
+            app: self.app.clone(),
         })
     }
 }

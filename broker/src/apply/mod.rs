@@ -254,6 +254,9 @@ async fn run(
                 if cur.description != new.description {
                     what.push("description");
                 }
+                if cur.app != new.app {
+                    what.push("app");
+                }
                 if !what.is_empty() {
                     targets::update(tx, actor, now, new).await?;
                     plan.push(change("update", obj, what.join(", ")));

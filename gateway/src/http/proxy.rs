@@ -115,7 +115,19 @@ pub async fn forward(
         None
     };
     let (mut parts, body) = req.into_parts();
-    headers::strip_client(&mut parts.headers, &[]);
+    let app = &target.app;
+    let configured: Vec<String> = [&app.user_header, &app.email_header, &app.groups_header]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    headers::strip_client(&mut parts.headers, &configured);
+    let defaults = Names::default();
+    let names = Names {
+        user: app.user_header.clone().unwrap_or(defaults.user),
+        email: app.email_header.clone().unwrap_or(defaults.email),
+        groups: app.groups_header.clone().unwrap_or(defaults.groups),
+    };
     headers::set_gatehouse(
         &mut parts.headers,
         &headers::Identity {
@@ -124,7 +136,7 @@ pub async fn forward(
             groups,
             assertion,
         },
-        &Names::default(),
+        &names,
         &Forwarded {
             client_ip: peer.ip(),
             host: public_authority.to_string(),
