@@ -113,6 +113,11 @@ struct World {
     db: TestDb,
     gateway: SocketAddr,
     key: Arc<SigningKeyPair>,
+    /// Signs request log manifests (the gateway's recording key).
+    signer: Arc<SigningKeyPair>,
+    recordings: std::path::PathBuf,
+    stop: tokio_util::sync::CancellationToken,
+    served: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -127,6 +132,9 @@ async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = SigningKeyPair::load_or_create(&dir.path().join("assert.pem")).unwrap();
     let key = Arc::new(key);
+    let (signer, _) = SigningKeyPair::load_or_create(&dir.path().join("signing.pem")).unwrap();
+    let signer = Arc::new(signer);
+    let recordings = dir.path().join("recordings");
     let roots = rustls::RootCertStore::empty();
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -145,21 +153,24 @@ async fn world() -> World {
             web_origin: "https://gatehouse.test".into(),
             upstream_tls: tls,
             header_timeout: std::time::Duration::from_secs(5),
+            recordings_dir: recordings.clone(),
+            strict_recording: true,
         },
         key.clone(),
+        signer.clone(),
     ));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway = l.local_addr().unwrap();
-    tokio::spawn(http::serve(
-        l,
-        None,
-        shared,
-        tokio_util::sync::CancellationToken::new(),
-    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(http::serve(l, None, shared, stop.clone()));
     World {
         db,
         gateway,
         key,
+        signer,
+        recordings,
+        stop,
+        served: Some(served),
         _dir: dir,
     }
 }
@@ -513,7 +524,7 @@ async fn revoke_alice(w: &World) {
 
 #[tokio::test]
 async fn an_open_websocket_ends_when_its_access_does() {
-    let w = world().await;
+    let mut w = world().await;
     let cookie = sign_in(&w, "alice", "echo").await;
     let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
     s.write_all(
@@ -550,4 +561,237 @@ async fn an_open_websocket_ends_when_its_access_does() {
     })
     .await;
     assert!(closed.is_ok(), "the websocket outlived the access");
+    // The request log has the websocket's open and its close by the gateway, with its bytes.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let all = stop(&mut w).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0.end_reason.as_deref(), Some("shutdown"));
+    let (_, lines) = read_log(&all[0].1);
+    let ws: Vec<(&str, Option<&str>, Option<u64>)> = lines
+        .iter()
+        .filter(|l| l.event.starts_with("ws_"))
+        .map(|l| (l.event.as_str(), l.reason.as_deref(), l.bytes_in))
+        .collect();
+    assert_eq!(
+        ws,
+        [
+            ("ws_open", None, None),
+            ("ws_close", Some("access_removed"), Some(6))
+        ],
+        "{lines:?}"
+    );
+}
+
+/// The app sessions recorded, oldest first: (row, log path).
+async fn app_sessions(w: &World) -> Vec<(gatehouse_broker::sessions::Session, std::path::PathBuf)> {
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let mut all = gatehouse_broker::sessions::list(&mut c, &Default::default())
+        .await
+        .unwrap();
+    all.reverse();
+    all.into_iter()
+        .map(|s| {
+            let p = w
+                .recordings
+                .join(gatehouse_recordings::requests::relative_path(
+                    s.started_at_ms,
+                    &s.id,
+                ));
+            (s, p)
+        })
+        .collect()
+}
+
+/// Stops the gateway (it ends its recorded app sessions first, then returns); the app
+/// sessions recorded, oldest first.
+async fn stop(w: &mut World) -> Vec<(gatehouse_broker::sessions::Session, std::path::PathBuf)> {
+    w.stop.cancel();
+    if let Some(served) = w.served.take() {
+        tokio::time::timeout(std::time::Duration::from_secs(20), served)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    app_sessions(w).await
+}
+
+fn read_log(
+    path: &std::path::Path,
+) -> (
+    gatehouse_recordings::requests::Header,
+    Vec<gatehouse_recordings::requests::Line>,
+) {
+    gatehouse_recordings::requests::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A log line as compared: event, path, status, bytes out.
+type Seen<'a> = (&'a str, Option<&'a str>, Option<u16>, Option<u64>);
+
+fn verify(
+    w: &World,
+    path: &std::path::Path,
+) -> Result<gatehouse_recordings::Verified, gatehouse_recordings::VerifyError> {
+    let public = w.signer.public();
+    gatehouse_recordings::manifest::verify(path, |m, s| public.verify(m, s))
+}
+
+#[tokio::test]
+async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let with = format!("__Host-gh_app={cookie}");
+    let host = "echo.apps.test:8443";
+    let mut bodies = Vec::new();
+    for path in ["/", "/page?token=abc&q=1", "/go-home"] {
+        let got = get(&w, host, path, &[("cookie", &with)]).await;
+        bodies.push((got.status, got.body.len() as u64));
+    }
+    assert_eq!(
+        bodies.iter().map(|b| b.0).collect::<Vec<_>>(),
+        [200, 200, 302]
+    );
+    // One live row for the app session, however many requests.
+    let live = app_sessions(&w).await;
+    assert_eq!(live.len(), 1);
+    let (row, log) = &live[0];
+    assert_eq!(
+        (row.protocol.as_str(), row.kind.as_str(), row.login.as_str()),
+        ("http", "app", "")
+    );
+    assert_eq!(
+        (row.identity.as_str(), row.target.as_str()),
+        ("alice", "echo")
+    );
+    assert_eq!(row.grant_kind, "standing");
+    assert!(row.source.starts_with("127.0.0.1:"), "{}", row.source);
+    assert_eq!(row.ended_at_ms, None);
+
+    let out = get(&w, host, "/.gatehouse/logout", &[("cookie", &with)]).await;
+    assert_eq!(out.status, 200);
+    let ended = app_sessions(&w).await;
+    assert_eq!(ended.len(), 1);
+    let (row, _) = &ended[0];
+    assert!(row.ended_at_ms.is_some());
+    assert_eq!(row.end_reason.as_deref(), Some("logout"));
+    assert_eq!(
+        row.bytes_down as u64,
+        bodies.iter().map(|b| b.1).sum::<u64>()
+    );
+    assert_eq!(
+        row.recording.as_deref(),
+        Some(
+            gatehouse_recordings::requests::relative_path(row.started_at_ms, &row.id)
+                .to_str()
+                .unwrap()
+        )
+    );
+
+    // The log: each request, the secret-looking value masked, then the end.
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(!text.contains("abc"), "{text}");
+    let (header, lines) = read_log(log);
+    assert_eq!(
+        (header.session.as_str(), header.app.as_str()),
+        (row.id.as_str(), "echo")
+    );
+    let seen: Vec<Seen> = lines
+        .iter()
+        .map(|l| (l.event.as_str(), l.path.as_deref(), l.status, l.bytes_out))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("request", Some("/"), Some(200), Some(bodies[0].1)),
+            (
+                "request",
+                Some("/page?token=***&q=1"),
+                Some(200),
+                Some(bodies[1].1)
+            ),
+            ("request", Some("/go-home"), Some(302), Some(bodies[2].1)),
+            ("end", None, None, None),
+        ]
+    );
+    assert!(
+        lines
+            .iter()
+            .take(3)
+            .all(|l| l.method.as_deref() == Some("GET")
+                && l.bytes_in == Some(0)
+                && l.duration_ms.is_some())
+    );
+    assert_eq!(lines[3].reason.as_deref(), Some("logout"));
+
+    // Signed like an SSH cast: verifies with the gateway's public key; one byte changed fails.
+    let v = verify(&w, log).unwrap();
+    assert_eq!(v.manifest.session.id, row.id);
+    assert_eq!(v.manifest.session.kind, "app");
+    assert_eq!(v.manifest.end_reason, "logout");
+    let mut bytes = std::fs::read(log).unwrap();
+    let at = text.find("/go-home").unwrap() + 1;
+    bytes[at] = b'G';
+    std::fs::write(log, &bytes).unwrap();
+    assert!(matches!(
+        verify(&w, log).unwrap_err(),
+        gatehouse_recordings::VerifyError::CastChanged(_)
+    ));
+
+    // The audit's session.end carries the request count.
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let end = gatehouse_broker::audit::recent(&mut c, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "session.end")
+        .unwrap();
+    let details: serde_json::Value = serde_json::from_str(&end.details).unwrap();
+    assert_eq!(details["requests"], 3);
+}
+
+#[tokio::test]
+async fn an_app_session_ends_with_its_access_and_with_the_gateway() {
+    let mut w = world().await;
+    let echo = format!("__Host-gh_app={}", sign_in(&w, "alice", "echo").await);
+    let other = format!("__Host-gh_app={}", sign_in(&w, "alice", "other").await);
+    assert_eq!(
+        get(&w, "echo.apps.test:8443", "/a", &[("cookie", &echo)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&w, "other.apps.test:8443", "/b", &[("cookie", &other)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(app_sessions(&w).await.len(), 2);
+    revoke_alice(&w).await;
+    // The next request is denied: its line is the last, and the row ends with the access.
+    assert_eq!(
+        get(
+            &w,
+            "echo.apps.test:8443",
+            "/c?session=s",
+            &[("cookie", &echo)]
+        )
+        .await
+        .status,
+        403
+    );
+    let all = app_sessions(&w).await;
+    let (row, log) = all.iter().find(|(s, _)| s.target == "echo").unwrap();
+    assert_eq!(row.end_reason.as_deref(), Some("access_ended"));
+    let (_, lines) = read_log(log);
+    let last = &lines[lines.len() - 2];
+    assert_eq!(
+        (last.path.as_deref(), last.status),
+        (Some("/c?session=***"), Some(403))
+    );
+    verify(&w, log).unwrap();
+    // The other app's session is still live; the gateway stopping ends it, its log signed.
+    let all = stop(&mut w).await;
+    let (row, log) = all.iter().find(|(s, _)| s.target == "other").unwrap();
+    assert_eq!(row.end_reason.as_deref(), Some("shutdown"));
+    assert_eq!(verify(&w, log).unwrap().manifest.end_reason, "shutdown");
 }
