@@ -565,7 +565,7 @@ async fn an_open_websocket_ends_when_its_access_does() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let all = stop(&mut w).await;
     assert_eq!(all.len(), 1);
-    assert_eq!(all[0].0.end_reason.as_deref(), Some("shutdown"));
+    assert_eq!(all[0].0.end_reason.as_deref(), Some("access_removed"));
     let (_, lines) = read_log(&all[0].1);
     let ws: Vec<(&str, Option<&str>, Option<u64>)> = lines
         .iter()
@@ -749,49 +749,90 @@ async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
 }
 
 #[tokio::test]
-async fn an_app_session_ends_with_its_access_and_with_the_gateway() {
-    let mut w = world().await;
+async fn an_app_session_ends_with_its_access_and_on_terminate() {
+    let w = world().await;
     let echo = format!("__Host-gh_app={}", sign_in(&w, "alice", "echo").await);
     let other = format!("__Host-gh_app={}", sign_in(&w, "alice", "other").await);
+    let on = |app: &'static str| format!("{app}.apps.test:8443");
     assert_eq!(
-        get(&w, "echo.apps.test:8443", "/a", &[("cookie", &echo)])
+        get(&w, &on("echo"), "/a", &[("cookie", &echo)])
             .await
             .status,
         200
     );
     assert_eq!(
-        get(&w, "other.apps.test:8443", "/b", &[("cookie", &other)])
+        get(&w, &on("other"), "/b", &[("cookie", &other)])
             .await
             .status,
         200
     );
     assert_eq!(app_sessions(&w).await.len(), 2);
-    revoke_alice(&w).await;
-    // The next request is denied: its line is the last, and the row ends with the access.
-    assert_eq!(
-        get(
-            &w,
-            "echo.apps.test:8443",
-            "/c?session=s",
-            &[("cookie", &echo)]
-        )
+
+    // A reviewer's Terminate ends the row at once, and the app session with it.
+    let rows = app_sessions(&w).await;
+    let echo_row = rows
+        .iter()
+        .find(|(s, _)| s.target == "echo")
+        .unwrap()
+        .0
+        .id
+        .clone();
+    let mut tx = w.db.store.begin().await.unwrap();
+    gatehouse_broker::sessions::terminate(&mut tx, &Actor::Cli, SystemClock.now_ms(), &echo_row)
         .await
-        .status,
-        403
-    );
-    let all = app_sessions(&w).await;
-    let (row, log) = all.iter().find(|(s, _)| s.target == "echo").unwrap();
-    assert_eq!(row.end_reason.as_deref(), Some("access_ended"));
-    let (_, lines) = read_log(log);
-    let last = &lines[lines.len() - 2];
-    assert_eq!(
-        (last.path.as_deref(), last.status),
-        (Some("/c?session=***"), Some(403))
-    );
-    verify(&w, log).unwrap();
-    // The other app's session is still live; the gateway stopping ends it, its log signed.
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (row, log) = ended(&w, &echo_row).await;
+    assert_eq!(row.end_reason.as_deref(), Some("terminated"));
+    assert_eq!(verify(&w, &log).unwrap().manifest.end_reason, "terminated");
+    let again = get(&w, &on("echo"), "/a", &[("cookie", &echo)]).await;
+    assert_eq!(again.status, 303, "the app cookie no longer lets in");
+
+    // Access removed: the other app's row ends with it, without waiting for a request; the
+    // next request is denied and opens nothing.
+    let other_row = rows
+        .iter()
+        .find(|(s, _)| s.target == "other")
+        .unwrap()
+        .0
+        .id
+        .clone();
+    revoke_alice(&w).await;
+    let (row, log) = ended(&w, &other_row).await;
+    assert_eq!(row.end_reason.as_deref(), Some("access_removed"));
+    verify(&w, &log).unwrap();
+    let denied = get(&w, &on("other"), "/c?session=s", &[("cookie", &other)]).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(app_sessions(&w).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_gateway_stopping_ends_its_app_sessions_with_signed_logs() {
+    let mut w = world().await;
+    let echo = format!("__Host-gh_app={}", sign_in(&w, "alice", "echo").await);
+    let host = "echo.apps.test:8443";
+    assert_eq!(get(&w, host, "/a", &[("cookie", &echo)]).await.status, 200);
+    // The gateway stops: the row ends, its log signed.
     let all = stop(&mut w).await;
-    let (row, log) = all.iter().find(|(s, _)| s.target == "other").unwrap();
-    assert_eq!(row.end_reason.as_deref(), Some("shutdown"));
-    assert_eq!(verify(&w, log).unwrap().manifest.end_reason, "shutdown");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0.end_reason.as_deref(), Some("shutdown"));
+    assert_eq!(
+        verify(&w, &all[0].1).unwrap().manifest.end_reason,
+        "shutdown"
+    );
+}
+
+/// Waits (bounded) for session `id` to end; its row and log.
+async fn ended(w: &World, id: &str) -> (gatehouse_broker::sessions::Session, std::path::PathBuf) {
+    for _ in 0..200 {
+        let all = app_sessions(w).await;
+        if let Some(found) = all
+            .into_iter()
+            .find(|(s, _)| s.id == id && s.ended_at_ms.is_some())
+        {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("session {id} did not end");
 }

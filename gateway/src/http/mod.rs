@@ -212,7 +212,7 @@ where
 }
 
 /// One request: which app, whose, allowed or not, then upstream.
-async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     // Ambiguous framing (both lengths, or several lengths) is refused, never passed on.
     let h = req.headers();
     if (h.contains_key(hyper::header::TRANSFER_ENCODING)
@@ -282,7 +282,8 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     let decision = signin::decide(shared, &target, &who, peer, &req).await;
     match decision {
         Some((grant, request)) => {
-            let Some(rec) = record::open(shared, &target, &who, &grant, peer).await else {
+            let Some(rec) = record::open(shared, &target, &who, &grant, &request, peer).await
+            else {
                 return plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain; charset=utf-8",

@@ -196,6 +196,7 @@ fn join_websocket(
     let on_upstream = hyper::upgrade::on(&mut resp);
     let app = target.name.clone();
     let rec = allowed.rec.clone();
+    rec.ws_started();
     rec.ws_open(&path);
     let opened = std::time::Instant::now();
     let live = Arc::new(LiveSession::new(
@@ -234,6 +235,10 @@ fn join_websocket(
             () = until_deadline(&live, clock) => {
                 tracing::info!(%app, "app gateway: websocket ended: its access expired");
                 Some("expired".to_string())
+            }
+            reason = rec.ended() => {
+                tracing::info!(%app, reason, "app gateway: websocket ended with its app session");
+                Some(reason)
             }
         };
         registry.remove(&live.id);
@@ -281,7 +286,7 @@ where
 
 /// Resolves when the access carrying `live` reaches its end (it moves when the access is
 /// extended; no end: never).
-async fn until_deadline(live: &LiveSession, clock: gatehouse_broker::SharedClock) {
+pub(crate) async fn until_deadline(live: &LiveSession, clock: gatehouse_broker::SharedClock) {
     let mut rx = live.deadline.subscribe();
     loop {
         let deadline = *rx.borrow_and_update();

@@ -3,14 +3,18 @@
 //! ([`gatehouse_recordings::requests`], `YYYY/MM/DD/ROW.requests.jsonl` under the recordings
 //! directory); every proxied request adds a line when its response body is done (bytes counted
 //! as they stream); the row ends — counters, the log closed with its signed manifest — when the
-//! app session's access ends (its next request denied), at `/.gatehouse/logout`, when the app
-//! session is gone or expired, or when the gateway stops. One writer task per app session owns
-//! the file; requests hand it lines through a bounded queue and never wait on the disk.
+//! app session's access ends, at `/.gatehouse/logout`, when the app session is gone or expired,
+//! or when the gateway stops. The row is a live session of the enforcement registry (its id the
+//! row's): revocation, expiry, a disabled identity or a reviewer's Terminate end it at once, with
+//! its open websockets (Terminate also ends the app session, so its cookie is dead); otherwise a
+//! denied next request does. One writer task per app session owns the file; requests hand it
+//! lines through a bounded queue and never wait on the disk.
 
 use super::Shared;
 use super::signin::Who;
+use crate::enforce::{EndReason, LiveSession};
 use gatehouse_broker::clock::format_ms;
-use gatehouse_broker::policy::GrantRef;
+use gatehouse_broker::policy::{AccessRequest, GrantRef};
 use gatehouse_broker::sessions::{self, End, NewSession};
 use gatehouse_broker::targets::Target;
 use gatehouse_recordings::manifest::{self, SessionInfo};
@@ -20,10 +24,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Most app sessions recorded at once; past it the one idle longest is ended (`evicted`).
 pub const MAX_LIVE: usize = 10_000;
@@ -33,6 +38,8 @@ const QUEUE: usize = 1024;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for a writer to close its log and sign it.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the session's websockets to log their close before the log ends.
+const WS_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 enum Msg {
     Request(Instant, requests::Request),
@@ -60,9 +67,28 @@ pub struct Rec {
     bytes_down: AtomicU64,
     last_ms: AtomicI64,
     dropped: AtomicU64,
+    /// Cancelled when the session ends: its websockets close.
+    closed: CancellationToken,
+    reason: std::sync::Mutex<Option<String>>,
+    websockets: AtomicUsize,
 }
 
 impl Rec {
+    /// Resolves when the session ends; its end reason.
+    pub async fn ended(&self) -> String {
+        self.closed.cancelled().await;
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| "session_ended".into())
+    }
+
+    /// A websocket of this session opened (its close is logged before the session's end).
+    pub fn ws_started(&self) {
+        self.websockets.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn send(&self, m: Msg) {
         if self.tx.try_send(m).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -86,6 +112,7 @@ impl Rec {
             duration_ms: u64::try_from(open.as_millis()).unwrap_or(u64::MAX),
             reason: reason.map(str::to_owned),
         });
+        self.websockets.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -120,10 +147,11 @@ impl Recorders {
 /// `None` when the row cannot be written, or the log cannot and recording is strict: the
 /// request is then refused.
 pub async fn open(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     target: &Target,
     who: &Who,
     grant: &GrantRef,
+    request: &AccessRequest,
     peer: SocketAddr,
 ) -> Option<Arc<Rec>> {
     let now = shared.clock.now_ms();
@@ -210,11 +238,52 @@ pub async fn open(
         bytes_down: AtomicU64::new(0),
         last_ms: AtomicI64::new(now),
         dropped: AtomicU64::new(0),
+        closed: CancellationToken::new(),
+        reason: std::sync::Mutex::new(None),
+        websockets: AtomicUsize::new(0),
     });
     if let Ok(mut m) = shared.recorders.map.lock() {
         m.insert(who.session.id.clone(), rec.clone());
     }
+    // Enforcement: the row lives while its access does.
+    let live = Arc::new(LiveSession::new(
+        rec.row_id.clone(),
+        request.clone(),
+        grant.id.clone(),
+        grant.not_after_ms,
+    ));
+    shared.live.add(live.clone());
+    tokio::spawn(watch(shared.clone(), rec.clone(), live, who.clone()));
     Some(rec)
+}
+
+/// Ends the session when enforcement does (access gone, expired, terminated).
+async fn watch(shared: Arc<Shared>, rec: Arc<Rec>, live: Arc<LiveSession>, who: Who) {
+    let reason = tokio::select! {
+        r = live.killed() => r,
+        () = super::proxy::until_deadline(&live, shared.clock.clone()) => EndReason::Expired,
+        () = rec.closed.cancelled() => return,
+    };
+    if reason == EndReason::Terminated {
+        // A reviewer's Terminate ends the app session too: its cookie lets nobody back in.
+        let ended = async {
+            let mut tx = shared.store.begin().await?;
+            gatehouse_broker::apps::end(
+                &mut tx,
+                shared.clock.now_ms(),
+                &who.session,
+                &who.identity.username,
+                "terminated",
+            )
+            .await?;
+            tx.commit().await
+        };
+        if let Err(e) = ended.await {
+            tracing::error!(error = %e, "app gateway: cannot end a terminated app session");
+        }
+    }
+    tracing::info!(session = %rec.row_id, reason = reason.code(), "app gateway: app session ended with its access");
+    end(&shared, &who.session.id, reason.code()).await;
 }
 
 /// What the writer task needs of the gateway to sign the manifest.
@@ -300,6 +369,18 @@ pub async fn end(shared: &Shared, app_session: &str, reason: &str) {
     let Some(rec) = shared.recorders.take(app_session) else {
         return;
     };
+    shared.live.remove(&rec.row_id);
+    if let Ok(mut r) = rec.reason.lock() {
+        *r = Some(reason.to_string());
+    }
+    rec.closed.cancel();
+    // Its websockets close now and log it before the log ends.
+    let _ = tokio::time::timeout(WS_CLOSE_WAIT, async {
+        while rec.websockets.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     let dropped = rec.dropped.load(Ordering::Relaxed);
     if dropped > 0 {
         tracing::warn!(session = %rec.row_id, dropped, "app gateway: request log lines were dropped (writer behind)");
