@@ -815,10 +815,10 @@ async fn the_gateway_stopping_ends_its_app_sessions_with_signed_logs() {
     // The gateway stops: the row ends, its log signed.
     let all = stop(&mut w).await;
     assert_eq!(all.len(), 1);
-    assert_eq!(all[0].0.end_reason.as_deref(), Some("shutdown"));
+    assert_eq!(all[0].0.end_reason.as_deref(), Some("gateway_shutdown"));
     assert_eq!(
         verify(&w, &all[0].1).unwrap().manifest.end_reason,
-        "shutdown"
+        "gateway_shutdown"
     );
 }
 

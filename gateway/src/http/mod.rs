@@ -178,7 +178,7 @@ pub async fn serve(
             }
         });
     }
-    record::end_all(&shared, "shutdown").await;
+    record::end_all(&shared, crate::enforce::EndReason::Shutdown.code()).await;
 }
 
 async fn connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken)

@@ -234,7 +234,7 @@ fn join_websocket(
             }
             () = until_deadline(&live, clock) => {
                 tracing::info!(%app, "app gateway: websocket ended: its access expired");
-                Some("expired".to_string())
+                Some(crate::enforce::EndReason::Expired.code().to_string())
             }
             reason = rec.ended() => {
                 tracing::info!(%app, reason, "app gateway: websocket ended with its app session");

@@ -496,7 +496,7 @@ pub async fn sweep(shared: &Shared) {
         })
         .unwrap_or_default();
     for k in expired {
-        end(shared, &k, "expired").await;
+        end(shared, &k, "app_session_expired").await;
     }
 }
 
