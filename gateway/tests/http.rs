@@ -183,12 +183,26 @@ struct Got {
 }
 
 async fn get(w: &World, host: &str, path: &str, extra: &[(&str, &str)]) -> Got {
+    send(w, "GET", host, path, extra, "").await
+}
+
+async fn send(
+    w: &World,
+    method: &str,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &'static str,
+) -> Got {
     let s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut b = hyper::Request::get(path).header("host", host);
+    let mut b = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
     if !extra.iter().any(|(k, _)| *k == "accept") {
         b = b.header("accept", "text/html");
     }
@@ -196,7 +210,7 @@ async fn get(w: &World, host: &str, path: &str, extra: &[(&str, &str)]) -> Got {
         b = b.header(*k, *v);
     }
     let r = send
-        .send_request(b.body(Full::new(Bytes::new())).unwrap())
+        .send_request(b.body(Full::new(Bytes::from(body))).unwrap())
         .await
         .unwrap();
     let status = r.status().as_u16();
@@ -646,9 +660,19 @@ async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
         let got = get(&w, host, path, &[("cookie", &with)]).await;
         bodies.push((got.status, got.body.len() as u64));
     }
+    let posted = send(
+        &w,
+        "POST",
+        host,
+        "/up?password=pw",
+        &[("cookie", &with)],
+        "hello",
+    )
+    .await;
+    bodies.push((posted.status, posted.body.len() as u64));
     assert_eq!(
         bodies.iter().map(|b| b.0).collect::<Vec<_>>(),
-        [200, 200, 302]
+        [200, 200, 302, 200]
     );
     // One live row for the app session, however many requests.
     let live = app_sessions(&w).await;
@@ -673,6 +697,7 @@ async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
     let (row, _) = &ended[0];
     assert!(row.ended_at_ms.is_some());
     assert_eq!(row.end_reason.as_deref(), Some("logout"));
+    assert_eq!(row.bytes_up, 5);
     assert_eq!(
         row.bytes_down as u64,
         bodies.iter().map(|b| b.1).sum::<u64>()
@@ -688,7 +713,7 @@ async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
 
     // The log: each request, the secret-looking value masked, then the end.
     let text = std::fs::read_to_string(log).unwrap();
-    assert!(!text.contains("abc"), "{text}");
+    assert!(!text.contains("abc") && !text.contains("=pw"), "{text}");
     let (header, lines) = read_log(log);
     assert_eq!(
         (header.session.as_str(), header.app.as_str()),
@@ -709,6 +734,12 @@ async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
                 Some(bodies[1].1)
             ),
             ("request", Some("/go-home"), Some(302), Some(bodies[2].1)),
+            (
+                "request",
+                Some("/up?password=***"),
+                Some(200),
+                Some(bodies[3].1)
+            ),
             ("end", None, None, None),
         ]
     );
@@ -720,7 +751,11 @@ async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
                 && l.bytes_in == Some(0)
                 && l.duration_ms.is_some())
     );
-    assert_eq!(lines[3].reason.as_deref(), Some("logout"));
+    assert_eq!(
+        (lines[3].method.as_deref(), lines[3].bytes_in),
+        (Some("POST"), Some(5))
+    );
+    assert_eq!(lines[4].reason.as_deref(), Some("logout"));
 
     // Signed like an SSH cast: verifies with the gateway's public key; one byte changed fails.
     let v = verify(&w, log).unwrap();
@@ -745,7 +780,7 @@ async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
         .find(|e| e.action == "session.end")
         .unwrap();
     let details: serde_json::Value = serde_json::from_str(&end.details).unwrap();
-    assert_eq!(details["requests"], 3);
+    assert_eq!(details["requests"], 4);
 }
 
 #[tokio::test]
