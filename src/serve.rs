@@ -235,22 +235,32 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
                     web_origin: origin.as_str().trim_end_matches('/').to_string(),
                     upstream_tls: outbound_tls.clone(),
                     header_timeout: std::time::Duration::from_secs(30),
+                    recordings_dir: settings.recordings_dir.clone(),
+                    strict_recording: settings.strict_recording,
                 },
                 key.clone(),
+                signer.clone(),
             ));
-            tokio::spawn(gatehouse_gateway::http::serve(
+            let served = tokio::spawn(gatehouse_gateway::http::serve(
                 app_listener,
                 Some(app_tls),
                 shared,
                 shutdown.clone(),
             ));
-            Some(gatehouse_web::AppsWeb {
-                domain: settings.apps_domain.clone(),
-                port,
-                assertion_key: key.public(),
-            })
+            Some((
+                gatehouse_web::AppsWeb {
+                    domain: settings.apps_domain.clone(),
+                    port,
+                    assertion_key: key.public(),
+                },
+                served,
+            ))
         }
         None => None,
+    };
+    let (apps_web, apps_task) = match apps_web {
+        Some((web, task)) => (Some(web), Some(task)),
+        None => (None, None),
     };
     ready(Bound {
         web_url: origin.as_str().trim_end_matches('/').to_string(),
@@ -289,6 +299,10 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
     let served = gatehouse_web::serve(listener, state, tls, shutdown.clone()).await;
     shutdown.cancel();
     let _ = ssh.await;
+    // The app gateway ends its recorded app sessions (logs signed, rows ended) as it stops.
+    if let Some(apps) = apps_task {
+        let _ = apps.await;
+    }
     let _ = checkpoints.await;
     sign_checkpoint(&store, clock.as_ref(), &signer).await;
     store.close().await;

@@ -58,6 +58,8 @@ pub struct End {
     pub recording: Option<String>,
     /// What the session turned out to be (`shell`, `exec`, `sftp`), when known.
     pub kind: Option<String>,
+    /// Requests made (app sessions); shown on the `session.end` event.
+    pub requests: Option<u64>,
 }
 
 /// Records a session's start (and its audit event).
@@ -134,6 +136,15 @@ pub async fn end(tx: &mut Tx, now_ms: i64, id: &str, end: &End) -> Result<Option
     } else {
         None
     };
+    let mut details = serde_json::json!({
+        "target": s.target, "login": s.login, "reason": end.reason,
+        "bytes_up": end.bytes_up, "bytes_down": end.bytes_down,
+        "seconds": (now_ms - s.started_at_ms) / 1000, "recording": end.recording,
+        "leaver_sla_ms": leaver_sla_ms,
+    });
+    if let (Some(n), Some(map)) = (end.requests, details.as_object_mut()) {
+        map.insert("requests".into(), serde_json::json!(n));
+    }
     audit::append(
         tx,
         now_ms,
@@ -142,12 +153,7 @@ pub async fn end(tx: &mut Tx, now_ms: i64, id: &str, end: &End) -> Result<Option
             "session.end",
             format!("session:{id}"),
         )
-        .details(serde_json::json!({
-            "target": s.target, "login": s.login, "reason": end.reason,
-            "bytes_up": end.bytes_up, "bytes_down": end.bytes_down,
-            "seconds": (now_ms - s.started_at_ms) / 1000, "recording": end.recording,
-            "leaver_sla_ms": leaver_sla_ms,
-        })),
+        .details(details),
     )
     .await?;
     Ok(Some(s))

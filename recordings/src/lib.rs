@@ -1,14 +1,17 @@
-//! Session recordings: the asciicast v2 stream a live session writes ([`cast`]), the signed
-//! manifest written when it closes, and the offline check of both ([`manifest`]). A leaf crate:
+//! Session recordings: the asciicast v2 stream a live SSH session writes ([`cast`]), the request
+//! log of an app session ([`requests`]), the signed manifest written when either closes, and the
+//! offline check of both ([`manifest`]). A leaf crate:
 //! signing and checking signatures are handed in as functions, so it knows no key store.
 
 pub mod cast;
 pub mod index;
 pub mod manifest;
+pub mod requests;
 mod utf8;
 
 pub use cast::{CastWriter, Header, Summary};
 pub use manifest::{Manifest, SessionInfo, Verified, VerifyError};
+pub use requests::RequestWriter;
 
 /// What can go wrong while recording.
 #[derive(Debug, thiserror::Error)]

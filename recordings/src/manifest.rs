@@ -1,7 +1,9 @@
 //! The manifest written when a session closes — who, what, when, why it ended, and the SHA-256
 //! and size of its cast — signed with the Gatehouse Ed25519 key, and its offline check. Files
 //! beside the cast: `ID.cast`, `ID.manifest.json` (the exact bytes signed) and `ID.manifest.sig`
-//! (the base64 signature), so nothing has to be re-serialised to check it.
+//! (the base64 signature), so nothing has to be re-serialised to check it. An app session's
+//! request log (`ID.requests.jsonl`, [`crate::requests`]) takes the cast's place: the manifest
+//! names its file, and the check reads the file it names.
 
 use crate::cast::Summary;
 use crate::{Error, Result};
@@ -23,7 +25,7 @@ pub struct SessionInfo {
     pub login: String,
     /// What carried the access (`standing:ID`, `request:ID`, `break_glass:ID`).
     pub grant: String,
-    /// `shell`, `exec`, `sftp` or `subsystem`.
+    /// `shell`, `exec`, `sftp` or `subsystem`; `app` for an app session.
     pub kind: String,
     pub source: String,
     /// RFC 3339.
@@ -31,7 +33,7 @@ pub struct SessionInfo {
     pub ended_at: String,
 }
 
-/// The cast the manifest vouches for.
+/// The cast (or request log) the manifest vouches for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CastInfo {
     /// The file name, beside the manifest.
@@ -54,10 +56,15 @@ pub struct Manifest {
 /// extension).
 pub fn paths(any: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let name = any.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let stem = [".manifest.json", ".manifest.sig", ".cast"]
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))
-        .unwrap_or(name);
+    let stem = [
+        ".manifest.json",
+        ".manifest.sig",
+        ".cast",
+        crate::requests::EXTENSION,
+    ]
+    .iter()
+    .find_map(|ext| name.strip_suffix(ext))
+    .unwrap_or(name);
     let dir = any.parent().unwrap_or(Path::new(""));
     (
         dir.join(format!("{stem}.cast")),
@@ -136,12 +143,13 @@ fn read(p: &Path) -> std::result::Result<Vec<u8>, VerifyError> {
 }
 
 /// Checks a recording offline: the manifest's signature (with `check(message, signature)`, which
-/// holds only the public key), then the cast's size and SHA-256 against the manifest.
+/// holds only the public key), then the size and SHA-256 of the file it names (beside it: a
+/// plain file name, else the manifest is malformed) against the manifest.
 pub fn verify(
     any: &Path,
     check: impl Fn(&[u8], &[u8]) -> bool,
 ) -> std::result::Result<Verified, VerifyError> {
-    let (cast_path, manifest_path, sig_path) = paths(any);
+    let (_, manifest_path, sig_path) = paths(any);
     let bytes = read(&manifest_path)?;
     let sig_text = read(&sig_path)?;
     let signature = B64
@@ -158,6 +166,18 @@ pub fn verify(
             manifest.format
         )));
     }
+    let name = manifest.cast.file.as_str();
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || !(name.ends_with(".cast") || name.ends_with(crate::requests::EXTENSION))
+    {
+        return Err(VerifyError::Malformed(format!(
+            "the recorded file {name:?} is not a file name beside the manifest"
+        )));
+    }
+    let cast_path = manifest_path.with_file_name(name);
     let mut file = std::fs::File::open(&cast_path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => VerifyError::Missing(cast_path.display().to_string()),
         _ => VerifyError::Unreadable(cast_path.display().to_string()),
@@ -281,6 +301,50 @@ mod tests {
         assert!(matches!(
             verify(&cast, check(1)).unwrap_err(),
             VerifyError::Missing(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_log_verifies_like_a_cast() {
+        use crate::requests::{self, RequestWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a1.requests.jsonl");
+        let header = requests::Header {
+            format: requests::FORMAT.into(),
+            session: "a1".into(),
+            identity: "alice".into(),
+            app: "grafana".into(),
+            timestamp: 0,
+        };
+        let mut w = RequestWriter::create(&log, &header).await.unwrap();
+        let r = requests::Request {
+            method: "GET".into(),
+            path: "/?token=abc".into(),
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 2,
+            duration_ms: 1,
+        };
+        w.request(std::time::Instant::now(), &r).await.unwrap();
+        let summary = w.finish("logout").await.unwrap();
+        let info = SessionInfo {
+            id: "a1".into(),
+            login: String::new(),
+            kind: "app".into(),
+            ..session()
+        };
+        write(&summary, info, "logout", "toy:1", toy_sign(1)).unwrap();
+        let check = |m: &[u8], s: &[u8]| toy_sign(1)(m).as_slice() == s;
+        for p in ["a1.requests.jsonl", "a1.manifest.json", "a1.manifest.sig"] {
+            let v = verify(&dir.path().join(p), check).unwrap();
+            assert_eq!(v.cast, log);
+            assert_eq!(v.manifest.cast.file, "a1.requests.jsonl");
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::write(&log, text.replacen("GET", "PUT", 1)).unwrap();
+        assert!(matches!(
+            verify(&log, check).unwrap_err(),
+            VerifyError::CastChanged(m) if m.contains("SHA-256")
         ));
     }
 }

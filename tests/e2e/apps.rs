@@ -115,3 +115,66 @@ async fn the_app_listener_routes_by_host_and_sends_browsers_to_sign_in() {
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
     server.stop();
 }
+
+/// `gatehouse recordings verify` on an app session's request log signed as the app gateway
+/// signs it (the gateway tests drive the whole session; this checks the binary's check):
+/// OK, then FAILED with exit code 1 after one changed byte.
+#[tokio::test]
+async fn recordings_verify_checks_an_app_request_log() {
+    use gatehouse_recordings::requests::{self, RequestWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) =
+        gatehouse_broker::keys::SigningKeyPair::load_or_create(&dir.path().join("k.pem")).unwrap();
+    let log = dir.path().join(requests::relative_path(0, "a1"));
+    let header = requests::Header {
+        format: requests::FORMAT.into(),
+        session: "a1".into(),
+        identity: "alice".into(),
+        app: "echo".into(),
+        timestamp: 0,
+    };
+    let mut w = RequestWriter::create(&log, &header).await.unwrap();
+    let r = requests::Request {
+        method: "GET".into(),
+        path: "/d?token=abc&q=1".into(),
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 8,
+        duration_ms: 1,
+    };
+    w.request(std::time::Instant::now(), &r).await.unwrap();
+    let summary = w.finish("logout").await.unwrap();
+    let info = gatehouse_recordings::SessionInfo {
+        id: "a1".into(),
+        identity: "alice".into(),
+        target: "echo".into(),
+        login: String::new(),
+        grant: "standing:x".into(),
+        kind: "app".into(),
+        source: "127.0.0.1:1".into(),
+        started_at: "1970-01-01T00:00:00Z".into(),
+        ended_at: "1970-01-01T00:00:01Z".into(),
+    };
+    let public = key.public().to_string();
+    gatehouse_recordings::manifest::write(&summary, info, "logout", &public, |m| key.sign(m))
+        .unwrap();
+    let verify = || {
+        crate::harness::run(
+            crate::harness::gatehouse(&dir.path().join("data"))
+                .args(["recordings", "verify", "--public-key", &public])
+                .arg(&log),
+        )
+    };
+    let out = verify();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && said.starts_with("OK: "), "{said}");
+    assert!(said.contains("a1.requests.jsonl"), "{said}");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.iter().position(|b| *b == b'G').unwrap();
+    bytes[at] = b'P';
+    std::fs::write(&log, &bytes).unwrap();
+    let out = verify();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.starts_with("FAILED: "), "{said}");
+}

@@ -55,6 +55,7 @@ pub async fn sessions_start_end_once_and_are_audited(db: &TestDb) {
         bytes_down: 5_000_000_000,
         recording: Some("2026/11/25/s1.cast".into()),
         kind: Some("shell".into()),
+        requests: None,
     };
     let mut tx = store.begin().await.unwrap();
     let ended = sessions::end(&mut tx, T0 + 60_000, "s1", &end)

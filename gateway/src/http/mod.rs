@@ -6,10 +6,12 @@
 //! host-only cookie. Every request is decided by the broker's `decide` (protocol `http`); a
 //! denial is audited and answered with a page that says why. Allowed requests go upstream with
 //! the client's identity headers stripped and Gatehouse's set, including a signed assertion.
+//! Each app session is a `sessions` row with a signed request log ([`record`]).
 
 pub mod headers;
 pub mod host;
 mod proxy;
+pub mod record;
 mod signin;
 
 use gatehouse_broker::keys::SigningKeyPair;
@@ -41,6 +43,10 @@ pub struct Settings {
     pub upstream_tls: rustls::ClientConfig,
     /// Longest time for a TLS handshake and the request head.
     pub header_timeout: Duration,
+    /// Where request logs are written (`YYYY/MM/DD/SESSION.requests.jsonl`).
+    pub recordings_dir: std::path::PathBuf,
+    /// Refuse an app session whose request log cannot be created.
+    pub strict_recording: bool,
 }
 
 /// What every connection shares.
@@ -54,6 +60,10 @@ pub struct Shared {
     pub assertion_key: Arc<SigningKeyPair>,
     /// Open websockets, re-decided on every access event and ended with their access.
     pub live: Arc<crate::enforce::Live>,
+    /// Signs the manifests of request logs (the gateway's recording key, as for SSH casts).
+    pub signer: Arc<SigningKeyPair>,
+    /// The app sessions being recorded, by app session id.
+    pub recorders: record::Recorders,
     client: proxy::Client,
 }
 
@@ -64,6 +74,7 @@ impl Shared {
         clock: SharedClock,
         settings: Settings,
         assertion_key: Arc<SigningKeyPair>,
+        signer: Arc<SigningKeyPair>,
     ) -> Self {
         let client = proxy::client(settings.upstream_tls.clone());
         Self {
@@ -73,7 +84,16 @@ impl Shared {
             settings,
             assertion_key,
             live: Arc::default(),
+            signer,
+            recorders: record::Recorders::default(),
             client,
+        }
+    }
+
+    pub(crate) fn clone_for_writer(&self) -> record::ForWriter {
+        record::ForWriter {
+            clock: self.clock.clone(),
+            signer: self.signer.clone(),
         }
     }
 }
@@ -105,7 +125,8 @@ pub(crate) fn not_found() -> Response<Body> {
     )
 }
 
-/// Serves the app gateway on `listener` (TLS when `tls` is given) until `shutdown`.
+/// Serves the app gateway on `listener` (TLS when `tls` is given) until `shutdown`; then ends
+/// the recorded app sessions (each log closed and signed, each row ended) before returning.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -121,9 +142,15 @@ pub async fn serve(
         shared.live.clone(),
         shutdown.clone(),
     ));
+    let mut sweep = tokio::time::interval(record::SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
+            _ = sweep.tick() => {
+                record::sweep(&shared).await;
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -151,6 +178,7 @@ pub async fn serve(
             }
         });
     }
+    record::end_all(&shared, crate::enforce::EndReason::Shutdown.code()).await;
 }
 
 async fn connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken)
@@ -184,7 +212,7 @@ where
 }
 
 /// One request: which app, whose, allowed or not, then upstream.
-async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     // Ambiguous framing (both lengths, or several lengths) is refused, never passed on.
     let h = req.headers();
     if (h.contains_key(hyper::header::TRANSFER_ENCODING)
@@ -234,7 +262,14 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     }
     let who = match signin::session(shared, &target, &req).await {
         Ok(Some(who)) => who,
-        Ok(None) => return signin::to_sign_in(shared, &target, &req),
+        Ok(None) => {
+            // An app session recorded here that is gone (signed out at the web UI, expired,
+            // its identity disabled) ends its row now.
+            if let Some(id) = signin::app_session_id(&req) {
+                record::end(shared, &id, "session_ended").await;
+            }
+            return signin::to_sign_in(shared, &target, &req);
+        }
         Err(e) => {
             tracing::error!(error = %e, "app gateway: cannot read the app session");
             return plain(
@@ -247,17 +282,49 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     let decision = signin::decide(shared, &target, &who, peer, &req).await;
     match decision {
         Some((grant, request)) => {
-            proxy::forward(
+            let Some(rec) = record::open(shared, &target, &who, &grant, &request, peer).await
+            else {
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    "unavailable\n".into(),
+                );
+            };
+            let pending = record::Pending {
+                rec: rec.clone(),
+                at: std::time::Instant::now(),
+                method: req.method().as_str().to_string(),
+                path: req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into()),
+                bytes_in: Arc::default(),
+            };
+            let bytes_in = pending.bytes_in.clone();
+            let resp = proxy::forward(
                 shared,
                 &target,
                 &who,
-                proxy::Allowed { grant, request },
+                proxy::Allowed {
+                    grant,
+                    request,
+                    rec,
+                    bytes_in,
+                },
                 peer,
                 &authority,
                 req,
             )
-            .await
+            .await;
+            let status = resp.status().as_u16();
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, record::Logged::new(body, status, pending).boxed())
         }
-        None => signin::denied(shared, &target, &req),
+        None => {
+            // The access behind this app session ended: the denied request is its last line.
+            record::denied(shared, &who.session.id, &req).await;
+            signin::denied(shared, &target, &req)
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! host rewritten to the public one, websocket upgrades joined end to end.
 
 use super::headers::{self, Forwarded, Names};
+use super::record::{Counted, Rec};
 use super::signin::Who;
 use super::{Body, Shared, plain};
 use crate::enforce::LiveSession;
@@ -19,9 +20,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The upstream client: HTTP/1.1 over TCP or TLS (roots of the binary's outbound client).
-pub type Client =
-    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
+/// The upstream client: HTTP/1.1 over TCP or TLS (roots of the binary's outbound client); the
+/// request body's bytes are counted for the request log.
+pub type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<HttpConnector>,
+    Counted<Incoming>,
+>;
 
 pub fn client(mut tls: rustls::ClientConfig) -> Client {
     // hyper-rustls sets ALPN itself (and refuses a config that has some: it would panic).
@@ -71,11 +75,14 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// What allowed a request: the access carrying it and the request decided (a websocket is
-/// decided again with it on every access event).
+/// decided again with it on every access event), and where it is recorded.
 #[derive(Debug)]
 pub struct Allowed {
     pub grant: GrantRef,
     pub request: AccessRequest,
+    pub rec: Arc<Rec>,
+    /// The request body's bytes, counted as they go upstream.
+    pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Forwards `req` (allowed, for `who`) to `target`.
@@ -161,9 +168,14 @@ pub async fn forward(
             parts.headers.insert(k, v);
         }
     }
+    let ws_path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
     parts.uri = uri;
     parts.version = hyper::Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, body);
+    let upstream_req = Request::from_parts(parts, Counted::new(body, allowed.bytes_in.clone()));
     let resp = match shared.client.request(upstream_req).await {
         Ok(r) => r,
         Err(e) => {
@@ -174,7 +186,7 @@ pub async fn forward(
     if let Some(on_client) = client_upgrade
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
     {
-        return join_websocket(shared, target, allowed, on_client, resp);
+        return join_websocket(shared, target, allowed, ws_path, on_client, resp);
     }
     let (mut parts, body) = resp.into_parts();
     headers::strip_response(&mut parts.headers);
@@ -189,11 +201,16 @@ fn join_websocket(
     shared: &Shared,
     target: &Target,
     allowed: Allowed,
+    path: String,
     on_client: hyper::upgrade::OnUpgrade,
     mut resp: Response<Incoming>,
 ) -> Response<Body> {
     let on_upstream = hyper::upgrade::on(&mut resp);
     let app = target.name.clone();
+    let rec = allowed.rec.clone();
+    rec.ws_started();
+    rec.ws_open(&path);
+    let opened = std::time::Instant::now();
     let live = Arc::new(LiveSession::new(
         gatehouse_broker::ids::new_id(),
         allowed.request,
@@ -204,30 +221,47 @@ fn join_websocket(
     let registry = shared.live.clone();
     let clock = shared.clock.clone();
     tokio::spawn(async move {
+        // Bytes each way, counted as they are copied (the copy may be cut off by the access).
+        let up = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let down = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let joined = async {
             let (client, upstream) = tokio::try_join!(on_client, on_upstream)?;
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            tokio::io::copy_bidirectional(&mut client, &mut upstream)
-                .await
-                .map_err(|e| tracing::debug!(error = %e, "app gateway: websocket copy ended"))
-                .ok();
+            let (mut c_r, mut c_w) = tokio::io::split(TokioIo::new(client));
+            let (mut u_r, mut u_w) = tokio::io::split(TokioIo::new(upstream));
+            let to_app = copy_counted(&mut c_r, &mut u_w, &up);
+            let to_client = copy_counted(&mut u_r, &mut c_w, &down);
+            let _ = tokio::join!(to_app, to_client);
             Ok::<(), hyper::Error>(())
         };
-        tokio::select! {
+        let reason = tokio::select! {
             r = joined => {
                 if let Err(e) = r {
                     tracing::debug!(%app, error = %e, "app gateway: websocket upgrade failed");
                 }
+                None
             }
             reason = live.killed() => {
                 tracing::info!(%app, reason = reason.code(), "app gateway: websocket ended with its access");
+                Some(reason.code().to_string())
             }
             () = until_deadline(&live, clock) => {
                 tracing::info!(%app, "app gateway: websocket ended: its access expired");
+                Some(crate::enforce::EndReason::Expired.code().to_string())
             }
-        }
+            reason = rec.ended() => {
+                tracing::info!(%app, reason, "app gateway: websocket ended with its app session");
+                Some(reason)
+            }
+        };
         registry.remove(&live.id);
+        use std::sync::atomic::Ordering::Relaxed;
+        rec.ws_close(
+            &path,
+            up.load(Relaxed),
+            down.load(Relaxed),
+            opened.elapsed(),
+            reason.as_deref(),
+        );
     });
     let (parts, _) = resp.into_parts();
     let mut out = Response::from_parts(
@@ -240,9 +274,31 @@ fn join_websocket(
     out
 }
 
+/// Copies `from` to `to` until end of stream or an error, counting bytes into `n`; shuts
+/// `to` down at the end (a half-close passed on).
+async fn copy_counted<R, W>(from: &mut R, to: &mut W, n: &std::sync::atomic::AtomicU64)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let got = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(got) => got,
+        };
+        if to.write_all(&buf[..got]).await.is_err() {
+            break;
+        }
+        n.fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    let _ = to.shutdown().await;
+}
+
 /// Resolves when the access carrying `live` reaches its end (it moves when the access is
 /// extended; no end: never).
-async fn until_deadline(live: &LiveSession, clock: gatehouse_broker::SharedClock) {
+pub(crate) async fn until_deadline(live: &LiveSession, clock: gatehouse_broker::SharedClock) {
     let mut rx = live.deadline.subscribe();
     loop {
         let deadline = *rx.borrow_and_update();

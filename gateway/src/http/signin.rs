@@ -42,6 +42,13 @@ fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The id of the app session this request's cookie names (live or not): the cookie's hash.
+pub fn app_session_id(req: &Request<Incoming>) -> Option<String> {
+    cookie(req, SESSION_COOKIE)
+        .filter(|c| !c.is_empty() && c.len() <= 128)
+        .map(gatehouse_broker::secrets::hash)
+}
+
 /// The live app session of this request for `target`, if any.
 pub async fn session(
     shared: &Shared,
@@ -175,6 +182,7 @@ pub async fn callback(shared: &Shared, target: &Target, req: &Request<Incoming>)
 /// Signs this browser out of this app (the web UI session stays).
 pub async fn logout(shared: &Shared, target: &Target, req: &Request<Incoming>) -> Response<Body> {
     if let Ok(Some(who)) = session(shared, target, req).await {
+        super::record::end(shared, &who.session.id, "logout").await;
         let ended = async {
             let mut tx = shared.store.begin().await?;
             apps::end(

@@ -556,6 +556,7 @@ pub async fn run(b: Bridge, down: Channel<Msg>, up: Channel<client::Msg>) -> End
         bytes_down: bytes_down.load(Ordering::Relaxed),
         recording,
         kind: Some(kind),
+        requests: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The app gateway in-process over a real database, in front of a small upstream that echoes
 //! what it receives: the sign-in hand-off (state cookie, one-time code, host-only app cookie),
-//! per-request decisions, what the app sees in headers, and what is refused.
+//! per-request decisions, what the app sees in headers, and what is refused; app sessions as
+//! sessions with signed request logs in [`recording`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use base64::Engine;
@@ -113,6 +114,11 @@ struct World {
     db: TestDb,
     gateway: SocketAddr,
     key: Arc<SigningKeyPair>,
+    /// Signs request log manifests (the gateway's recording key).
+    signer: Arc<SigningKeyPair>,
+    recordings: std::path::PathBuf,
+    stop: tokio_util::sync::CancellationToken,
+    served: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -127,6 +133,9 @@ async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = SigningKeyPair::load_or_create(&dir.path().join("assert.pem")).unwrap();
     let key = Arc::new(key);
+    let (signer, _) = SigningKeyPair::load_or_create(&dir.path().join("signing.pem")).unwrap();
+    let signer = Arc::new(signer);
+    let recordings = dir.path().join("recordings");
     let roots = rustls::RootCertStore::empty();
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -145,21 +154,24 @@ async fn world() -> World {
             web_origin: "https://gatehouse.test".into(),
             upstream_tls: tls,
             header_timeout: std::time::Duration::from_secs(5),
+            recordings_dir: recordings.clone(),
+            strict_recording: true,
         },
         key.clone(),
+        signer.clone(),
     ));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway = l.local_addr().unwrap();
-    tokio::spawn(http::serve(
-        l,
-        None,
-        shared,
-        tokio_util::sync::CancellationToken::new(),
-    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(http::serve(l, None, shared, stop.clone()));
     World {
         db,
         gateway,
         key,
+        signer,
+        recordings,
+        stop,
+        served: Some(served),
         _dir: dir,
     }
 }
@@ -172,12 +184,26 @@ struct Got {
 }
 
 async fn get(w: &World, host: &str, path: &str, extra: &[(&str, &str)]) -> Got {
+    send(w, "GET", host, path, extra, "").await
+}
+
+async fn send(
+    w: &World,
+    method: &str,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &'static str,
+) -> Got {
     let s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut b = hyper::Request::get(path).header("host", host);
+    let mut b = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
     if !extra.iter().any(|(k, _)| *k == "accept") {
         b = b.header("accept", "text/html");
     }
@@ -185,7 +211,7 @@ async fn get(w: &World, host: &str, path: &str, extra: &[(&str, &str)]) -> Got {
         b = b.header(*k, *v);
     }
     let r = send
-        .send_request(b.body(Full::new(Bytes::new())).unwrap())
+        .send_request(b.body(Full::new(Bytes::from(body))).unwrap())
         .await
         .unwrap();
     let status = r.status().as_u16();
@@ -511,43 +537,4 @@ async fn revoke_alice(w: &World) {
     tx.commit().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_open_websocket_ends_when_its_access_does() {
-    let w = world().await;
-    let cookie = sign_in(&w, "alice", "echo").await;
-    let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
-    s.write_all(
-        format!(
-            "GET /ws HTTP/1.1\r\nHost: echo.apps.test:8443\r\nConnection: Upgrade\r\n\
-             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: __Host-gh_app={cookie}\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(
-        head.to_ascii_lowercase().contains("sec-websocket-accept"),
-        "{head}"
-    );
-    s.write_all(b"ping-1").await.unwrap();
-    let mut got = [0u8; 6];
-    s.read_exact(&mut got).await.unwrap();
-    assert_eq!(&got, b"ping-1");
-    revoke_alice(&w).await;
-    // The gateway closes it (a guard against hanging, not a measurement).
-    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the websocket outlived the access");
-}
+mod recording;

@@ -1,0 +1,438 @@
+//! The request log of one app session (the app gateway's recording): JSON lines, a header line
+//! first, then one line per request — seconds since the start, method, path and query with
+//! secret-looking parameter values masked ([`mask`]), status, bytes in and out, duration — and
+//! websocket closes and the end reason. Written like a cast ([`crate::cast`]): a bounded buffer
+//! flushed at least once a second, the SHA-256 and size of every byte kept, closed with the same
+//! signed manifest (`ID.requests.jsonl` beside `ID.manifest.json` and `ID.manifest.sig`).
+
+use crate::cast::{FLUSH_EVERY, Summary};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The format named in the header line.
+pub const FORMAT: &str = "gatehouse-requests/1";
+/// The file name ending of a request log.
+pub const EXTENSION: &str = ".requests.jsonl";
+/// Buffered bytes that make a write to the file before the next flush is due.
+const BUFFER_BYTES: usize = 64 * 1024;
+/// A buffer that grew past this is released at each timed flush.
+const KEEP_BYTES: usize = 4 * 1024;
+/// The longest path (with query) kept per line; longer ones are cut and marked `…`.
+pub const MAX_PATH: usize = 2048;
+
+/// Parameter names whose values are never written: any name containing one of these.
+const SECRET_NAMES: &[&str] = &[
+    "token", "secret", "password", "passwd", "key", "code", "auth", "session", "sig",
+];
+
+/// The first line of a request log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    /// The session id (the `sessions` row).
+    pub session: String,
+    pub identity: String,
+    pub app: String,
+    /// Start, Unix seconds.
+    pub timestamp: i64,
+}
+
+/// One request as logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, secret-looking values masked.
+    pub path: String,
+    pub status: u16,
+    /// Request body bytes (client to app).
+    pub bytes_in: u64,
+    /// Response body bytes (app to client).
+    pub bytes_out: u64,
+    pub duration_ms: u64,
+}
+
+/// One line after the header, read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    /// Seconds since the start.
+    pub t: f64,
+    /// `request`, `ws_open`, `ws_close` or `end`.
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Line {
+    fn new(t: f64, event: &str) -> Self {
+        Line {
+            t: (t * 1e6).round() / 1e6,
+            event: event.into(),
+            method: None,
+            path: None,
+            status: None,
+            bytes_in: None,
+            bytes_out: None,
+            duration_ms: None,
+            reason: None,
+        }
+    }
+}
+
+fn secret_name(name: &str) -> bool {
+    let decoded: String = name
+        .replace('+', " ")
+        .split('%')
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                return part.to_string();
+            }
+            match part.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) => format!("{}{}", char::from(b), &part[2..]),
+                None => format!("%{part}"),
+            }
+        })
+        .collect();
+    let lower = decoded.to_ascii_lowercase();
+    SECRET_NAMES.iter().any(|s| lower.contains(s))
+}
+
+/// A path with its query, each value of a secret-looking parameter (a name containing token,
+/// secret, password, passwd, key, code, auth, session or sig, any case) replaced by `***`,
+/// and cut at [`MAX_PATH`] bytes.
+pub fn mask(path_and_query: &str) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let mut out = path.to_string();
+    if let Some(q) = query {
+        out.push('?');
+        let masked: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if secret_name(name) => format!("{name}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&masked.join("&"));
+    }
+    if out.len() > MAX_PATH {
+        let mut cut = MAX_PATH;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// Writes one request log as the app session runs.
+pub struct RequestWriter {
+    path: PathBuf,
+    /// Always here except while a write runs on the blocking pool.
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+    hasher: Sha256,
+    size: u64,
+    started: Instant,
+    dirty: bool,
+    last_flush: Instant,
+}
+
+impl std::fmt::Debug for RequestWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RequestWriter({}, {} bytes)",
+            self.path.display(),
+            self.size
+        )
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl RequestWriter {
+    /// Creates the file (never over an existing one; parent directories too) and writes the
+    /// header line.
+    pub async fn create(path: &Path, header: &Header) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+        }
+        let mut open = tokio::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        open.mode(0o640);
+        let file = open.open(path).await.map_err(io(path))?.into_std().await;
+        let now = Instant::now();
+        let mut w = RequestWriter {
+            path: path.to_path_buf(),
+            file: Some(file),
+            buf: Vec::new(),
+            hasher: Sha256::new(),
+            size: 0,
+            started: now,
+            dirty: false,
+            last_flush: now,
+        };
+        let line = serde_json::to_string(header).map_err(|e| Error::Encode(e.to_string()))?;
+        w.line(&line).await?;
+        w.flush().await?;
+        Ok(w)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn line(&mut self, line: &str) -> Result<()> {
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        self.hasher.update(line.as_bytes());
+        self.hasher.update(b"\n");
+        self.size += line.len() as u64 + 1;
+        self.dirty = true;
+        if self.buf.len() >= BUFFER_BYTES {
+            self.write_out(false).await?;
+        }
+        self.flush_if_due().await
+    }
+
+    async fn put(&mut self, line: &Line) -> Result<()> {
+        let text = serde_json::to_string(line).map_err(|e| Error::Encode(e.to_string()))?;
+        self.line(&text).await
+    }
+
+    fn t(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.started).as_secs_f64()
+    }
+
+    /// A request that started at `at` (its path is masked here).
+    pub async fn request(&mut self, at: Instant, r: &Request) -> Result<()> {
+        let mut l = Line::new(self.t(at), "request");
+        l.method = Some(r.method.clone());
+        l.path = Some(mask(&r.path));
+        l.status = Some(r.status);
+        l.bytes_in = Some(r.bytes_in);
+        l.bytes_out = Some(r.bytes_out);
+        l.duration_ms = Some(r.duration_ms);
+        self.put(&l).await
+    }
+
+    /// A websocket accepted by the app at `at`, on `path` (masked here).
+    pub async fn ws_open(&mut self, at: Instant, path: &str) -> Result<()> {
+        let mut l = Line::new(self.t(at), "ws_open");
+        l.path = Some(mask(path));
+        self.put(&l).await
+    }
+
+    /// A websocket closed now: bytes each way and how long it was open; `reason` when the
+    /// gateway closed it.
+    pub async fn ws_close(
+        &mut self,
+        path: &str,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration_ms: u64,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let mut l = Line::new(self.t(Instant::now()), "ws_close");
+        l.path = Some(mask(path));
+        l.bytes_in = Some(bytes_in);
+        l.bytes_out = Some(bytes_out);
+        l.duration_ms = Some(duration_ms);
+        l.reason = reason.map(str::to_owned);
+        self.put(&l).await
+    }
+
+    /// Flushes when something waits and the last flush is a second old (call it on a timer).
+    pub async fn flush_if_due(&mut self) -> Result<()> {
+        if self.dirty && self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_out(&mut self, release: bool) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let lost = || Error::Io {
+            path: self.path.display().to_string(),
+            source: std::io::Error::other("an earlier write did not finish"),
+        };
+        let mut file = self.file.take().ok_or_else(lost)?;
+        let data = std::mem::take(&mut self.buf);
+        let (file, mut data, written) = tokio::task::spawn_blocking(move || {
+            let written = file.write_all(&data);
+            (file, data, written)
+        })
+        .await
+        .map_err(|_| lost())?;
+        self.file = Some(file);
+        written.map_err(io(&self.path))?;
+        data.clear();
+        if !(release && data.capacity() > KEEP_BYTES) {
+            self.buf = data;
+        }
+        Ok(())
+    }
+
+    /// Pushes everything buffered to the file.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.write_out(true).await?;
+        self.dirty = false;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Ends the log with an `end` line (the reason), a flush and an fsync; returns size and
+    /// digest for the manifest ([`crate::manifest::write`]).
+    pub async fn finish(mut self, reason: &str) -> Result<Summary> {
+        let mut l = Line::new(self.t(Instant::now()), "end");
+        l.reason = Some(reason.into());
+        self.put(&l).await?;
+        self.flush().await?;
+        let path = self.path.clone();
+        let file = self.file.take().ok_or_else(|| Error::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other("an earlier write did not finish"),
+        })?;
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(io(&path))?;
+        Ok(Summary {
+            path,
+            size: self.size,
+            sha256: hex::encode(self.hasher.finalize()),
+        })
+    }
+}
+
+/// Reads a request log: its header and lines. Errors name the line.
+pub fn parse(text: &str) -> std::result::Result<(Header, Vec<Line>), String> {
+    let mut lines = text.lines().enumerate();
+    let (_, first) = lines.next().ok_or("empty file")?;
+    let header: Header = serde_json::from_str(first)
+        .map_err(|e| format!("line 1: not a request log header: {e}"))?;
+    if header.format != FORMAT {
+        return Err(format!(
+            "line 1: format {} (expected {FORMAT})",
+            header.format
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?);
+    }
+    Ok((header, out))
+}
+
+/// Where a session's request log lives under the recordings directory: `YYYY/MM/DD/ID.requests.jsonl`.
+pub fn relative_path(started_ms: i64, session_id: &str) -> PathBuf {
+    let day = chrono::DateTime::from_timestamp_millis(started_ms)
+        .map(|t| t.format("%Y/%m/%d").to_string())
+        .unwrap_or_else(|| "1970/01/01".into());
+    PathBuf::from(day).join(format!("{session_id}{EXTENSION}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_values_are_masked_and_the_rest_kept() {
+        assert_eq!(mask("/a?token=abc&q=1"), "/a?token=***&q=1");
+        assert_eq!(
+            mask("/cb?Code=x&state=s&api_KEY=k&x%5Fsig=z&flag&page=2"),
+            "/cb?Code=***&state=s&api_KEY=***&x%5Fsig=***&flag&page=2"
+        );
+        assert_eq!(
+            mask("/?password=p&passwd=q&authorization=r&session_id=s&client_secret=t"),
+            "/?password=***&passwd=***&authorization=***&session_id=***&client_secret=***"
+        );
+        assert_eq!(mask("/plain/path"), "/plain/path");
+        assert_eq!(mask("/x?"), "/x?");
+        let long = format!("/{}", "é".repeat(MAX_PATH));
+        assert!(mask(&long).len() <= MAX_PATH + '…'.len_utf8());
+    }
+
+    #[tokio::test]
+    async fn a_request_log_is_a_header_and_lines_with_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(relative_path(0, "s1"));
+        assert!(path.ends_with("1970/01/01/s1.requests.jsonl"));
+        let h = Header {
+            format: FORMAT.into(),
+            session: "s1".into(),
+            identity: "alice".into(),
+            app: "grafana".into(),
+            timestamp: 0,
+        };
+        let mut w = RequestWriter::create(&path, &h).await.unwrap();
+        let at = Instant::now();
+        w.request(
+            at,
+            &Request {
+                method: "GET".into(),
+                path: "/d?token=abc&q=1".into(),
+                status: 200,
+                bytes_in: 0,
+                bytes_out: 512,
+                duration_ms: 3,
+            },
+        )
+        .await
+        .unwrap();
+        w.ws_open(at, "/ws").await.unwrap();
+        w.ws_close("/ws", 10, 20, 5, Some("revoked")).await.unwrap();
+        assert!(RequestWriter::create(&path, &h).await.is_err());
+        let s = w.finish("logout").await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(s.size, text.len() as u64);
+        assert_eq!(s.sha256, hex::encode(Sha256::digest(text.as_bytes())));
+        assert!(!text.contains("abc"));
+        let (header, lines) = parse(&text).unwrap();
+        assert_eq!(header, h);
+        let events: Vec<&str> = lines.iter().map(|l| l.event.as_str()).collect();
+        assert_eq!(events, ["request", "ws_open", "ws_close", "end"]);
+        assert_eq!(lines[0].path.as_deref(), Some("/d?token=***&q=1"));
+        assert_eq!(lines[0].bytes_out, Some(512));
+        assert_eq!(lines[3].reason.as_deref(), Some("logout"));
+    }
+}
