@@ -40,6 +40,7 @@ address = "UPSTREAM"
 name = "other"
 kind = "http"
 address = "UPSTREAM"
+app = { user_header = "X-WEBAUTH-USER" }
 
 [[roles]]
 name = "echo-users"
@@ -538,3 +539,26 @@ async fn revoke_alice(w: &World) {
 }
 
 mod recording;
+
+#[tokio::test]
+async fn security_an_apps_own_identity_header_is_set_by_gatehouse_only() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "other").await;
+    let got = get(
+        &w,
+        "other.apps.test:8443",
+        "/",
+        &[
+            ("cookie", &format!("__Host-gh_app={cookie}")),
+            ("x-webauth-user", "admin"),
+            ("X_WEBAUTH_USER", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let seen: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    let h = &seen["headers"];
+    assert_eq!(h["x-webauth-user"], serde_json::json!(["alice"]), "{h}");
+    assert!(h.get("x_webauth_user").is_none(), "{h}");
+    assert!(h.get("x-gatehouse-user").is_none(), "{h}");
+}
