@@ -11,10 +11,11 @@ if [ "${1:-build}" = test ] || [ "${1:-build}" = bench ]; then
   # slapd + ldap-utils are the directory, nodejs (with npm, as the machine has it) runs the OpenID provider;
   # putty-tools (plink, psftp, puttygen) is an SSH client other than OpenSSH for the gateway's tests;
   # socat's OpenSSL listener is the TLS terminator in front of the outbound HTTPS tests' receivers
-  # (and the benchmarks' plain TCP relay).
+  # (and the benchmarks' plain TCP relay). jupyter-notebook is the real web application (its
+  # terminal is xterm.js over a websocket) that the browser drives through the app gateway.
   packages+=(postgresql postgresql-client procps openssh-client openssh-server asciinema bsdutils
     chromium chromium-driver python3 python3-venv
-    slapd ldap-utils nodejs putty-tools socat)
+    slapd ldap-utils nodejs putty-tools socat jupyter-notebook)
 fi
 if [ "${1:-build}" = bench ]; then
   # bc does the benchmarks' arithmetic (socat, above, is the plain TCP relay the SSH benchmark

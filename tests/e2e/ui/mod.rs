@@ -3,6 +3,7 @@
 //! `https://localhost:PORT`. Screenshots of the pages visited land in
 //! `$CARGO_TARGET_TMPDIR/ui-screenshots/` as test artifacts.
 
+mod apps;
 mod directory;
 mod flows;
 mod keep;

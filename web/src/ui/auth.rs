@@ -128,6 +128,8 @@ pub fn signed_in(
 ) -> Response {
     let mut resp = if json {
         axum::Json(serde_json::json!({ "next": next })).into_response()
+    } else if next.starts_with("/apps/authorize?") {
+        continue_to(next)
     } else {
         Redirect::to(next).into_response()
     };
@@ -151,6 +153,25 @@ pub fn signed_in(
         );
     }
     resp
+}
+
+/// A page that goes on to `next` with a refresh instead of a redirect. A sign-in form's
+/// redirects are held to its page's CSP `form-action 'self'`, and the app sign-in hand-off
+/// (`/apps/authorize`) ends on the app's own host: browsers stop such a chain on the sign-in
+/// page. A refresh is a new navigation, not the form's.
+fn continue_to(next: &str) -> Response {
+    let href = next
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0; url='{href}'\"><title>Signed in — Gatehouse</title>\
+         </head><body><p>Signed in. <a href=\"{href}\">Continue to the app</a>.</p></body></html>"
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
 /// The refusal when a throttle says wait.
