@@ -50,12 +50,17 @@ fn no_app() -> PageError {
 /// with Request access), so a code says nothing about access.
 async fn authorize(
     State(state): State<AppState>,
+    method: axum::http::Method,
     signed: Option<Signed>,
     query: Result<Query<Authorize>, QueryRejection>,
 ) -> PageResult {
     let Some(web_apps) = state.web.apps.as_ref() else {
         return Err(no_app());
     };
+    // HEAD is answered by this GET handler: it issues nothing (its answer would lose the code).
+    if method == axum::http::Method::HEAD {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     // An app session lives with a browser session (it ends when that one does), so an API
     // token, which the access layer accepts on Authenticated routes, never gets a code.
     let Some(Signed(browser)) = signed else {

@@ -343,3 +343,19 @@ async fn my_access_lists_the_apps_one_may_open() {
     );
     assert!(!html.contains("data-app=\"db-01\""), "{html}");
 }
+
+/// A HEAD request (answered by the GET handler) issues no code: its answer would lose it.
+#[tokio::test]
+async fn a_head_request_issues_no_app_code() {
+    let s = server(Backend::Sqlite, true).await;
+    let (cookie, _) = sign_in(&s, "alice", Stage::Active).await;
+    let r = s
+        .http
+        .head(s.url(&authorize_path("grafana", STATE)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(codes_issued(&s).await, 0);
+}
