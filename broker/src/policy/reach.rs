@@ -106,7 +106,8 @@ pub fn apps(cat: &Catalog, template: &AccessRequest, now_ms: i64) -> Vec<(String
         .collect()
 }
 
-/// Roles the identity holds as eligible (it may request them), by name.
+/// Roles the identity may request, by name: those it holds as eligible, and those whose
+/// `requestable_by` names it or one of its groups (as `requests::may_request` decides).
 pub fn requestable(cat: &Catalog, identity: &str) -> Vec<String> {
     let Some(who) = cat.identities.get(identity) else {
         return Vec::new();
@@ -118,6 +119,20 @@ pub fn requestable(cat: &Catalog, identity: &str) -> Vec<String> {
         .filter(|h| h.kind == AssignmentKind::Eligible)
     {
         if let Some(r) = cat.roles.get(&h.role_id) {
+            names.insert(r.name.clone());
+        }
+    }
+    for r in cat.roles.values() {
+        let named =
+            r.spec
+                .requestable_by
+                .iter()
+                .any(|s| match crate::assignments::Subject::parse(s) {
+                    Ok(crate::assignments::Subject::Identity(u)) => u == who.username,
+                    Ok(crate::assignments::Subject::Group(g)) => who.groups.contains(&g),
+                    Err(_) => false,
+                });
+        if named {
             names.insert(r.name.clone());
         }
     }

@@ -359,3 +359,26 @@ async fn a_head_request_issues_no_app_code() {
     assert_eq!(r.status(), 204);
     assert_eq!(codes_issued(&s).await, 0);
 }
+
+/// The request form offers every role one may request: also one whose `requestable_by` names the
+/// person (not only eligible assignments), such as an app's role.
+#[tokio::test]
+async fn the_request_form_offers_roles_requestable_by_the_person() {
+    let s = server(Backend::Sqlite, true).await;
+    let r = s
+        .http
+        .post(s.url("/api/v1/roles"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &serde_json::json!({ "name": "grafana-requesters", "targets": { "names": ["grafana"] },
+            "protocols": ["http"], "requestable_by": ["alice"] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (cookie, _) = sign_in(&s, "alice", Stage::Active).await;
+    let (st, _, html) = get(&s, "/requests/new?target=grafana", Some(&cookie), None).await;
+    assert_eq!(st, 200);
+    assert!(html.contains(">grafana-requesters<"), "{html}");
+}
