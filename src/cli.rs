@@ -138,6 +138,10 @@ pub enum Command {
     #[command(subcommand)]
     Mfa(MfaCommand),
 
+    /// Internal web apps behind the app gateway.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+
     /// The HR feed: joiners, movers and leavers.
     #[command(subcommand)]
     Hr(HrCommand),
@@ -428,6 +432,34 @@ pub enum SshCommand {
         /// How long it is valid, e.g. 8h or 7d (at most 30d).
         #[arg(long, default_value = "8h")]
         valid: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Vault the credential the app gateway adds to every request it forwards to an app
+    /// (credential injection): HTTP basic (`--basic USER`, the password read from standard
+    /// input) or a bearer token (`--bearer`, read from standard input). Per role (`--role`) or
+    /// for any role. It replaces the Authorization header the browser sent; nobody needs the
+    /// app's shared account. Stored sealed (AES-256-GCM); audited without the secret.
+    ///
+    /// Example: `printf '%s\n' "$GRAFANA_ADMIN_PASSWORD" | gatehouse apps vault-credential --target grafana --role grafana-admins --basic admin`
+    VaultCredential {
+        /// The app (a target of kind http).
+        #[arg(long)]
+        target: String,
+        /// The role it is for [default: any role].
+        #[arg(long, default_value = "*")]
+        role: String,
+        /// HTTP basic authentication as USER.
+        #[arg(long, value_name = "USER", conflicts_with = "bearer")]
+        basic: Option<String>,
+        /// A bearer token.
+        #[arg(long)]
+        bearer: bool,
+        /// Remove the vaulted credential instead.
+        #[arg(long, conflicts_with_all = ["basic", "bearer"])]
+        remove: bool,
     },
 }
 

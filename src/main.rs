@@ -7,6 +7,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod access_cmd;
+mod apps_cmd;
 mod audit_cmd;
 mod background;
 mod cli;
@@ -85,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recordings(cmd) => gateway_cmd::recordings(&settings, cmd),
         Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd).await,
         Command::Mfa(cmd) => mfa_cmd::run(&settings, cmd).await,
+        Command::Apps(cmd) => apps_cmd::run(&settings, cmd).await,
         Command::Hr(cmd) => hr_cmd::run(&settings, cmd).await,
         Command::Scim(cmd) => scim_cmd::run(&settings, cmd).await,
         Command::Push(cmd) => push::command(&settings, cmd).await,

@@ -225,22 +225,25 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
                 )?
                 .0,
             );
-            let shared = Arc::new(gatehouse_gateway::http::Shared::new(
-                store.clone(),
-                cache.clone(),
-                clock.clone(),
-                gatehouse_gateway::http::Settings {
-                    domain: settings.apps_domain.clone(),
-                    public_port: port,
-                    web_origin: origin.as_str().trim_end_matches('/').to_string(),
-                    upstream_tls: outbound_tls.clone(),
-                    header_timeout: std::time::Duration::from_secs(30),
-                    recordings_dir: settings.recordings_dir.clone(),
-                    strict_recording: settings.strict_recording,
-                },
-                key.clone(),
-                signer.clone(),
-            ));
+            let shared = Arc::new(
+                gatehouse_gateway::http::Shared::new(
+                    store.clone(),
+                    cache.clone(),
+                    clock.clone(),
+                    gatehouse_gateway::http::Settings {
+                        domain: settings.apps_domain.clone(),
+                        public_port: port,
+                        web_origin: origin.as_str().trim_end_matches('/').to_string(),
+                        upstream_tls: outbound_tls.clone(),
+                        header_timeout: std::time::Duration::from_secs(30),
+                        recordings_dir: settings.recordings_dir.clone(),
+                        strict_recording: settings.strict_recording,
+                    },
+                    key.clone(),
+                    signer.clone(),
+                )
+                .with_sealing(sealing.clone()),
+            );
             let served = tokio::spawn(gatehouse_gateway::http::serve(
                 app_listener,
                 Some(app_tls),

@@ -359,6 +359,138 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// A secret the app gateway adds to requests it forwards to an app (credential injection), so
+/// nobody needs the app's shared account: vaulted sealed per app and role
+/// (`target_credentials`, login = the role, or `*` for any role), opened only in the gateway.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Injected {
+    /// HTTP basic authentication.
+    Basic { user: String, password: String },
+    /// `Authorization: Bearer TOKEN`.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Injected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Injected::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
+            Injected::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+impl Injected {
+    /// The `Authorization` header value.
+    pub fn authorization(&self) -> String {
+        match self {
+            Injected::Basic { user, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+            Injected::Bearer(t) => format!("Bearer {t}"),
+        }
+    }
+
+    /// What the audit log and listings may show: the kind and, for basic, the user.
+    pub fn describe(&self) -> String {
+        match self {
+            Injected::Basic { user, .. } => format!("basic:{user}"),
+            Injected::Bearer(_) => "bearer".into(),
+        }
+    }
+
+    fn to_json(&self) -> String {
+        match self {
+            Injected::Basic { user, password } => {
+                serde_json::json!({ "basic": { "user": user, "password": password } })
+            }
+            Injected::Bearer(t) => serde_json::json!({ "bearer": t }),
+        }
+        .to_string()
+    }
+
+    fn from_json(text: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|_| Error::Key("a vaulted app credential is not JSON".into()))?;
+        if let Some(t) = v.get("bearer").and_then(|t| t.as_str()) {
+            return Ok(Injected::Bearer(t.to_string()));
+        }
+        let b = v
+            .get("basic")
+            .ok_or_else(|| Error::Key("a vaulted app credential of no known kind".into()))?;
+        Ok(Injected::Basic {
+            user: b["user"].as_str().unwrap_or_default().to_string(),
+            password: b["password"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Refuses what cannot be sent in a header: empty values, control characters, a `:` in a
+    /// basic user name.
+    pub fn validate(&self) -> Result<()> {
+        let clean = |s: &str| !s.is_empty() && s.len() <= 4096 && !s.chars().any(char::is_control);
+        let ok = match self {
+            Injected::Basic { user, password } => {
+                clean(user) && !user.contains(':') && clean(password)
+            }
+            Injected::Bearer(t) => clean(t) && !t.contains(' '),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "an app credential must be non-empty, without control characters (and a basic user without ':')",
+            ))
+        }
+    }
+}
+
+/// Vaults (or replaces) the credential injected for `role` (`*`: any role) on app `target`;
+/// audited as `target.credential_set` with its kind, never the secret.
+pub async fn vault_credential(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    target: &crate::targets::Target,
+    role: &str,
+    credential: &Injected,
+    key: &crate::sealing::SealingKey,
+) -> Result<()> {
+    if target.kind != crate::targets::Kind::Http {
+        return Err(Error::invalid(format!(
+            "target {} is not an app",
+            target.name
+        )));
+    }
+    credential.validate()?;
+    crate::credentials::put(
+        tx,
+        actor,
+        now_ms,
+        &target.name,
+        role,
+        &credential.to_json(),
+        &credential.describe(),
+        key,
+    )
+    .await
+}
+
+/// The credential to inject for `role` on app `target`: the role's own, else the one for any
+/// role (`*`), else none.
+pub async fn credential(
+    conn: &mut AnyConnection,
+    target: &str,
+    role: &str,
+    key: &crate::sealing::SealingKey,
+) -> Result<Option<Injected>> {
+    for login in [role, "*"] {
+        if let Some(text) = crate::credentials::open(conn, target, login, key).await? {
+            return Injected::from_json(&text).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 /// The key id of a public key in the JWKS and JWT headers: the first 16 hex digits of the
 /// SHA-256 of its bytes.
 pub fn key_id(key: &PublicKey) -> String {

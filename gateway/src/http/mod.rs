@@ -64,6 +64,8 @@ pub struct Shared {
     pub signer: Arc<SigningKeyPair>,
     /// The app sessions being recorded, by app session id.
     pub recorders: record::Recorders,
+    /// Opens the credentials vaulted for apps (credential injection); none: nothing injected.
+    pub sealing: Option<Arc<gatehouse_broker::sealing::SealingKey>>,
     client: proxy::Client,
 }
 
@@ -86,8 +88,15 @@ impl Shared {
             live: Arc::default(),
             signer,
             recorders: record::Recorders::default(),
+            sealing: None,
             client,
         }
+    }
+
+    /// The same, opening credentials vaulted for apps with `key` (credential injection).
+    pub fn with_sealing(mut self, key: Arc<gatehouse_broker::sealing::SealingKey>) -> Self {
+        self.sealing = Some(key);
+        self
     }
 
     pub(crate) fn clone_for_writer(&self) -> record::ForWriter {

@@ -149,6 +149,30 @@ pub async fn forward(
             host: public_authority.to_string(),
         },
     );
+    // Credential injection: the secret vaulted for this app and role replaces whatever the
+    // client sent as Authorization; the client never sees it.
+    if let Some(key) = &shared.sealing {
+        let found = match shared.store.pool().acquire().await {
+            Ok(mut c) => {
+                gatehouse_broker::apps::credential(&mut c, &target.name, &allowed.grant.role, key)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match found {
+            Ok(Some(cred)) => {
+                parts.headers.remove(hyper::header::AUTHORIZATION);
+                if let Ok(v) = HeaderValue::from_str(&cred.authorization()) {
+                    parts.headers.insert(hyper::header::AUTHORIZATION, v);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(app = %target.name, error = %e, "app gateway: cannot open the app's credential");
+                return bad_gateway("its credential could not be opened");
+            }
+        }
+    }
     if let Some(a) = uri.authority()
         && let Ok(v) = HeaderValue::from_str(a.as_str())
     {

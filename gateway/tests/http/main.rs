@@ -145,22 +145,25 @@ async fn world() -> World {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let shared = Arc::new(Shared::new(
-        db.store.clone(),
-        Default::default(),
-        Arc::new(SystemClock),
-        Settings {
-            domain: "apps.test".into(),
-            public_port: 8443,
-            web_origin: "https://gatehouse.test".into(),
-            upstream_tls: tls,
-            header_timeout: std::time::Duration::from_secs(5),
-            recordings_dir: recordings.clone(),
-            strict_recording: true,
-        },
-        key.clone(),
-        signer.clone(),
-    ));
+    let shared = Arc::new(
+        Shared::new(
+            db.store.clone(),
+            Default::default(),
+            Arc::new(SystemClock),
+            Settings {
+                domain: "apps.test".into(),
+                public_port: 8443,
+                web_origin: "https://gatehouse.test".into(),
+                upstream_tls: tls,
+                header_timeout: std::time::Duration::from_secs(5),
+                recordings_dir: recordings.clone(),
+                strict_recording: true,
+            },
+            key.clone(),
+            signer.clone(),
+        )
+        .with_sealing(Arc::new(sealing_key())),
+    );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway = l.local_addr().unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
@@ -561,4 +564,70 @@ async fn security_an_apps_own_identity_header_is_set_by_gatehouse_only() {
     assert_eq!(h["x-webauth-user"], serde_json::json!(["alice"]), "{h}");
     assert!(h.get("x_webauth_user").is_none(), "{h}");
     assert!(h.get("x-gatehouse-user").is_none(), "{h}");
+}
+
+fn sealing_key() -> gatehouse_broker::sealing::SealingKey {
+    gatehouse_broker::sealing::SealingKey::from_bytes([9; 32])
+}
+
+/// Credential injection: the secret vaulted for the app (any role) replaces the Authorization
+/// header the browser sent; the audit record names its kind, never the secret.
+#[tokio::test]
+async fn security_a_vaulted_app_credential_replaces_the_clients_authorization() {
+    let w = world().await;
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let echo = gatehouse_broker::targets::by_name(&mut c, "echo")
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    let mut tx = w.db.store.begin().await.unwrap();
+    apps::vault_credential(
+        &mut tx,
+        &Actor::Cli,
+        SystemClock.now_ms(),
+        &echo,
+        "*",
+        &apps::Injected::Basic {
+            user: "admin".into(),
+            password: "app-shared-s3cret".into(),
+        },
+        &sealing_key(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let got = get(
+        &w,
+        "echo.apps.test:8443",
+        "/",
+        &[
+            ("cookie", &format!("__Host-gh_app={cookie}")),
+            ("authorization", "Basic Zm9yZ2VkOmZvcmdlZA=="),
+        ],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let seen: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("admin:app-shared-s3cret")
+    );
+    assert_eq!(
+        seen["headers"]["authorization"],
+        serde_json::json!([expected])
+    );
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let events = gatehouse_broker::audit::recent(&mut c, 200).await.unwrap();
+    let set = events
+        .iter()
+        .find(|e| e.action == "target.credential_set")
+        .unwrap();
+    assert!(set.details.contains("basic:admin"), "{}", set.details);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.details.contains("app-shared-s3cret"))
+    );
 }
