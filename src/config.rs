@@ -159,6 +159,11 @@ pub struct AppsConfig {
     /// when neither is set.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Largest request body passed to an app, in MiB [default: 64].
+    pub max_body_mib: Option<u64>,
+    /// Longest wait for an app's response head [default: 60s].
+    #[serde(default, deserialize_with = "duration")]
+    pub upstream_timeout: Option<Duration>,
 }
 
 /// `[scim]`: the SCIM 2.0 service provider at `/scim/v2`.
@@ -277,6 +282,8 @@ pub struct Settings {
     pub apps_tls_key: PathBuf,
     /// The Ed25519 key app assertions are signed with (published as a JWKS).
     pub app_assertion_key: PathBuf,
+    pub apps_max_body: u64,
+    pub apps_upstream_timeout: Duration,
     /// Trusted by outbound HTTPS besides the built-in roots.
     pub tls_extra_ca_file: Option<PathBuf>,
 }
@@ -459,6 +466,15 @@ impl Settings {
                 .map(from_file)
                 .unwrap_or_else(|| keys.join("apps-key.pem")),
             app_assertion_key: keys.join("app-assertion-key.pem"),
+            apps_max_body: match file.apps.max_body_mib {
+                Some(0) => anyhow::bail!("[apps] max_body_mib must be at least 1"),
+                Some(n) => n.saturating_mul(1024 * 1024),
+                None => 64 * 1024 * 1024,
+            },
+            apps_upstream_timeout: file
+                .apps
+                .upstream_timeout
+                .unwrap_or(Duration::from_secs(60)),
             tls_extra_ca_file,
         })
     }

@@ -238,6 +238,8 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
                         header_timeout: std::time::Duration::from_secs(30),
                         recordings_dir: settings.recordings_dir.clone(),
                         strict_recording: settings.strict_recording,
+                        max_body: settings.apps_max_body,
+                        upstream_timeout: settings.apps_upstream_timeout,
                     },
                     key.clone(),
                     signer.clone(),

@@ -47,6 +47,11 @@ pub struct Settings {
     pub recordings_dir: std::path::PathBuf,
     /// Refuse an app session whose request log cannot be created.
     pub strict_recording: bool,
+    /// Largest request body passed to an app (a larger declared length gets 413; a longer
+    /// chunked body is cut off and the request fails).
+    pub max_body: u64,
+    /// Longest wait for an app's response head (then 504).
+    pub upstream_timeout: Duration,
 }
 
 /// What every connection shares.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// request body's bytes are counted for the request log.
 pub type Client = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<HttpConnector>,
-    Counted<Incoming>,
+    Counted<http_body_util::Limited<Incoming>>,
 >;
 
 pub fn client(mut tls: rustls::ClientConfig) -> Client {
@@ -199,12 +199,39 @@ pub async fn forward(
         .unwrap_or_else(|| "/".into());
     parts.uri = uri;
     parts.version = hyper::Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, Counted::new(body, allowed.bytes_in.clone()));
-    let resp = match shared.client.request(upstream_req).await {
-        Ok(r) => r,
-        Err(e) => {
+    let limit = shared.settings.max_body;
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain; charset=utf-8",
+            format!("the request body is larger than the {limit} bytes this gateway passes on\n"),
+        );
+    }
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let upstream_req = Request::from_parts(parts, Counted::new(limited, allowed.bytes_in.clone()));
+    let resp = match tokio::time::timeout(
+        shared.settings.upstream_timeout,
+        shared.client.request(upstream_req),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             tracing::warn!(app = %target.name, error = %e, "app gateway: upstream request failed");
             return bad_gateway("connection failed");
+        }
+        Err(_) => {
+            tracing::warn!(app = %target.name, "app gateway: the app did not answer in time");
+            return plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "text/plain; charset=utf-8",
+                "the app did not answer in time\n".into(),
+            );
         }
     };
     if let Some(on_client) = client_upgrade

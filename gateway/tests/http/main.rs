@@ -158,6 +158,8 @@ async fn world() -> World {
                 header_timeout: std::time::Duration::from_secs(5),
                 recordings_dir: recordings.clone(),
                 strict_recording: true,
+                max_body: 1024,
+                upstream_timeout: std::time::Duration::from_secs(60),
             },
             key.clone(),
             signer.clone(),
@@ -630,4 +632,27 @@ async fn security_a_vaulted_app_credential_replaces_the_clients_authorization() 
             .iter()
             .any(|e| e.details.contains("app-shared-s3cret"))
     );
+}
+
+/// A body larger than the gateway passes on, declared as such: 413, and nothing reaches the app.
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let r = send
+        .send_request(
+            hyper::Request::post("/upload")
+                .header("host", "echo.apps.test:8443")
+                .header("cookie", format!("__Host-gh_app={cookie}"))
+                .body(Full::new(Bytes::from(vec![b'x'; 4096])))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
 }
