@@ -26,6 +26,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ssh_user_ca_key: keys_dir.join("ssh_user_ca"),
         ssh_client_ca_key: keys_dir.join("ssh_client_ca"),
         sealing_key: keys_dir.join("secrets.key"),
+        apps_tls_cert: keys_dir.join("apps-cert.pem"),
+        apps_tls_key: keys_dir.join("apps-key.pem"),
+        app_assertion_key: keys_dir.join("app-assertion-key.pem"),
         recordings_dir: dir.join("recordings"),
         ..settings
     };
@@ -46,6 +49,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         listener,
         sandbox_key,
         ca.public_key().clone(),
+        stop.clone(),
+    ));
+
+    // The demo web app, behind the app gateway as `hello`.
+    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen for the demo app")?;
+    let app_addr = app_listener.local_addr()?;
+    tokio::spawn(gatehouse_gateway::sandbox_app::serve(
+        app_listener,
         stop.clone(),
     ));
 
@@ -76,6 +89,23 @@ kind = "ssh"
 address = "{sandbox_addr}"
 host_key = "{sandbox_line}"
 labels = {{ env = "demo" }}
+
+[[targets]]
+name = "hello"
+kind = "http"
+address = "http://{app_addr}"
+description = "The demo web app: shows who the app gateway says you are"
+
+[[roles]]
+name = "hello-users"
+description = "The demo web app, for alice"
+targets = {{ names = ["hello"] }}
+protocols = ["http"]
+
+[[assignments]]
+role = "hello-users"
+to = "alice"
+kind = "standing"
 
 [[roles]]
 name = "sandbox-user"
@@ -138,8 +168,13 @@ kind = "eligible"
     let recordings = settings.recordings_dir.clone();
     let banner = move |bound: crate::serve::Bound| {
         let (host, port) = (bound.ssh.ip(), bound.ssh.port());
+        let app = match &bound.apps {
+            Some((domain, 443)) => format!("\nDemo web app (alice): https://hello.{domain}/\n"),
+            Some((domain, p)) => format!("\nDemo web app (alice): https://hello.{domain}:{p}/\n"),
+            None => String::new(),
+        };
         eprintln!(
-            "\nGatehouse demo (data in {dir}). Paste this to open a recorded session on the sandbox:\n\n    ssh -i {key} -p {port} demo@sandbox@{host}\n\nOr `ssh -i {key} -p {port} {host}` to see what alice may reach. Recordings land in {rec}; check one with\n`gatehouse --data-dir {dir} recordings verify FILE.cast`.\n\nWeb UI: {web} — sign in as alice / {alice_pw} (request sandbox-root) or bob / {bob_pw}\n(approves, replays and watches sessions). The certificate is self-signed: accept it in the browser.\nStop with Ctrl-C.\n",
+            "\nGatehouse demo (data in {dir}). Paste this to open a recorded session on the sandbox:\n\n    ssh -i {key} -p {port} demo@sandbox@{host}\n\nOr `ssh -i {key} -p {port} {host}` to see what alice may reach. Recordings land in {rec}; check one with\n`gatehouse --data-dir {dir} recordings verify FILE.cast`.\n\nWeb UI: {web} — sign in as alice / {alice_pw} (request sandbox-root) or bob / {bob_pw}\n(approves, replays and watches sessions; as a reviewer bob first sets up an authenticator app).\nThe certificates are self-signed: accept them in the browser.\n{app}Stop with Ctrl-C.\n",
             dir = dir.display(),
             key = key_path.display(),
             rec = recordings.display(),

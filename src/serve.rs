@@ -18,6 +18,8 @@ pub struct Bound {
     /// Where browsers reach the web UI (`https://localhost:PORT` by default).
     pub web_url: String,
     pub ssh: std::net::SocketAddr,
+    /// The app gateway's domain and public port, when it runs.
+    pub apps: Option<(String, u16)>,
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -270,6 +272,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
     ready(Bound {
         web_url: origin.as_str().trim_end_matches('/').to_string(),
         ssh: ssh_addr,
+        apps: apps_web.as_ref().map(|a| (a.domain.clone(), a.port)),
     });
     let ssh = tokio::spawn(gatehouse_gateway::ssh::serve(
         ssh_listener,

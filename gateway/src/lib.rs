@@ -5,6 +5,7 @@
 pub mod error;
 pub mod keys;
 pub mod sandbox;
+pub mod sandbox_app;
 
 pub use error::{Error, Result};
 pub mod enforce;

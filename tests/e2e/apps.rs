@@ -178,3 +178,30 @@ async fn recordings_verify_checks_an_app_request_log() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.starts_with("FAILED: "), "{said}");
 }
+
+/// `gatehouse demo` puts its web app behind the app gateway as `hello` and says where.
+#[tokio::test]
+async fn the_demo_serves_its_web_app_behind_the_app_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_command("demo", dir.path(), &[], &[]).await;
+    let port = server.apps.port();
+    let cert = dir.path().join("demo/keys/apps-cert.pem");
+    let client = http_builder(&[&cert])
+        .resolve("hello.apps.localhost", server.apps)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://hello.apps.localhost:{port}/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "sent to sign in");
+    let banner = server.log();
+    assert!(
+        banner.contains(&format!("https://hello.apps.localhost:{port}/")),
+        "{banner}"
+    );
+    server.stop();
+}
