@@ -363,6 +363,58 @@ pub fn parse(text: &str) -> std::result::Result<(Header, Vec<Line>), String> {
     Ok((header, out))
 }
 
+/// Most lines [`read`] takes from one log (the header not counted).
+pub const MAX_LINES: usize = 100_000;
+/// Most bytes [`read`] looks at in one log.
+pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// A request log read back for display: the header when it parses, the lines that parse, how
+/// many did not, and whether the log was cut at [`MAX_LINES`] or [`MAX_BYTES`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Log {
+    pub header: Option<Header>,
+    pub lines: Vec<Line>,
+    /// Lines that were not JSON of the expected shape (skipped).
+    pub malformed: usize,
+    /// More lines (or bytes) were in the file than were read.
+    pub truncated: bool,
+}
+
+/// Reads a request log leniently and boundedly: at most `max_lines` lines after the header and
+/// `max_bytes` bytes (a partial last line is left out); a line that does not parse is skipped and
+/// counted, never an error. For a strict check use [`parse`].
+pub fn read(text: &str, max_lines: usize, max_bytes: usize) -> Log {
+    let mut log = Log::default();
+    let mut text = text;
+    if text.len() > max_bytes {
+        let mut cut = max_bytes;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // Only whole lines: up to the last newline inside the limit.
+        text = &text[..text[..cut].rfind('\n').map_or(0, |n| n + 1)];
+        log.truncated = true;
+    }
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    if let Some(first) = lines.next() {
+        match serde_json::from_str::<Header>(first) {
+            Ok(h) if h.format == FORMAT => log.header = Some(h),
+            _ => log.malformed += 1,
+        }
+    }
+    for line in lines {
+        if log.lines.len() >= max_lines {
+            log.truncated = true;
+            break;
+        }
+        match serde_json::from_str::<Line>(line) {
+            Ok(l) if l.t.is_finite() => log.lines.push(l),
+            _ => log.malformed += 1,
+        }
+    }
+    log
+}
+
 /// Where a session's request log lives under the recordings directory: `YYYY/MM/DD/ID.requests.jsonl`.
 pub fn relative_path(started_ms: i64, session_id: &str) -> PathBuf {
     let day = chrono::DateTime::from_timestamp_millis(started_ms)
@@ -434,5 +486,51 @@ mod tests {
         assert_eq!(lines[0].path.as_deref(), Some("/d?token=***&q=1"));
         assert_eq!(lines[0].bytes_out, Some(512));
         assert_eq!(lines[3].reason.as_deref(), Some("logout"));
+    }
+
+    #[test]
+    fn reading_skips_and_counts_malformed_lines_and_stops_at_its_bounds() {
+        let text = concat!(
+            r#"{"format":"gatehouse-requests/1","session":"s1","identity":"alice","app":"grafana","timestamp":0}"#,
+            "\n",
+            r#"{"t":0.5,"event":"request","method":"GET","path":"/a","status":200,"bytes_in":0,"bytes_out":9,"duration_ms":2}"#,
+            "\nnot json at all\n",
+            r#"{"t":"soon","event":"request"}"#,
+            "\n\n",
+            r#"{"t":1.0,"event":"ws_open","path":"/ws"}"#,
+            "\n",
+            r#"{"t":2.0,"event":"end","reason":"logout"}"#,
+            "\n",
+        );
+        let log = read(text, MAX_LINES, MAX_BYTES);
+        assert_eq!(log.header.as_ref().map(|h| h.app.as_str()), Some("grafana"));
+        assert_eq!(log.malformed, 2);
+        assert!(!log.truncated);
+        let events: Vec<&str> = log.lines.iter().map(|l| l.event.as_str()).collect();
+        assert_eq!(events, ["request", "ws_open", "end"]);
+        assert_eq!(log.lines[0].status, Some(200));
+
+        let cut = read(text, 1, MAX_BYTES);
+        assert_eq!(cut.lines.len(), 1);
+        assert!(cut.truncated);
+        // A byte bound inside the third line keeps only whole lines before it.
+        let at = text.find("not json").unwrap() + 3;
+        let cut = read(text, MAX_LINES, at);
+        assert_eq!(cut.lines.len(), 1);
+        assert_eq!(cut.malformed, 0);
+        assert!(cut.truncated);
+
+        // No header, garbage, empty, a multi-byte character at the byte bound: never a panic.
+        let bad = read("é{\n\u{0}\n", MAX_LINES, 1);
+        assert_eq!(
+            bad,
+            Log {
+                truncated: true,
+                ..Log::default()
+            }
+        );
+        let bad = read("{}\n[]\n", MAX_LINES, MAX_BYTES);
+        assert_eq!((bad.header, bad.malformed, bad.lines.len()), (None, 2, 0));
+        assert_eq!(read("", 10, 10), Log::default());
     }
 }

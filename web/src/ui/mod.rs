@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+mod app_replay;
 mod approvals;
 mod apps;
 mod assets;

@@ -1,9 +1,12 @@
 //! The security reviewer's pages: sessions with filters and full-text search over what was
 //! typed and shown, the replay page (asciinema-player served from the binary, a command timeline
 //! that seeks it, the recording's signature checked), downloads of cast and manifest, the live
-//! view over a websocket, and terminating a live session. Every route here needs the
+//! view over a websocket, and terminating a live session. App sessions (protocol `http`) have a
+//! request log instead of a cast: their replay page is [`super::app_replay`], their search
+//! covers request paths, and the cast download serves the log. Every route here needs the
 //! `reviewer` privilege (checked by the access layer).
 
+use super::app_replay;
 use super::{Chrome, PageError, PageResult, Signed, begin, conn, render, when};
 use crate::AppState;
 use crate::error::ApiError;
@@ -16,6 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use gatehouse_broker::sessions::{self, Filter, Session};
 use gatehouse_recordings::index::{self, Command, Index};
+use gatehouse_recordings::requests;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,11 +85,17 @@ impl ListPage {
     }
 }
 
-/// The cast file of a session (ended: as recorded; live: where it is being written), if the
-/// path stays inside the recordings directory.
+/// Whether a session is an app session (a request log, not a cast).
+fn is_app(s: &Session) -> bool {
+    s.protocol == "http"
+}
+
+/// The cast file (an app session's request log) of a session (ended: as recorded; live: where
+/// it is being written), if the path stays inside the recordings directory.
 fn cast_path(state: &AppState, s: &Session) -> Option<PathBuf> {
     let rel = match &s.recording {
         Some(r) => PathBuf::from(r),
+        None if is_app(s) => requests::relative_path(s.started_at_ms, &s.id),
         None => index::relative_cast_path(s.started_at_ms, &s.id),
     };
     if rel.is_absolute()
@@ -110,15 +120,12 @@ async fn index_of(state: &AppState, s: &Session) -> Option<Arc<Index>> {
         return Some(hit);
     }
     let path = cast_path(state, s)?;
-    let text = tokio::fs::read_to_string(&path).await.ok()?;
-    let idx = tokio::task::spawn_blocking(move || {
-        gatehouse_recordings::cast::parse(&text)
-            .ok()
-            .map(|(_, events)| Arc::new(index::index(&events)))
-    })
-    .await
-    .ok()
-    .flatten()?;
+    let idx = if is_app(s) {
+        let log = app_replay::read_log(&path).await?;
+        Arc::new(app_replay::index(&log))
+    } else {
+        cast_index(&path).await?
+    };
     if s.ended_at_ms.is_some()
         && let Ok(mut c) = state.web.indexes.lock()
     {
@@ -128,6 +135,19 @@ async fn index_of(state: &AppState, s: &Session) -> Option<Arc<Index>> {
         c.insert(s.id.clone(), idx.clone());
     }
     Some(idx)
+}
+
+/// The index of a cast file.
+async fn cast_index(path: &std::path::Path) -> Option<Arc<Index>> {
+    let text = tokio::fs::read_to_string(path).await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        gatehouse_recordings::cast::parse(&text)
+            .ok()
+            .map(|(_, events)| Arc::new(index::index(&events)))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Where `needle` (lower case) occurs in the index: a short excerpt. Each line is lowercased
@@ -242,17 +262,49 @@ impl ReplayPage {
     }
 }
 
-async fn replay(State(state): State<AppState>, s: Signed, Path(id): Path<String>) -> PageResult {
+async fn replay(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<String>,
+    Query(f): Query<app_replay::Filters>,
+) -> PageResult {
     let sess = session(&state, &id).await?;
     let path = cast_path(&state, &sess);
+    let checked = check_signature(&state, &sess, path.as_ref()).await;
+    let page = s.chrome(&state, "Session", "sessions").await?;
+    if is_app(&sess) {
+        return app_replay::page(page, sess, f, path.as_deref(), checked).await;
+    }
     let has_cast = path.as_ref().is_some_and(|p| p.exists());
-    let (signature, signed_sha256) = if sess.ended_at_ms.is_none() {
+    let (signature, signed_sha256) = checked;
+    let commands = match index_of(&state, &sess).await {
+        Some(idx) => idx.commands.clone(),
+        None => Vec::new(),
+    };
+    render(&ReplayPage {
+        page,
+        s: sess,
+        commands,
+        has_cast,
+        signature,
+        signed_sha256,
+    })
+}
+
+/// The recording's signature check, as shown: (`verified` or why not, or pending while live;
+/// the signed SHA-256 when verified).
+async fn check_signature(
+    state: &AppState,
+    sess: &Session,
+    path: Option<&PathBuf>,
+) -> (String, String) {
+    if sess.ended_at_ms.is_none() {
         (
             "pending: the manifest is signed when the session ends".to_string(),
             String::new(),
         )
     } else {
-        match (&path, &state.web.recording_key) {
+        match (path, &state.web.recording_key) {
             (Some(p), Some(key)) => {
                 let p = p.clone();
                 let key = *key;
@@ -272,19 +324,7 @@ async fn replay(State(state): State<AppState>, s: Signed, Path(id): Path<String>
                 String::new(),
             ),
         }
-    };
-    let commands = match index_of(&state, &sess).await {
-        Some(idx) => idx.commands.clone(),
-        None => Vec::new(),
-    };
-    render(&ReplayPage {
-        page: s.chrome(&state, "Session", "sessions").await?,
-        s: sess,
-        commands,
-        has_cast,
-        signature,
-        signed_sha256,
-    })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -321,13 +361,15 @@ async fn cast(
     let sess = session(&state, &id).await?;
     let path = cast_path(&state, &sess)
         .ok_or_else(|| PageError::from(gatehouse_broker::Error::NotFound("recording".into())))?;
-    Ok(file_response(
-        path,
-        "application/x-asciicast",
-        format!("{id}.cast"),
-        d.download.is_some(),
-    )
-    .await)
+    let (mime, name) = if is_app(&sess) {
+        (
+            "application/jsonl; charset=utf-8",
+            format!("{id}{}", requests::EXTENSION),
+        )
+    } else {
+        ("application/x-asciicast", format!("{id}.cast"))
+    };
+    Ok(file_response(path, mime, name, d.download.is_some()).await)
 }
 
 async fn manifest(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {

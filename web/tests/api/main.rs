@@ -11,6 +11,7 @@ use gatehouse_web::{AppState, WebConfig, router};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+mod app_replay;
 mod approval_form;
 mod approvals;
 mod apps;
