@@ -252,17 +252,53 @@ async fn web_session(
     id: &str,
     now_ms: i64,
 ) -> Result<Option<(i64, Option<i64>)>> {
-    let row = sqlx::query("SELECT expires_at, mfa_at, stage FROM web_sessions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT expires_at, mfa_at, stage, last_seen_at FROM web_sessions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let expires: i64 = row.try_get(0)?;
     let stage: String = row.try_get(2)?;
-    if now_ms >= expires || stage != "active" {
+    let last_seen: i64 = row.try_get(3)?;
+    // The browser session's idle timeout holds for its app sessions too; using an app is
+    // activity on it (the timer moves at most once every 10 s).
+    let idle = crate::web_sessions::Timeouts::default().idle_ms;
+    if now_ms >= expires || stage != "active" || now_ms - last_seen >= idle {
         return Ok(None);
     }
+    if now_ms - last_seen >= 10_000 {
+        sqlx::query("UPDATE web_sessions SET last_seen_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(Some((expires, row.try_get(1)?)))
+}
+
+/// Whether the app session `id` (the cookie's hash) still lives: not ended or expired, its
+/// browser session live (not signed out, expired, idle or ended by a factor change) and its
+/// identity active. The gateway's sweep ends the recorded sessions (and their websockets) of
+/// those that no longer do.
+pub async fn alive(conn: &mut AnyConnection, id: &str, now_ms: i64) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT s.web_session_id, s.expires_at, s.ended_at, i.status FROM app_sessions s \
+         JOIN identities i ON i.id = s.identity_id WHERE s.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let ended: Option<i64> = row.try_get(2)?;
+    let expires: i64 = row.try_get(1)?;
+    let status: String = row.try_get(3)?;
+    if ended.is_some() || now_ms >= expires || status != "active" {
+        return Ok(false);
+    }
+    let web: String = row.try_get(0)?;
+    Ok(web_session(conn, &web, now_ms).await?.is_some())
 }
 
 /// The live app session behind an app host's cookie, for that app only, with its identity:

@@ -54,6 +54,10 @@ pub struct AppSettings {
     pub email_header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups_header: Option<String>,
+    /// More headers the app trusts (e.g. Grafana's `X-WEBAUTH-ROLE`): the client's copies are
+    /// dropped, and Gatehouse sets none of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strip_headers: Vec<String>,
 }
 
 impl AppSettings {
@@ -62,6 +66,7 @@ impl AppSettings {
         for name in [&self.user_header, &self.email_header, &self.groups_header]
             .into_iter()
             .flatten()
+            .chain(self.strip_headers.iter())
         {
             let lower = name.to_ascii_lowercase();
             let token = !name.is_empty()

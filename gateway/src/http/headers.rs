@@ -20,19 +20,27 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Forwarding headers only Gatehouse sets.
+/// Forwarding and proxy-identity headers only Gatehouse sets (or nobody may): exact names.
 const FORWARDING: &[&str] = &[
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-uri",
-    "x-original-url",
     "x-rewrite-url",
     "x-real-ip",
     "x-client-ip",
+    "remote-user",
+    "x-remote-user",
+    "x-remote-group",
+    "x-user",
+    "x-email",
+];
+
+/// Prefixes of headers that proxies in front of apps set and apps trust: every one of them
+/// (`X-Forwarded-User`, `X-Forwarded-Groups` that Jenkins' proxy auth reads, `X-Original-Uri`,
+/// oauth2-proxy's `X-Auth-Request-*`) is dropped from the client's request.
+const PROXY_PREFIXES: &[&str] = &[
+    "x-forwarded-",
+    "x-original-",
+    "x-auth-request-",
+    "x-gatehouse-",
 ];
 
 /// Cookie names of Gatehouse's app hosts; never forwarded to the app.
@@ -62,7 +70,7 @@ pub fn strip_client(headers: &mut HeaderMap, identity_headers: &[String]) {
             let n = normalised(name.as_str());
             HOP_BY_HOP.contains(&n.as_str())
                 || FORWARDING.contains(&n.as_str())
-                || n.starts_with("x-gatehouse-")
+                || PROXY_PREFIXES.iter().any(|p| n.starts_with(p))
                 || identity.contains(&n)
                 || listed.contains(&n)
         })
@@ -153,6 +161,81 @@ pub fn set_gatehouse(headers: &mut HeaderMap, who: &Identity, names: &Names, fwd
     put("x-forwarded-for", &fwd.client_ip.to_string());
     put("x-forwarded-proto", "https");
     put("x-forwarded-host", &fwd.host);
+}
+
+/// What an app may set as cookies: never one of Gatehouse's own (`__Host-gh_app…`), and only
+/// for its own host: a `Domain` attribute is removed, so one app cannot set cookies every other
+/// app host receives (cookie tossing, fixation, or filling every app's headers).
+pub fn host_only_cookies(headers: &mut HeaderMap) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|c| {
+            let name = c.split('=').next().unwrap_or_default().trim();
+            !COOKIE_PREFIXES.iter().any(|p| name.starts_with(p))
+        })
+        .filter_map(|c| {
+            let parts: Vec<&str> = c
+                .split(';')
+                .filter(|attr| {
+                    !attr
+                        .trim()
+                        .get(..7)
+                        .is_some_and(|a| a.eq_ignore_ascii_case("domain="))
+                })
+                .collect();
+            HeaderValue::from_str(&parts.join(";")).ok()
+        })
+        .collect();
+    headers.remove(http::header::SET_COOKIE);
+    for v in kept {
+        headers.append(http::header::SET_COOKIE, v);
+    }
+}
+
+/// Whether `path` is in the one form conditions are decided on and the app is asked for: no
+/// empty, `.` or `..` segments, no `;` parameters, no backslash, and no percent-encoding of an
+/// unreserved character, `/`, `\` or `.` (`/%61dmin`, `/a%2f..`). Anything else could name the
+/// same resource to the app as a path a condition refused under another spelling; it is refused.
+pub fn path_is_normal(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains(['\\', ';']) {
+        return false;
+    }
+    if path != "/" {
+        // The segments between slashes; one trailing slash (an empty last segment) is fine.
+        let body = &path[1..];
+        let body = body.strip_suffix('/').unwrap_or(body);
+        if body.is_empty()
+            || body
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return false;
+        }
+    }
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            match path
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(b)
+                    if b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\') =>
+                {
+                    return false;
+                }
+                Some(_) => i += 3,
+                None => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 /// Removes hop-by-hop headers (and those the app's `Connection` lists) from a response.
@@ -264,6 +347,76 @@ mod tests {
         assert_eq!(h["x-gatehouse-user"], "alice");
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert!(h.get("connection").is_none());
+    }
+
+    #[test]
+    fn security_proxy_identity_headers_of_any_proxy_are_dropped() {
+        let mut h = client(&[
+            ("X-Forwarded-User", "admin"),
+            ("X_Forwarded_Groups", "admins"),
+            ("X-Forwarded-Email", "admin@example.com"),
+            ("X-Original-Uri", "/admin"),
+            ("X-Auth-Request-User", "admin"),
+            ("Remote-User", "admin"),
+            ("Accept", "*/*"),
+        ]);
+        strip_client(&mut h, &[]);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+    }
+
+    #[test]
+    fn security_only_normal_paths_are_decided_and_passed_on() {
+        for ok in [
+            "/",
+            "/admin",
+            "/d/home/",
+            "/a%20b",
+            "/api/v1/x%3Fy",
+            "/%C3%A9t%C3%A9",
+        ] {
+            assert!(path_is_normal(ok), "{ok}");
+        }
+        for bad in [
+            "//admin",
+            "/./admin",
+            "/x/../admin",
+            "/admin/..",
+            "/;x/admin",
+            "/admin;jsessionid=1",
+            "/%61dmin",
+            "/a%2fadmin",
+            "/a%2Fb",
+            "/%2e%2e/admin",
+            "/a\\b",
+            "/%5cadmin",
+            "/%zz",
+            "/%4",
+            "//",
+            "/a//b",
+        ] {
+            assert!(!path_is_normal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn security_apps_set_only_host_only_cookies_of_their_own() {
+        let mut h = HeaderMap::new();
+        for c in [
+            "grafana_session=abc; Path=/; Domain=apps.localhost; HttpOnly",
+            "__Host-gh_app=fixed; Path=/; Secure",
+            "gh_app_state=x",
+            "theme=dark; domain=.apps.localhost",
+        ] {
+            h.append(http::header::SET_COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        host_only_cookies(&mut h);
+        let got: Vec<&str> = h
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(got, ["grafana_session=abc; Path=/; HttpOnly", "theme=dark"]);
     }
 
     #[test]

@@ -269,6 +269,23 @@ async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) 
             );
         }
     };
+    // TRACE would echo the request back, the injected credential and the assertion included.
+    if matches!(req.method().as_str(), "TRACE" | "TRACK" | "CONNECT") {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "method not allowed\n".into(),
+        );
+    }
+    // One spelling of a path only: what a condition is decided on is what the app is asked for
+    // (`//admin`, `/%61dmin`, `/./admin`, `/admin;x` would pass a rule on `/admin*`).
+    if !headers::path_is_normal(req.uri().path()) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "bad request: the path is not in normal form\n".into(),
+        );
+    }
     match req.uri().path() {
         signin::CALLBACK => return signin::callback(shared, &target, &req).await,
         signin::LOGOUT => return signin::logout(shared, &target, &req).await,

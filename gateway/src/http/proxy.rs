@@ -126,6 +126,7 @@ pub async fn forward(
     let configured: Vec<String> = [&app.user_header, &app.email_header, &app.groups_header]
         .into_iter()
         .flatten()
+        .chain(app.strip_headers.iter())
         .cloned()
         .collect();
     headers::strip_client(&mut parts.headers, &configured);
@@ -241,6 +242,7 @@ pub async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     headers::strip_response(&mut parts.headers);
+    headers::host_only_cookies(&mut parts.headers);
     rewrite_location(&mut parts.headers, target, public_authority);
     Response::from_parts(parts, body.boxed())
 }
@@ -314,7 +316,8 @@ fn join_websocket(
             reason.as_deref(),
         );
     });
-    let (parts, _) = resp.into_parts();
+    let (mut parts, _) = resp.into_parts();
+    headers::host_only_cookies(&mut parts.headers);
     let mut out = Response::from_parts(
         parts,
         http_body_util::Empty::new()

@@ -481,22 +481,40 @@ pub async fn end_all(shared: &Shared, reason: &str) {
     }
 }
 
-/// Ends the recorded app sessions past their app session's expiry.
+/// Ends the recorded app sessions past their app session's expiry, and those whose app session
+/// is gone (signed out of the web UI, idle there, a factor change, logout elsewhere), with
+/// their open websockets.
 pub async fn sweep(shared: &Shared) {
     let now = shared.clock.now_ms();
-    let expired: Vec<String> = shared
+    let (expired, live): (Vec<String>, Vec<String>) = shared
         .recorders
         .map
         .lock()
         .map(|m| {
-            m.iter()
-                .filter(|(_, r)| r.expires_at_ms <= now)
-                .map(|(k, _)| k.clone())
-                .collect()
+            let (e, l): (Vec<_>, Vec<_>) = m.iter().partition(|(_, r)| r.expires_at_ms <= now);
+            (
+                e.into_iter().map(|(k, _)| k.clone()).collect(),
+                l.into_iter().map(|(k, _)| k.clone()).collect(),
+            )
         })
         .unwrap_or_default();
     for k in expired {
         end(shared, &k, "app_session_expired").await;
+    }
+    for k in live {
+        let alive = match shared.store.pool().acquire().await {
+            Ok(mut c) => gatehouse_broker::apps::alive(&mut c, &k, now).await,
+            Err(e) => Err(e.into()),
+        };
+        match alive {
+            Ok(true) => {}
+            Ok(false) => end(shared, &k, "session_ended").await,
+            // Fail closed: a session that cannot be checked ends.
+            Err(e) => {
+                tracing::warn!(error = %e, "app gateway: cannot check an app session; ending it");
+                end(shared, &k, "access_check_failed").await;
+            }
+        }
     }
 }
 

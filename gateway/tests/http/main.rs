@@ -93,6 +93,14 @@ async fn echo_upstream() -> SocketAddr {
                         let body =
                             serde_json::json!({ "path": req.uri().to_string(), "headers": h });
                         let mut r = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+                        if req.uri().path() == "/cookie" {
+                            for c in [
+                                "sid=1; Path=/; Domain=apps.test; HttpOnly",
+                                "__Host-gh_app=fixed; Path=/; Secure",
+                            ] {
+                                r.headers_mut().append("set-cookie", c.parse().unwrap());
+                            }
+                        }
                         if req.uri().path() == "/go-home" {
                             *r.status_mut() = hyper::StatusCode::FOUND;
                             r.headers_mut()
@@ -655,4 +663,43 @@ async fn a_declared_body_over_the_limit_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+}
+
+/// One spelling of a path only; no TRACE; an app sets only host-only cookies of its own.
+#[tokio::test]
+async fn security_odd_paths_trace_and_app_cookies_for_other_hosts_are_refused() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let c = format!("__Host-gh_app={cookie}");
+    for path in ["//admin", "/%61dmin", "/./admin", "/x/../admin", "/admin;x"] {
+        let got = get(&w, "echo.apps.test:8443", path, &[("cookie", &c)]).await;
+        assert_eq!(got.status, 400, "{path}");
+    }
+    let s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let r = send
+        .send_request(
+            hyper::Request::builder()
+                .method("TRACE")
+                .uri("/")
+                .header("host", "echo.apps.test:8443")
+                .header("cookie", &c)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let got = get(&w, "echo.apps.test:8443", "/cookie", &[("cookie", &c)]).await;
+    assert_eq!(got.status, 200);
+    let set: Vec<&str> = got
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(set, ["sid=1; Path=/; HttpOnly"]);
 }

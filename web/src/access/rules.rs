@@ -219,7 +219,7 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         Method::GET,
         "/sessions/{id}/cast",
         REVIEWER,
-        "A session's recording (asciicast v2)",
+        "A session's recording (asciicast v2, or an app session's request log as JSON lines)",
     ),
     (
         Method::GET,
