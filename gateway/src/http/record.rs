@@ -575,15 +575,20 @@ pub struct Logged {
     out: u64,
     status: u16,
     pending: Option<Pending>,
+    /// Resolves when the app session's recording ends (its access ended, Terminate, logout):
+    /// a long response (server-sent events, a download) is cut off then.
+    ended: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
 impl Logged {
     pub fn new(inner: super::Body, status: u16, pending: Pending) -> Self {
+        let ended = Box::pin(pending.rec.closed.clone().cancelled_owned());
         Logged {
             inner,
             out: 0,
             status,
             pending: Some(pending),
+            ended,
         }
     }
 }
@@ -596,6 +601,10 @@ impl HttpBody for Logged {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if self.ended.as_mut().poll(cx).is_ready() {
+            self.log();
+            return Poll::Ready(None);
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(f))) => {

@@ -703,3 +703,82 @@ async fn security_odd_paths_trace_and_app_cookies_for_other_hosts_are_refused() 
         .collect();
     assert_eq!(set, ["sid=1; Path=/; HttpOnly"]);
 }
+
+/// A long response (server-sent events) is cut off when its access ends, like a websocket.
+#[tokio::test]
+async fn a_long_response_ends_when_its_access_does() {
+    let w = world().await;
+    // An upstream that starts an event stream and never ends it.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                          transfer-encoding: chunked\r\n\r\n7\r\ndata: 1\r\n",
+                    )
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            });
+        }
+    });
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let mut other = gatehouse_broker::targets::by_name(&mut c, "other")
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    other.address = format!("http://{addr}");
+    let mut tx = w.db.store.begin().await.unwrap();
+    gatehouse_broker::targets::update(
+        &mut tx,
+        &Actor::Cli,
+        SystemClock.now_ms(),
+        gatehouse_broker::targets::NewTarget {
+            name: other.name.clone(),
+            kind: other.kind,
+            address: other.address.clone(),
+            app: other.app.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let cookie = sign_in(&w, "alice", "other").await;
+    let s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let r = send
+        .send_request(
+            hyper::Request::get("/events")
+                .header("host", "other.apps.test:8443")
+                .header("cookie", format!("__Host-gh_app={cookie}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.data_ref().unwrap().as_ref(), b"data: 1");
+    revoke_alice(&w).await;
+    // The stream ends (a guard against hanging, not a measurement).
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match body.frame().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream outlived the access");
+}
