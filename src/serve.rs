@@ -108,10 +108,6 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         .local_addr()
         .context("reading the SSH listen address")?;
     tracing::info!(addr = %ssh_addr, host_key = %gatehouse_gateway::keys::fingerprint(host_key.public_key()), "ssh listener bound");
-    let apps = match settings.app_listen {
-        Some(at) => Some(app_listener(&settings, at).await?),
-        None => None,
-    };
 
     let bootstrap_token = std::env::var("GATEHOUSE_BOOTSTRAP_TOKEN")
         .ok()
@@ -141,6 +137,12 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         }
     }
 
+    // Bound after the first administrator exists: whoever waits for every listener (the tests,
+    // a supervisor) finds the server ready.
+    let apps = match settings.app_listen {
+        Some(at) => Some(app_listener(&settings, at).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::spawn(crate::background::webhooks(
