@@ -19,8 +19,9 @@ if [ "${1:-build}" = test ] || [ "${1:-build}" = bench ]; then
 fi
 if [ "${1:-build}" = bench ]; then
   # bc does the benchmarks' arithmetic (socat, above, is the plain TCP relay the SSH benchmark
-  # sets beside the gateway), perf profiles on request.
-  packages+=(bc linux-perf)
+  # sets beside the gateway), perf profiles on request; nginx is the app benchmark's upstream and
+  # its anchor (a reverse proxy that does no auth), wrk its HTTP load generator.
+  packages+=(bc linux-perf nginx wrk)
 fi
 
 missing=()
