@@ -109,13 +109,14 @@ pub async fn forward(
     } else {
         Vec::new()
     };
-    let assertion = assertion(shared, target, who, &allowed.grant).await;
+    // The groups, read once for the header and the assertion.
     let groups = match shared.store.pool().acquire().await {
         Ok(mut c) => gatehouse_broker::groups::of_identity(&mut c, &who.identity.username)
             .await
             .unwrap_or_default(),
         Err(_) => Vec::new(),
     };
+    let assertion = assertion(shared, target, who, &allowed.grant, groups.clone());
     let client_upgrade = if upgrade {
         Some(hyper::upgrade::on(&mut req))
     } else {
@@ -394,14 +395,14 @@ fn rewrite_location(headers: &mut hyper::HeaderMap, target: &Target, public_auth
 
 /// The identity assertion for this request (empty if it cannot be made: the app then sees no
 /// assertion rather than a stale one).
-async fn assertion(shared: &Shared, target: &Target, who: &Who, grant: &GrantRef) -> String {
+fn assertion(
+    shared: &Shared,
+    target: &Target,
+    who: &Who,
+    grant: &GrantRef,
+    groups: Vec<String>,
+) -> String {
     let now_s = shared.clock.now_ms() / 1000;
-    let groups = match shared.store.pool().acquire().await {
-        Ok(mut c) => gatehouse_broker::groups::of_identity(&mut c, &who.identity.username)
-            .await
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
     let claims = Claims {
         iss: shared.settings.web_origin.trim_end_matches('/').to_string(),
         sub: who.identity.username.clone(),
