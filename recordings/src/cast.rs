@@ -4,21 +4,15 @@
 //! once a second, so a crash loses about a second; the SHA-256 and size of every byte written are
 //! kept for the manifest.
 
+use crate::lines::LineFile;
 use crate::utf8::Utf8Carry;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Buffered bytes that make a write to the file before the next flush is due.
-pub const BUFFER_BYTES: usize = 64 * 1024;
-/// A buffer that grew past this is released at each timed flush: an idle session keeps none.
-const KEEP_BYTES: usize = 4 * 1024;
-/// The longest buffered data may wait before it reaches the file.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+pub use crate::lines::{BUFFER_BYTES, FLUSH_EVERY};
 
 /// The first line of a cast.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,17 +51,10 @@ pub struct Summary {
 
 /// Writes one cast as the session runs.
 pub struct CastWriter {
-    path: PathBuf,
-    /// Always here except while a write runs on the blocking pool (then back with the buffer).
-    file: Option<std::fs::File>,
-    buf: Vec<u8>,
-    hasher: Sha256,
-    size: u64,
+    file: LineFile,
     started: Instant,
     out_carry: Utf8Carry,
     in_carry: Utf8Carry,
-    dirty: bool,
-    last_flush: Instant,
 }
 
 impl std::fmt::Debug for CastWriter {
@@ -75,69 +62,35 @@ impl std::fmt::Debug for CastWriter {
         write!(
             f,
             "CastWriter({}, {} bytes)",
-            self.path.display(),
-            self.size
+            self.file.path().display(),
+            self.file.size()
         )
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
     }
 }
 
 impl CastWriter {
     /// Creates the file (never over an existing one; parent directories too) and writes the header.
     pub async fn create(path: &Path, header: &Header) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
-        }
-        let mut open = tokio::fs::OpenOptions::new();
-        open.write(true).create_new(true);
-        #[cfg(unix)]
-        open.mode(0o640);
-        let file = open.open(path).await.map_err(io(path))?.into_std().await;
-        let now = Instant::now();
-        let mut w = CastWriter {
-            path: path.to_path_buf(),
-            file: Some(file),
-            buf: Vec::new(),
-            hasher: Sha256::new(),
-            size: 0,
-            started: now,
+        let line = serde_json::to_string(header).map_err(|e| Error::Encode(e.to_string()))?;
+        Ok(CastWriter {
+            file: LineFile::create(path, &line).await?,
+            started: Instant::now(),
             out_carry: Utf8Carry::default(),
             in_carry: Utf8Carry::default(),
-            dirty: false,
-            last_flush: now,
-        };
-        let line = serde_json::to_string(header).map_err(|e| Error::Encode(e.to_string()))?;
-        w.line(&line).await?;
-        w.flush().await?;
-        Ok(w)
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
-        self.size
+        self.file.size()
     }
 
     async fn line(&mut self, line: &str) -> Result<()> {
-        self.buf.extend_from_slice(line.as_bytes());
-        self.buf.push(b'\n');
-        if self.buf.len() >= BUFFER_BYTES {
-            self.write_out(false).await?;
-        }
-        self.hasher.update(line.as_bytes());
-        self.hasher.update(b"\n");
-        self.size += line.len() as u64 + 1;
-        self.dirty = true;
-        self.flush_if_due().await
+        self.file.line(line).await
     }
 
     async fn event(&mut self, code: &str, data: &str) -> Result<()> {
@@ -177,44 +130,12 @@ impl CastWriter {
 
     /// Flushes when something waits and the last flush is a second old (call it on a timer too).
     pub async fn flush_if_due(&mut self) -> Result<()> {
-        if self.dirty && self.last_flush.elapsed() >= FLUSH_EVERY {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Writes the buffer to the file on the blocking pool; `release`: free a grown buffer.
-    async fn write_out(&mut self, release: bool) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let lost = || Error::Io {
-            path: self.path.display().to_string(),
-            source: std::io::Error::other("an earlier write did not finish"),
-        };
-        let mut file = self.file.take().ok_or_else(lost)?;
-        let data = std::mem::take(&mut self.buf);
-        let (file, mut data, written) = tokio::task::spawn_blocking(move || {
-            let written = file.write_all(&data);
-            (file, data, written)
-        })
-        .await
-        .map_err(|_| lost())?;
-        self.file = Some(file);
-        written.map_err(io(&self.path))?;
-        data.clear();
-        if !(release && data.capacity() > KEEP_BYTES) {
-            self.buf = data;
-        }
-        Ok(())
+        self.file.flush_if_due().await
     }
 
     /// Pushes everything buffered to the file.
     pub async fn flush(&mut self) -> Result<()> {
-        self.write_out(true).await?;
-        self.dirty = false;
-        self.last_flush = Instant::now();
-        Ok(())
+        self.file.flush().await
     }
 
     /// Ends the cast: the tails of split characters, a flush and an fsync; returns size and digest.
@@ -227,24 +148,7 @@ impl CastWriter {
         if !tail.is_empty() {
             self.event("i", &tail).await?;
         }
-        self.flush().await?;
-        let path = self.path.clone();
-        let file = self.file.take().ok_or_else(|| Error::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other("an earlier write did not finish"),
-        })?;
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                source: std::io::Error::other(e.to_string()),
-            })?
-            .map_err(io(&path))?;
-        Ok(Summary {
-            path,
-            size: self.size,
-            sha256: hex::encode(self.hasher.finalize()),
-        })
+        self.file.finish().await
     }
 }
 
@@ -292,6 +196,7 @@ pub fn parse(text: &str) -> std::result::Result<(Header, Vec<Event>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[tokio::test]
     async fn a_cast_is_a_header_and_timed_events_with_its_digest() {

@@ -5,6 +5,7 @@
 
 pub mod cast;
 pub mod index;
+mod lines;
 pub mod manifest;
 pub mod requests;
 mod utf8;

@@ -5,11 +5,10 @@
 //! flushed at least once a second, the SHA-256 and size of every byte kept, closed with the same
 //! signed manifest (`ID.requests.jsonl` beside `ID.manifest.json` and `ID.manifest.sig`).
 
-use crate::cast::{FLUSH_EVERY, Summary};
+use crate::cast::Summary;
+use crate::lines::LineFile;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,10 +16,6 @@ use std::time::Instant;
 pub const FORMAT: &str = "gatehouse-requests/1";
 /// The file name ending of a request log.
 pub const EXTENSION: &str = ".requests.jsonl";
-/// Buffered bytes that make a write to the file before the next flush is due.
-const BUFFER_BYTES: usize = 64 * 1024;
-/// A buffer that grew past this is released at each timed flush.
-const KEEP_BYTES: usize = 4 * 1024;
 /// The longest path (with query) kept per line; longer ones are cut and marked `…`.
 pub const MAX_PATH: usize = 2048;
 
@@ -146,15 +141,8 @@ pub fn mask(path_and_query: &str) -> String {
 
 /// Writes one request log as the app session runs.
 pub struct RequestWriter {
-    path: PathBuf,
-    /// Always here except while a write runs on the blocking pool.
-    file: Option<std::fs::File>,
-    buf: Vec<u8>,
-    hasher: Sha256,
-    size: u64,
+    file: LineFile,
     started: Instant,
-    dirty: bool,
-    last_flush: Instant,
 }
 
 impl std::fmt::Debug for RequestWriter {
@@ -162,16 +150,9 @@ impl std::fmt::Debug for RequestWriter {
         write!(
             f,
             "RequestWriter({}, {} bytes)",
-            self.path.display(),
-            self.size
+            self.file.path().display(),
+            self.file.size()
         )
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
     }
 }
 
@@ -179,56 +160,25 @@ impl RequestWriter {
     /// Creates the file (never over an existing one; parent directories too) and writes the
     /// header line.
     pub async fn create(path: &Path, header: &Header) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
-        }
-        let mut open = tokio::fs::OpenOptions::new();
-        open.write(true).create_new(true);
-        #[cfg(unix)]
-        open.mode(0o640);
-        let file = open.open(path).await.map_err(io(path))?.into_std().await;
-        let now = Instant::now();
-        let mut w = RequestWriter {
-            path: path.to_path_buf(),
-            file: Some(file),
-            buf: Vec::new(),
-            hasher: Sha256::new(),
-            size: 0,
-            started: now,
-            dirty: false,
-            last_flush: now,
-        };
         let line = serde_json::to_string(header).map_err(|e| Error::Encode(e.to_string()))?;
-        w.line(&line).await?;
-        w.flush().await?;
-        Ok(w)
+        Ok(RequestWriter {
+            file: LineFile::create(path, &line).await?,
+            started: Instant::now(),
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    async fn line(&mut self, line: &str) -> Result<()> {
-        self.buf.extend_from_slice(line.as_bytes());
-        self.buf.push(b'\n');
-        self.hasher.update(line.as_bytes());
-        self.hasher.update(b"\n");
-        self.size += line.len() as u64 + 1;
-        self.dirty = true;
-        if self.buf.len() >= BUFFER_BYTES {
-            self.write_out(false).await?;
-        }
-        self.flush_if_due().await
+        self.file.size()
     }
 
     async fn put(&mut self, line: &Line) -> Result<()> {
         let text = serde_json::to_string(line).map_err(|e| Error::Encode(e.to_string()))?;
-        self.line(&text).await
+        self.file.line(&text).await
     }
 
     fn t(&self, at: Instant) -> f64 {
@@ -275,43 +225,12 @@ impl RequestWriter {
 
     /// Flushes when something waits and the last flush is a second old (call it on a timer).
     pub async fn flush_if_due(&mut self) -> Result<()> {
-        if self.dirty && self.last_flush.elapsed() >= FLUSH_EVERY {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn write_out(&mut self, release: bool) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let lost = || Error::Io {
-            path: self.path.display().to_string(),
-            source: std::io::Error::other("an earlier write did not finish"),
-        };
-        let mut file = self.file.take().ok_or_else(lost)?;
-        let data = std::mem::take(&mut self.buf);
-        let (file, mut data, written) = tokio::task::spawn_blocking(move || {
-            let written = file.write_all(&data);
-            (file, data, written)
-        })
-        .await
-        .map_err(|_| lost())?;
-        self.file = Some(file);
-        written.map_err(io(&self.path))?;
-        data.clear();
-        if !(release && data.capacity() > KEEP_BYTES) {
-            self.buf = data;
-        }
-        Ok(())
+        self.file.flush_if_due().await
     }
 
     /// Pushes everything buffered to the file.
     pub async fn flush(&mut self) -> Result<()> {
-        self.write_out(true).await?;
-        self.dirty = false;
-        self.last_flush = Instant::now();
-        Ok(())
+        self.file.flush().await
     }
 
     /// Ends the log with an `end` line (the reason), a flush and an fsync; returns size and
@@ -320,24 +239,7 @@ impl RequestWriter {
         let mut l = Line::new(self.t(Instant::now()), "end");
         l.reason = Some(reason.into());
         self.put(&l).await?;
-        self.flush().await?;
-        let path = self.path.clone();
-        let file = self.file.take().ok_or_else(|| Error::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other("an earlier write did not finish"),
-        })?;
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                source: std::io::Error::other(e.to_string()),
-            })?
-            .map_err(io(&path))?;
-        Ok(Summary {
-            path,
-            size: self.size,
-            sha256: hex::encode(self.hasher.finalize()),
-        })
+        self.file.finish().await
     }
 }
 
@@ -426,6 +328,7 @@ pub fn relative_path(started_ms: i64, session_id: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn secret_looking_values_are_masked_and_the_rest_kept() {

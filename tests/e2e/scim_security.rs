@@ -57,6 +57,35 @@ fn audit_of(dir: &tempfile::TempDir, action: &str) -> Vec<Value> {
         .collect()
 }
 
+/// An identity as the API shows it, to the administrator.
+async fn identity(server: &Server, name: &str) -> Value {
+    api(
+        server,
+        ADMIN,
+        reqwest::Method::GET,
+        &format!("/identities/{name}"),
+        None,
+    )
+    .await
+    .1
+}
+
+/// A SCIM PATCH of `active` on User `id`, which must succeed.
+async fn set_active(s: &Scim<'_>, id: &str, active: bool) {
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(
+                json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "replace", "path": "active", "value": active }] }),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
 fn password_patch(pw: &str) -> Value {
     json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{ "op": "replace", "path": "password", "value": pw }] })
@@ -147,26 +176,8 @@ async fn security_scim_never_sets_a_privileged_password_and_a_leaver_keeps_nothi
     );
 
     // mallory leaves (active: false): privileges, tokens and factors go with her.
-    let (st, v, _) = s
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/Users/{id}"),
-            Some(
-                json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{ "op": "replace", "path": "active", "value": false }] }),
-            ),
-            &[],
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (_, who) = api(
-        &server,
-        ADMIN,
-        reqwest::Method::GET,
-        "/identities/mallory",
-        None,
-    )
-    .await;
+    set_active(&s, &id, false).await;
+    let who = identity(&server, "mallory").await;
     assert_eq!(who["identity"]["status"], "terminated", "{who}");
     assert_eq!(who["privileges"], json!([]), "{who}");
     assert_eq!(server.whoami_status(&mallory_token).await, 401);
@@ -188,14 +199,7 @@ async fn security_scim_never_sets_a_privileged_password_and_a_leaver_keeps_nothi
         )
         .await;
     assert_eq!(st, 201, "{v}");
-    let (_, who) = api(
-        &server,
-        ADMIN,
-        reqwest::Method::GET,
-        "/identities/mallory",
-        None,
-    )
-    .await;
+    let who = identity(&server, "mallory").await;
     assert_eq!(who["identity"]["status"], "active", "{who}");
     assert_eq!(who["privileges"], json!([]), "{who}");
     server.stop();
@@ -278,14 +282,7 @@ async fn security_scim_never_undoes_an_administrators_suspension() {
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    let (_, who) = api(
-        &server,
-        ADMIN,
-        reqwest::Method::GET,
-        "/identities/sam",
-        None,
-    )
-    .await;
+    let who = identity(&server, "sam").await;
     assert_eq!(who["identity"]["status"], "suspended", "{who}");
     assert_eq!(who["identity"]["attributes"]["title"], "Lead", "{who}");
     assert_eq!(server.whoami_status(&sam_token).await, 401);
@@ -307,27 +304,9 @@ async fn security_scim_never_undoes_an_administrators_suspension() {
     // everywhere), and the following active: true, or a DELETE and a new POST, leave it to the
     // administrator who suspended sam.
     for active in [false, true] {
-        let (st, v, _) = s
-            .call(
-                reqwest::Method::PATCH,
-                &format!("/Users/{id}"),
-                Some(
-                    json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{ "op": "replace", "path": "active", "value": active }] }),
-                ),
-                &[],
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
+        set_active(&s, &id, active).await;
     }
-    let (_, who) = api(
-        &server,
-        ADMIN,
-        reqwest::Method::GET,
-        "/identities/sam",
-        None,
-    )
-    .await;
+    let who = identity(&server, "sam").await;
     assert_eq!(who["identity"]["status"], "terminated", "{who}");
     let (st, _, _) = s
         .call(reqwest::Method::DELETE, &format!("/Users/{id}"), None, &[])
@@ -342,14 +321,7 @@ async fn security_scim_never_undoes_an_administrators_suspension() {
         )
         .await;
     assert_eq!(st, 201, "{v}");
-    let (_, who) = api(
-        &server,
-        ADMIN,
-        reqwest::Method::GET,
-        "/identities/sam",
-        None,
-    )
-    .await;
+    let who = identity(&server, "sam").await;
     assert_eq!(who["identity"]["status"], "terminated", "{who}");
     assert_eq!(server.whoami_status(&sam_token).await, 401);
 
@@ -365,27 +337,9 @@ async fn security_scim_never_undoes_an_administrators_suspension() {
     assert_eq!(st, 201, "{v}");
     let tia = v["id"].as_str().unwrap().to_string();
     for active in [false, true] {
-        let (st, v, _) = s
-            .call(
-                reqwest::Method::PATCH,
-                &format!("/Users/{tia}"),
-                Some(
-                    json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{ "op": "replace", "path": "active", "value": active }] }),
-                ),
-                &[],
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
+        set_active(&s, &tia, active).await;
     }
-    let (_, who) = api(
-        &server,
-        ADMIN,
-        reqwest::Method::GET,
-        "/identities/tia",
-        None,
-    )
-    .await;
+    let who = identity(&server, "tia").await;
     assert_eq!(who["identity"]["status"], "active", "{who}");
     server.stop();
 }
