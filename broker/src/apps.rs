@@ -371,6 +371,8 @@ pub async fn end(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    // Caches of live app sessions drop theirs at commit.
+    tx.mark_sessions_changed();
     if done > 0 {
         audit::append(
             tx,

@@ -265,6 +265,7 @@ pub async fn reauthenticated(
     .bind(mfa)
     .execute(&mut **tx)
     .await?;
+    tx.mark_sessions_changed();
     audit::append(
         tx,
         now_ms,
@@ -285,6 +286,7 @@ pub async fn end(tx: &mut Tx, now_ms: i64, session: &WebSession, username: &str)
         .bind(session.id.as_str())
         .execute(&mut **tx)
         .await?;
+    tx.mark_sessions_changed();
     if done.rows_affected() > 0 && session.stage == Stage::Active {
         audit::append(
             tx,
@@ -325,6 +327,7 @@ pub async fn end_all(
         .bind(keep.unwrap_or(""))
         .execute(&mut **tx)
         .await?;
+    tx.mark_sessions_changed();
     let n = done.rows_affected();
     if n > 0 {
         audit::append(

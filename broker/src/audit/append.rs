@@ -70,6 +70,10 @@ fn changes_access(action: &str) -> bool {
         "audit.",
         "session.",
         "ssh.",
+        // Browser sign-ins and app sessions change no decision input; caches of who is signed
+        // in follow them through `Tx::mark_sessions_changed` instead of a catalog reload.
+        "web.",
+        "app.",
     ];
     !INERT.iter().any(|p| action.starts_with(p))
 }

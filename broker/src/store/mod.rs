@@ -19,6 +19,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Connection, Executor};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard, broadcast};
 
@@ -100,6 +101,10 @@ pub struct Store {
     url: Arc<crate::secrets::Secret>,
     /// Whether the LISTEN task runs (PostgreSQL).
     listening: Arc<std::sync::OnceLock<()>>,
+    /// Moves on every change this process learns of that caches of access or sign-in state
+    /// depend on: each access event (committed here, NOTIFY from another instance, SQLite's
+    /// watcher) and each browser session ended here. Read with [`Store::generation`].
+    generation: Arc<AtomicU64>,
 }
 
 /// A write transaction. Derefs to the connection, so repository functions take
@@ -109,6 +114,9 @@ pub struct Tx {
     _gate: Option<OwnedMutexGuard<()>>,
     backend: Backend,
     bus: broadcast::Sender<AccessEvent>,
+    generation: Arc<AtomicU64>,
+    /// Whether a browser session ended (moves [`Store::generation`] at commit).
+    sessions_changed: bool,
     /// Events sent once the transaction commits.
     pending: Vec<AccessEvent>,
     /// Whether something that decisions depend on changed.
@@ -166,6 +174,11 @@ impl Tx {
             Backend::Postgres => {}
         }
         self.tx.commit().await?;
+        // Before anything the caller answers: a cache in this process sees the change at once
+        // (PostgreSQL's NOTIFY comes back a moment later and moves it again).
+        if bump || self.sessions_changed {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         if self.backend == Backend::Sqlite {
             for event in self.pending.drain(..) {
                 // No subscriber is not an error.
@@ -183,6 +196,12 @@ impl Tx {
     /// Records that this transaction changes what decisions see.
     pub(crate) fn mark_access_changed(&mut self) {
         self.access_changed = true;
+    }
+
+    /// Records that this transaction ends browser sessions (or changes their second factor), so
+    /// that caches of who is signed in drop what they hold at commit.
+    pub(crate) fn mark_sessions_changed(&mut self) {
+        self.sessions_changed = true;
     }
 
     /// Abandons the transaction (also what happens on drop).
@@ -292,6 +311,7 @@ impl Store {
             events: broadcast::channel(events::CAPACITY).0,
             url: Arc::new(crate::secrets::Secret::new(url.to_owned())),
             listening: Arc::new(std::sync::OnceLock::new()),
+            generation: Arc::default(),
         })
     }
 
@@ -357,6 +377,8 @@ impl Store {
             _gate: gate,
             backend: self.backend(),
             bus: self.events.clone(),
+            generation: self.generation.clone(),
+            sessions_changed: false,
             pending: Vec::new(),
             access_changed: false,
             audit_head: None,
@@ -373,7 +395,11 @@ impl Store {
         let rx = self.events.subscribe();
         if self.backend() == Backend::Postgres {
             self.listening.get_or_init(|| {
-                tokio::spawn(listen(self.url.clone(), self.events.clone()));
+                tokio::spawn(listen(
+                    self.url.clone(),
+                    self.events.clone(),
+                    self.generation.clone(),
+                ));
             });
         }
         rx
@@ -381,7 +407,15 @@ impl Store {
 
     /// Sends an event to this process's subscribers only (the SQLite change watcher uses it).
     pub fn publish_local(&self, event: AccessEvent) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let _ = self.events.send(event);
+    }
+
+    /// A number that moves whenever this process learns of a change to access or to browser
+    /// sessions (see the field). Equal readings mean nothing changed in between as far as this
+    /// process knows; changes made by another instance arrive with their event.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// The access version: bumped by every committed change that decisions depend on.
@@ -415,7 +449,15 @@ impl Store {
 }
 
 /// Forwards NOTIFY payloads on [`events::CHANNEL`] to the in-process broadcast, for ever.
-async fn listen(url: Arc<crate::secrets::Secret>, bus: broadcast::Sender<AccessEvent>) {
+async fn listen(
+    url: Arc<crate::secrets::Secret>,
+    bus: broadcast::Sender<AccessEvent>,
+    generation: Arc<AtomicU64>,
+) {
+    let send = |event: AccessEvent| {
+        generation.fetch_add(1, Ordering::SeqCst);
+        let _ = bus.send(event);
+    };
     loop {
         match sqlx::postgres::PgListener::connect(url.expose()).await {
             Ok(mut listener) => {
@@ -423,13 +465,11 @@ async fn listen(url: Arc<crate::secrets::Secret>, bus: broadcast::Sender<AccessE
                     tracing::warn!(error = %e, "cannot LISTEN for access events; retrying");
                 } else {
                     // Anything may have happened while we were not listening.
-                    let _ = bus.send(AccessEvent::AccessChanged);
+                    send(AccessEvent::AccessChanged);
                     loop {
                         match listener.recv().await {
                             Ok(n) => match serde_json::from_str::<AccessEvent>(n.payload()) {
-                                Ok(event) => {
-                                    let _ = bus.send(event);
-                                }
+                                Ok(event) => send(event),
                                 Err(e) => tracing::warn!(error = %e, "unreadable access event"),
                             },
                             Err(e) => {
@@ -442,7 +482,7 @@ async fn listen(url: Arc<crate::secrets::Secret>, bus: broadcast::Sender<AccessE
             }
             Err(e) => tracing::warn!(error = %e, "cannot connect to LISTEN for access events"),
         }
-        let _ = bus.send(AccessEvent::AccessChanged);
+        send(AccessEvent::AccessChanged);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -8,6 +8,8 @@
 //! the client's identity headers stripped and Gatehouse's set, including a signed assertion.
 //! Each app session is a `sessions` row with a signed request log ([`record`]).
 
+mod cache;
+mod framing;
 pub mod headers;
 pub mod host;
 mod proxy;
@@ -71,6 +73,8 @@ pub struct Shared {
     pub recorders: record::Recorders,
     /// Opens the credentials vaulted for apps (credential injection); none: nothing injected.
     pub sealing: Option<Arc<gatehouse_broker::sealing::SealingKey>>,
+    /// What requests read from the database, kept while nothing changed ([`cache`]).
+    reads: cache::Cache,
     client: proxy::Client,
 }
 
@@ -94,6 +98,7 @@ impl Shared {
             signer,
             recorders: record::Recorders::default(),
             sealing: None,
+            reads: cache::Cache::default(),
             client,
         }
     }
@@ -180,28 +185,47 @@ pub async fn serve(
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let timeout = shared.settings.header_timeout;
+            let framing = Arc::new(framing::Framing::default());
             match acceptor {
                 Some(a) => match tokio::time::timeout(timeout, a.accept(stream)).await {
-                    Ok(Ok(tls)) => connection(TokioIo::new(tls), peer, shared, stop).await,
+                    Ok(Ok(tls)) => {
+                        let io = TokioIo::new(framing::Sniffed::new(tls, framing.clone()));
+                        connection(io, peer, shared, framing, stop).await
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "app gateway: TLS handshake failed")
                     }
                     Err(_) => tracing::debug!(%peer, "app gateway: TLS handshake timed out"),
                 },
-                None => connection(TokioIo::new(stream), peer, shared, stop).await,
+                None => {
+                    let io = TokioIo::new(framing::Sniffed::new(stream, framing.clone()));
+                    connection(io, peer, shared, framing, stop).await
+                }
             }
         });
     }
     record::end_all(&shared, crate::enforce::EndReason::Shutdown.code()).await;
 }
 
-async fn connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken)
-where
+async fn connection<I>(
+    io: I,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    framing: Arc<framing::Framing>,
+    stop: CancellationToken,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(&shared, peer, req).await) }
+        // In request order (HTTP/1 asks one at a time): was this head ambiguous?
+        let ambiguous = framing.ambiguous();
+        async move {
+            if ambiguous {
+                return Ok::<_, std::convert::Infallible>(ambiguous_framing());
+            }
+            Ok(handle(&shared, peer, req).await)
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -225,6 +249,21 @@ where
     }
 }
 
+/// The answer to a request whose length is ambiguous ([`framing`]); the connection closes
+/// after it, as RFC 9112 §6.3 requires.
+fn ambiguous_framing() -> Response<Body> {
+    let mut r = plain(
+        StatusCode::BAD_REQUEST,
+        "text/plain; charset=utf-8",
+        "bad request: ambiguous message length\n".into(),
+    );
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 /// One request: which app, whose, allowed or not, then upstream.
 async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     // Ambiguous framing (both lengths, or several lengths) is refused, never passed on.
@@ -233,11 +272,7 @@ async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) 
         && h.contains_key(hyper::header::CONTENT_LENGTH))
         || h.get_all(hyper::header::CONTENT_LENGTH).iter().count() > 1
     {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "text/plain; charset=utf-8",
-            "bad request\n".into(),
-        );
+        return ambiguous_framing();
     }
     let authority = req
         .uri()
@@ -253,11 +288,7 @@ async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) 
     let Some(app) = host::app_of(&authority, &shared.settings.domain) else {
         return not_found();
     };
-    let target = match shared.store.pool().acquire().await {
-        Ok(mut c) => gatehouse_broker::targets::by_name(&mut c, &app).await,
-        Err(e) => Err(e.into()),
-    };
-    let target = match target {
+    let target = match shared.reads.app(&shared.store, &app).await {
         Ok(Some(t)) if t.kind == gatehouse_broker::targets::Kind::Http => t,
         Ok(_) => return not_found(),
         Err(e) => {

@@ -109,13 +109,7 @@ pub async fn forward(
     } else {
         Vec::new()
     };
-    // The groups, read once for the header and the assertion.
-    let groups = match shared.store.pool().acquire().await {
-        Ok(mut c) => gatehouse_broker::groups::of_identity(&mut c, &who.identity.username)
-            .await
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
+    let groups = who.groups.to_vec();
     let assertion = assertion(shared, target, who, &allowed.grant, groups.clone());
     let client_upgrade = if upgrade {
         Some(hyper::upgrade::on(&mut req))
@@ -154,13 +148,10 @@ pub async fn forward(
     // Credential injection: the secret vaulted for this app and role replaces whatever the
     // client sent as Authorization; the client never sees it.
     if let Some(key) = &shared.sealing {
-        let found = match shared.store.pool().acquire().await {
-            Ok(mut c) => {
-                gatehouse_broker::apps::credential(&mut c, &target.name, &allowed.grant.role, key)
-                    .await
-            }
-            Err(e) => Err(e.into()),
-        };
+        let found = shared
+            .reads
+            .credential(&shared.store, &target.name, &allowed.grant.role, key)
+            .await;
         match found {
             Ok(Some(cred)) => {
                 parts.headers.remove(hyper::header::AUTHORIZATION);

@@ -29,6 +29,8 @@ const STATE_COOKIE: &str = "__Host-gh_app_state";
 pub struct Who {
     pub session: AppSession,
     pub identity: Identity,
+    /// The identity's groups (sent to the app in a header and the assertion).
+    pub groups: std::sync::Arc<Vec<String>>,
 }
 
 fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
@@ -58,9 +60,10 @@ pub async fn session(
     let Some(value) = cookie(req, SESSION_COOKIE) else {
         return Ok(None);
     };
-    let mut c = shared.store.pool().acquire().await?;
-    let found = apps::lookup(&mut c, value, &target.id, shared.clock.now_ms()).await?;
-    Ok(found.map(|(session, identity)| Who { session, identity }))
+    shared
+        .reads
+        .session(&shared.store, value, &target.id, shared.clock.now_ms())
+        .await
 }
 
 fn redirect(to: &str) -> Response<Body> {
@@ -182,6 +185,7 @@ pub async fn callback(shared: &Shared, target: &Target, req: &Request<Incoming>)
 /// Signs this browser out of this app (the web UI session stays).
 pub async fn logout(shared: &Shared, target: &Target, req: &Request<Incoming>) -> Response<Body> {
     if let Ok(Some(who)) = session(shared, target, req).await {
+        shared.reads.forget_session(&who.session.id);
         super::record::end(shared, &who.session.id, "logout").await;
         let ended = async {
             let mut tx = shared.store.begin().await?;
@@ -224,10 +228,11 @@ pub async fn decide(
     req: &Request<Incoming>,
 ) -> Option<(GrantRef, AccessRequest)> {
     let now = shared.clock.now_ms();
-    let catalog = match shared.store.pool().acquire().await {
-        Ok(mut c) => shared.cache.current(&mut c, now).await.ok(),
-        Err(_) => None,
-    }?;
+    let catalog = shared
+        .reads
+        .catalog(&shared.store, &shared.cache, now)
+        .await
+        .ok()?;
     let request = AccessRequest {
         identity: who.identity.username.clone(),
         protocol: "http".into(),

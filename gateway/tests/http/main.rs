@@ -498,39 +498,88 @@ async fn access_ending_refuses_the_next_request() {
     assert_eq!(after.status, 403);
 }
 
+/// The gateway keeps what it reads per request between requests (`http/cache.rs`); a sign-out
+/// at the web UI must still be seen by the very next request, not a second later.
 #[tokio::test]
-async fn security_ambiguous_request_framing_is_refused_or_closed() {
+async fn security_a_sign_out_at_the_web_ui_ends_the_app_session_at_the_next_request() {
     let w = world().await;
-    let mut buf = vec![0u8; 512];
-    // Two different lengths: 400.
-    let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
-    s.write_all(
-        b"POST / HTTP/1.1\r\nHost: echo.apps.test\r\nContent-Length: 4\r\n\
-          Content-Length: 5\r\n\r\nabcde",
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let with_cookie = [("cookie", format!("__Host-gh_app={cookie}"))];
+    let with_cookie: Vec<(&str, &str)> =
+        with_cookie.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for _ in 0..3 {
+        let ok = get(&w, "echo.apps.test:8443", "/", &with_cookie).await;
+        assert_eq!(ok.status, 200);
+    }
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let i = gatehouse_broker::identities::by_username(&mut c, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    let mut tx = w.db.store.begin().await.unwrap();
+    web_sessions::end_all(
+        &mut tx,
+        SystemClock.now_ms(),
+        &i.id,
+        "alice",
+        None,
+        "sign_out",
     )
     .await
     .unwrap();
-    let n = s.read(&mut buf).await.unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]);
-    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
-    // Content-Length with Transfer-Encoding: hyper reads it as chunked, drops the length, and
-    // closes the connection after the answer, so nothing can be smuggled behind it (RFC 9112
-    // section 6.3); the request is never passed on as received.
-    let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
-    s.write_all(
-        b"POST / HTTP/1.1\r\nHost: echo.apps.test\r\nContent-Length: 4\r\n\
-          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: echo.apps.test\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).await.unwrap();
-    let text = String::from_utf8_lossy(&all);
-    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
-    assert!(
-        text.to_ascii_lowercase().contains("connection: close"),
-        "{text}"
+    tx.commit().await.unwrap();
+    // Signed out: sent to sign in again.
+    let after = get(&w, "echo.apps.test:8443", "/", &with_cookie).await;
+    assert_eq!(after.status, 303, "{}", after.body);
+    let to = after.headers["location"].to_str().unwrap();
+    assert!(to.contains("/apps/authorize?"), "{to}");
+}
+
+#[tokio::test]
+async fn security_ambiguous_request_framing_is_refused_with_400() {
+    let w = world().await;
+    // Reads everything the gateway answers until it closes the connection.
+    async fn answers(w: &World, raw: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut all = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut all))
+            .await
+            .expect("the gateway closes the connection")
+            .unwrap();
+        String::from_utf8_lossy(&all).into_owned()
+    }
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: echo.apps.test\r\n\r\n";
+    for head in [
+        // Two different lengths (hyper's own refusal), two equal ones, and a length with
+        // chunked in either order: each is how request smuggling starts.
+        "Content-Length: 4\r\nContent-Length: 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n",
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
+    ] {
+        let raw =
+            format!("POST / HTTP/1.1\r\nHost: echo.apps.test\r\n{head}\r\n0\r\n\r\n{smuggled}");
+        let text = answers(&w, raw.as_bytes()).await;
+        assert!(text.starts_with("HTTP/1.1 400"), "{head}: {text}");
+        // One answer, then the connection closes: nothing behind it is read as a request.
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{head}: {text}");
+    }
+    // Later on a keep-alive connection, after a request with a body: the same.
+    let raw = format!(
+        "POST /first HTTP/1.1\r\nHost: echo.apps.test\r\nContent-Length: 5\r\n\r\nhello\
+         POST / HTTP/1.1\r\nHost: echo.apps.test\r\nContent-Length: 4\r\n\
+         Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
     );
+    let text = answers(&w, raw.as_bytes()).await;
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses.len(), 2, "{text}");
+    assert_ne!(statuses[0], "400", "{text}");
+    assert_eq!(statuses[1], "400", "{text}");
 }
 
 /// Removes alice's only assignment (her access to the apps).

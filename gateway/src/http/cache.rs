@@ -1,0 +1,195 @@
+//! What the app gateway reads from the database for a request, kept between requests: the app
+//! (target) by name, the live app session behind a cookie with its identity and groups, the
+//! credential vaulted for an app and role, and the decision catalog. An entry is used only
+//! while [`Store::generation`] has not moved since it was read (every access event, every
+//! browser session ended in this process) and for at most [`FRESH`]; then it is read again.
+//! So a revocation, a disabled identity or a sign-out at the web UI of this instance is seen
+//! by the very next request, and a change on another instance (its event, or failing that the
+//! time limit) within [`FRESH`]. Without this, a request cost seven round trips to the
+//! database (the benchmark's profile: most of the gateway's time).
+
+use super::signin::Who;
+use gatehouse_broker::apps::Injected;
+use gatehouse_broker::policy::Catalog;
+use gatehouse_broker::targets::Target;
+use gatehouse_broker::{Result, Store};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest time an entry is used without reading it again.
+pub const FRESH: Duration = Duration::from_secs(1);
+
+/// Most entries of each kind; past it the table is emptied (entries are cheap to read again).
+const MAX_ENTRIES: usize = 10_000;
+
+/// When an entry was read, and at which generation.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    generation: u64,
+    at: Instant,
+}
+
+/// A table of entries read at a stamp.
+#[derive(Debug)]
+struct Table<K, V> {
+    map: Mutex<HashMap<K, (Stamp, V)>>,
+}
+
+impl<K, V> Default for Table<K, V> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> Table<K, V> {
+    fn get(&self, key: &K, generation: u64) -> Option<V> {
+        let mut map = self.map.lock().ok()?;
+        match map.get(key) {
+            Some((s, v)) if s.generation == generation && s.at.elapsed() < FRESH => Some(v.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, key: K, generation: u64, value: V) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+            map.insert(
+                key,
+                (
+                    Stamp {
+                        generation,
+                        at: Instant::now(),
+                    },
+                    value,
+                ),
+            );
+        }
+    }
+}
+
+/// The gateway's read cache (see the module).
+#[derive(Debug, Default)]
+pub struct Cache {
+    apps: Table<String, Option<Arc<Target>>>,
+    sessions: Table<(String, String), Option<Who>>,
+    credentials: Table<(String, String), Option<Injected>>,
+    catalog: Mutex<Option<Stamp>>,
+}
+
+impl Cache {
+    /// The target named `name` (any kind), or `None`.
+    pub async fn app(&self, store: &Store, name: &str) -> Result<Option<Arc<Target>>> {
+        let generation = store.generation();
+        let key = name.to_string();
+        if let Some(v) = self.apps.get(&key, generation) {
+            return Ok(v);
+        }
+        let mut c = store.pool().acquire().await?;
+        let found = gatehouse_broker::targets::by_name(&mut c, name)
+            .await?
+            .map(Arc::new);
+        self.apps.put(key, generation, found.clone());
+        Ok(found)
+    }
+
+    /// The live app session behind `cookie` for the app `target_id`, with its identity and groups
+    /// (see [`gatehouse_broker::apps::lookup`]).
+    pub async fn session(
+        &self,
+        store: &Store,
+        cookie: &str,
+        target_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Who>> {
+        let generation = store.generation();
+        let key = (
+            gatehouse_broker::secrets::hash(cookie),
+            target_id.to_string(),
+        );
+        if let Some(v) = self.sessions.get(&key, generation) {
+            // An app session's own end is a time: kept exact without reading it again.
+            return Ok(v.filter(|w| now_ms < w.session.expires_at_ms));
+        }
+        let mut c = store.pool().acquire().await?;
+        let found = match gatehouse_broker::apps::lookup(&mut c, cookie, target_id, now_ms).await? {
+            Some((session, identity)) => {
+                let groups =
+                    gatehouse_broker::groups::of_identity(&mut c, &identity.username).await?;
+                Some(Who {
+                    session,
+                    identity,
+                    groups: Arc::new(groups),
+                })
+            }
+            None => None,
+        };
+        self.sessions.put(key, generation, found.clone());
+        Ok(found)
+    }
+
+    /// Forgets the app session `id` (the cookie's hash) for every app: it was signed out of
+    /// or ended here.
+    pub fn forget_session(&self, id: &str) {
+        if let Ok(mut map) = self.sessions.map.lock() {
+            map.retain(|(k, _), _| k != id);
+        }
+    }
+
+    /// The credential vaulted for `role` on app `target` (see
+    /// [`gatehouse_broker::apps::credential`]).
+    pub async fn credential(
+        &self,
+        store: &Store,
+        target: &str,
+        role: &str,
+        key: &gatehouse_broker::sealing::SealingKey,
+    ) -> Result<Option<Injected>> {
+        let generation = store.generation();
+        let k = (target.to_string(), role.to_string());
+        if let Some(v) = self.credentials.get(&k, generation) {
+            return Ok(v);
+        }
+        let mut c = store.pool().acquire().await?;
+        let found = gatehouse_broker::apps::credential(&mut c, target, role, key).await?;
+        self.credentials.put(k, generation, found.clone());
+        Ok(found)
+    }
+
+    /// The decision catalog: the broker's cached one while nothing changed and it was checked
+    /// within [`FRESH`], else checked against the database (and reloaded if it moved).
+    pub async fn catalog(
+        &self,
+        store: &Store,
+        catalogs: &gatehouse_broker::policy::CatalogCache,
+        now_ms: i64,
+    ) -> Result<Arc<Catalog>> {
+        let generation = store.generation();
+        let checked = self.catalog.lock().ok().and_then(|s| *s);
+        if let Some(s) = checked
+            && s.generation == generation
+            && s.at.elapsed() < FRESH
+            && let Some(c) = catalogs.cached().await
+        {
+            return Ok(c);
+        }
+        let mut c = store.pool().acquire().await?;
+        let catalog = catalogs.current(&mut c, now_ms).await?;
+        if let Ok(mut s) = self.catalog.lock() {
+            *s = Some(Stamp {
+                generation,
+                at: Instant::now(),
+            });
+        }
+        Ok(catalog)
+    }
+}
