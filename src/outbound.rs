@@ -6,11 +6,10 @@
 //! certificate instead of any chain.
 
 use anyhow::{Context, anyhow, bail};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
@@ -55,17 +54,7 @@ pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Clien
 /// or expiry check (the pin is the trust), but the handshake signature is still verified with
 /// the provider's algorithms, so only the holder of that certificate's key gets through.
 pub fn pinned_tls_config(pin: [u8; 32]) -> anyhow::Result<ClientConfig> {
-    let provider = provider();
-    let verifier = PinnedLeaf {
-        pin,
-        algorithms: provider.signature_verification_algorithms,
-    };
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+    let config = gatehouse_gateway::pinned::config(pin).context("TLS protocol versions")?;
     Ok(http1(config))
 }
 
@@ -147,78 +136,8 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Whether a described failure is the server's certificate being refused.
 pub fn is_certificate_problem(described: &str) -> bool {
-    described.contains("invalid peer certificate") || described.contains(PIN_MISMATCH)
-}
-
-const PIN_MISMATCH: &str = "does not match --pin-sha256";
-
-/// `--pin-sha256`'s check: the leaf's SHA-256, then the handshake signature.
-#[derive(Debug)]
-struct PinnedLeaf {
-    pin: [u8; 32],
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-#[derive(Debug)]
-struct PinMismatch {
-    presented: String,
-    pinned: String,
-}
-
-impl std::fmt::Display for PinMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the server's certificate (SHA-256 {}) {PIN_MISMATCH} {}",
-            self.presented, self.pinned
-        )
-    }
-}
-
-impl std::error::Error for PinMismatch {}
-
-impl ServerCertVerifier for PinnedLeaf {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if presented == self.pin {
-            return Ok(ServerCertVerified::assertion());
-        }
-        Err(rustls::Error::Other(rustls::OtherError(Arc::new(
-            PinMismatch {
-                presented: hex::encode(presented),
-                pinned: hex::encode(self.pin),
-            },
-        ))))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    described.contains("invalid peer certificate")
+        || described.contains(gatehouse_gateway::pinned::PIN_MISMATCH)
 }
 
 #[cfg(test)]

@@ -58,6 +58,58 @@ pub struct AppSettings {
     /// dropped, and Gatehouse sets none of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub strip_headers: Vec<String>,
+    /// The app's public host instead of `NAME.` + the apps domain (`grafana.corp.example`): it
+    /// must resolve to the app listener, and the listener's certificate must name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// An `https` upstream is verified against the CA certificates (PEM) in this file, read by
+    /// the gateway, instead of the outbound roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ca_file: Option<String>,
+    /// An `https` upstream must present exactly the certificate with this SHA-256 (64 hex
+    /// digits, colons allowed), instead of any chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_pin_sha256: Option<String>,
+}
+
+/// A public host name: lower-case DNS labels (letters, digits, '-', not at either end), at
+/// least two, at most 253 characters; never an IP address.
+pub fn validate_host(host: &str) -> Result<()> {
+    let labels: Vec<&str> = host.split('.').collect();
+    let ok = host.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        && !labels
+            .last()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "app host {host:?}: use a lower-case DNS name such as grafana.corp.example (no port, no IP address)"
+        )))
+    }
+}
+
+/// 64 hex digits (colons allowed, as `openssl x509 -fingerprint -sha256` prints them) as the
+/// 32 bytes of a SHA-256.
+pub fn parse_sha256(text: &str) -> Result<[u8; 32]> {
+    let digits: String = text.trim().chars().filter(|c| *c != ':').collect();
+    hex::decode(&digits)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "upstream_pin_sha256 {text:?}: use the 64 hex digits of the certificate's SHA-256"
+            ))
+        })
 }
 
 impl AppSettings {
@@ -92,6 +144,24 @@ impl AppSettings {
                     "app header {name:?}: use letters, digits and '-', and not a header the gateway sets itself"
                 )));
             }
+        }
+        if let Some(host) = &self.host {
+            validate_host(host)?;
+        }
+        if let Some(pin) = &self.upstream_pin_sha256 {
+            parse_sha256(pin)?;
+        }
+        if self.upstream_pin_sha256.is_some() && self.upstream_ca_file.is_some() {
+            return Err(Error::invalid(
+                "an app trusts its upstream by upstream_ca_file or by upstream_pin_sha256, not both",
+            ));
+        }
+        if let Some(file) = &self.upstream_ca_file
+            && (file.is_empty() || !std::path::Path::new(file).is_absolute())
+        {
+            return Err(Error::invalid(format!(
+                "upstream_ca_file {file:?}: use an absolute path"
+            )));
         }
         Ok(())
     }
@@ -363,4 +433,43 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Target>> {
         .fetch_all(&mut *conn)
         .await?;
     rows.iter().map(from_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(f: impl FnOnce(&mut AppSettings)) -> Result<()> {
+        let mut a = AppSettings::default();
+        f(&mut a);
+        a.validate()
+    }
+
+    #[test]
+    fn app_hosts_pins_and_ca_files_are_checked() {
+        assert!(app(|a| a.host = Some("grafana.corp.example".into())).is_ok());
+        for bad in [
+            "grafana",
+            "Grafana.corp.example",
+            "grafana.corp.example:443",
+            "127.0.0.1",
+            "-x.corp.example",
+            "a..example",
+            "",
+        ] {
+            assert!(app(|a| a.host = Some(bad.into())).is_err(), "{bad}");
+        }
+        let pin = "AB:".repeat(31) + "AB";
+        assert!(app(|a| a.upstream_pin_sha256 = Some(pin.clone())).is_ok());
+        assert!(app(|a| a.upstream_pin_sha256 = Some("ab".repeat(31))).is_err());
+        assert!(app(|a| a.upstream_ca_file = Some("/etc/ssl/ca.pem".into())).is_ok());
+        assert!(app(|a| a.upstream_ca_file = Some("ca.pem".into())).is_err());
+        let both = app(|a| {
+            a.upstream_ca_file = Some("/etc/ssl/ca.pem".into());
+            a.upstream_pin_sha256 = Some(pin);
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(both.contains("not both"), "{both}");
+    }
 }

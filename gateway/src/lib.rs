@@ -10,4 +10,5 @@ pub mod sandbox_app;
 pub use error::{Error, Result};
 pub mod enforce;
 pub mod http;
+pub mod pinned;
 pub mod ssh;

@@ -69,8 +69,26 @@ pub struct Line {
     pub bytes_out: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Websocket messages each way (`ws_close`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_out: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A websocket that closed, for [`RequestWriter::ws_close`]: bytes and messages each way (in:
+/// client to app), how long it was open, and why when the gateway closed it.
+#[derive(Debug, Clone, Copy)]
+pub struct WsClose<'a> {
+    pub path: &'a str,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub duration_ms: u64,
+    pub reason: Option<&'a str>,
 }
 
 impl Line {
@@ -84,6 +102,8 @@ impl Line {
             bytes_in: None,
             bytes_out: None,
             duration_ms: None,
+            messages_in: None,
+            messages_out: None,
             reason: None,
         }
     }
@@ -204,22 +224,16 @@ impl RequestWriter {
         self.put(&l).await
     }
 
-    /// A websocket closed now: bytes each way and how long it was open; `reason` when the
-    /// gateway closed it.
-    pub async fn ws_close(
-        &mut self,
-        path: &str,
-        bytes_in: u64,
-        bytes_out: u64,
-        duration_ms: u64,
-        reason: Option<&str>,
-    ) -> Result<()> {
+    /// A websocket closed now (see [`WsClose`]); its path is masked here.
+    pub async fn ws_close(&mut self, c: &WsClose<'_>) -> Result<()> {
         let mut l = Line::new(self.t(Instant::now()), "ws_close");
-        l.path = Some(mask(path));
-        l.bytes_in = Some(bytes_in);
-        l.bytes_out = Some(bytes_out);
-        l.duration_ms = Some(duration_ms);
-        l.reason = reason.map(str::to_owned);
+        l.path = Some(mask(c.path));
+        l.bytes_in = Some(c.bytes_in);
+        l.bytes_out = Some(c.bytes_out);
+        l.messages_in = Some(c.messages_in);
+        l.messages_out = Some(c.messages_out);
+        l.duration_ms = Some(c.duration_ms);
+        l.reason = c.reason.map(str::to_owned);
         self.put(&l).await
     }
 
@@ -375,7 +389,17 @@ mod tests {
         .await
         .unwrap();
         w.ws_open(at, "/ws").await.unwrap();
-        w.ws_close("/ws", 10, 20, 5, Some("revoked")).await.unwrap();
+        w.ws_close(&WsClose {
+            path: "/ws",
+            bytes_in: 10,
+            bytes_out: 20,
+            messages_in: 1,
+            messages_out: 2,
+            duration_ms: 5,
+            reason: Some("revoked"),
+        })
+        .await
+        .unwrap();
         assert!(RequestWriter::create(&path, &h).await.is_err());
         let s = w.finish("logout").await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

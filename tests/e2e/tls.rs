@@ -323,7 +323,7 @@ async fn apply_server_reaches_the_default_https_listener_with_ca_file_or_pin_and
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!(
-            "(SHA-256 {sha256}) does not match --pin-sha256 {wrong}"
+            "(SHA-256 {sha256}) does not match the pinned SHA-256 {wrong}"
         )),
         "{err}"
     );

@@ -83,6 +83,7 @@ pub struct Cache {
     apps: Table<String, Option<Arc<Target>>>,
     sessions: Table<(String, String), Option<Who>>,
     credentials: Table<(String, String), Option<Injected>>,
+    hosts: Table<(), Arc<HashMap<String, String>>>,
     catalog: Mutex<Option<Stamp>>,
 }
 
@@ -100,6 +101,46 @@ impl Cache {
             .map(Arc::new);
         self.apps.put(key, generation, found.clone());
         Ok(found)
+    }
+
+    /// The apps served at a host of their own (`host` in their settings): host → app name.
+    /// A host claimed by two apps, under the apps domain, or the web UI's own is nobody's
+    /// (logged): it gets the 404 of an unknown host.
+    pub async fn hosts(
+        &self,
+        store: &Store,
+        domain: &str,
+        web_host: &str,
+    ) -> Result<Arc<HashMap<String, String>>> {
+        let generation = store.generation();
+        if let Some(v) = self.hosts.get(&(), generation) {
+            return Ok(v);
+        }
+        let mut c = store.pool().acquire().await?;
+        let mut claims: HashMap<String, Vec<String>> = HashMap::new();
+        for t in gatehouse_broker::targets::list(&mut c).await? {
+            if t.kind == gatehouse_broker::targets::Kind::Http
+                && let Some(h) = &t.app.host
+            {
+                claims
+                    .entry(h.to_ascii_lowercase())
+                    .or_default()
+                    .push(t.name);
+            }
+        }
+        let mut map = HashMap::new();
+        for (host, names) in claims {
+            if names.len() > 1 || super::host::under_domain(&host, domain) || host == web_host {
+                tracing::warn!(%host, apps = ?names, "app gateway: this app host is served to no app (claimed twice, under the apps domain, or the web UI's)");
+                continue;
+            }
+            if let Some(name) = names.into_iter().next() {
+                map.insert(host, name);
+            }
+        }
+        let map = Arc::new(map);
+        self.hosts.put((), generation, map.clone());
+        Ok(map)
     }
 
     /// The live app session behind `cookie` for the app `target_id`, with its identity and groups

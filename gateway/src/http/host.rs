@@ -1,19 +1,32 @@
 //! Which app a request is for: the app's public host is `NAME.DOMAIN` (the target's name under
-//! the apps domain). Routing and authorization both use the one name this returns, from the
-//! one authority the request carries (`:authority` in HTTP/2, else `Host`).
+//! the apps domain), or the host its settings name instead (`host`). Routing and authorization
+//! both use the one name found, from the one authority the request carries (`:authority` in
+//! HTTP/2, else `Host`).
 
-/// The app name `authority` (`host[:port]`) names under `domain`, or `None` (not an app host:
-/// answered with a plain 404 that names nothing). Case-insensitive; one label only (no
-/// `a.b.DOMAIN`), a trailing dot allowed, the port ignored.
-pub fn app_of(authority: &str, domain: &str) -> Option<String> {
+/// The host of `authority` (`host[:port]`): lower case, without the port or a trailing dot;
+/// `None` for an IPv6 literal (never an app host) or a port that is no number.
+pub fn hostname(authority: &str) -> Option<String> {
     let host = match authority.rsplit_once(':') {
-        // An IPv6 literal is never an app host.
         _ if authority.starts_with('[') => return None,
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
         Some(_) => return None,
         None => authority,
     };
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    Some(host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase())
+}
+
+/// Whether `host` is the apps domain or under it (where only `NAME.DOMAIN` hosts live: an
+/// app's own host there could take another app's).
+pub fn under_domain(host: &str, domain: &str) -> bool {
+    let domain = domain.trim_matches('.').to_ascii_lowercase();
+    host == domain || host.ends_with(&format!(".{domain}"))
+}
+
+/// The app name `authority` (`host[:port]`) names under `domain`, or `None` (not an app host:
+/// answered with a plain 404 that names nothing). Case-insensitive; one label only (no
+/// `a.b.DOMAIN`), a trailing dot allowed, the port ignored.
+pub fn app_of(authority: &str, domain: &str) -> Option<String> {
+    let host = hostname(authority)?;
     let domain = domain.trim_matches('.').to_ascii_lowercase();
     let name = host.strip_suffix(&domain)?.strip_suffix('.')?;
     if name.is_empty() || name.contains('.') {
@@ -21,16 +34,6 @@ pub fn app_of(authority: &str, domain: &str) -> Option<String> {
     }
     gatehouse_broker::targets::validate_name(name).ok()?;
     Some(name.to_string())
-}
-
-/// The public origin of app `name`: `https://NAME.DOMAIN`, with `:PORT` unless it is 443.
-pub fn origin(name: &str, domain: &str, port: u16) -> String {
-    let domain = domain.trim_matches('.');
-    if port == 443 {
-        format!("https://{name}.{domain}")
-    } else {
-        format!("https://{name}.{domain}:{port}")
-    }
 }
 
 #[cfg(test)]
@@ -68,14 +71,14 @@ mod tests {
     }
 
     #[test]
-    fn origins_omit_the_default_port() {
+    fn hostnames_drop_the_port_case_and_trailing_dot() {
         assert_eq!(
-            origin("grafana", "apps.localhost", 443),
-            "https://grafana.apps.localhost"
+            hostname("Grafana.Corp.Example.:8443").as_deref(),
+            Some("grafana.corp.example")
         );
-        assert_eq!(
-            origin("grafana", "apps.localhost", 8443),
-            "https://grafana.apps.localhost:8443"
-        );
+        assert_eq!(hostname("[::1]:8443"), None);
+        assert!(under_domain("x.apps.localhost", "apps.localhost"));
+        assert!(under_domain("apps.localhost", ".apps.localhost."));
+        assert!(!under_domain("xapps.localhost", "apps.localhost"));
     }
 }

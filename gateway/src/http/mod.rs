@@ -15,6 +15,8 @@ pub mod host;
 mod proxy;
 pub mod record;
 mod signin;
+mod upstream;
+mod wsframes;
 
 use gatehouse_broker::keys::SigningKeyPair;
 use gatehouse_broker::policy::CatalogCache;
@@ -75,7 +77,7 @@ pub struct Shared {
     pub sealing: Option<Arc<gatehouse_broker::sealing::SealingKey>>,
     /// What requests read from the database, kept while nothing changed ([`cache`]).
     reads: cache::Cache,
-    client: proxy::Client,
+    clients: upstream::Clients,
 }
 
 impl Shared {
@@ -87,7 +89,7 @@ impl Shared {
         assertion_key: Arc<SigningKeyPair>,
         signer: Arc<SigningKeyPair>,
     ) -> Self {
-        let client = proxy::client(settings.upstream_tls.clone());
+        let clients = upstream::Clients::new(settings.upstream_tls.clone());
         Self {
             store,
             cache,
@@ -99,7 +101,7 @@ impl Shared {
             recorders: record::Recorders::default(),
             sealing: None,
             reads: cache::Cache::default(),
-            client,
+            clients,
         }
     }
 
@@ -264,6 +266,39 @@ fn ambiguous_framing() -> Response<Body> {
     r
 }
 
+/// The app `authority` names: one with that host of its own, else `NAME.DOMAIN` for an app
+/// without one. `None`: no app (404).
+async fn route(
+    shared: &Shared,
+    authority: &str,
+) -> gatehouse_broker::Result<Option<Arc<gatehouse_broker::targets::Target>>> {
+    let Some(hostname) = host::hostname(authority) else {
+        return Ok(None);
+    };
+    let web_host = url::Url::parse(&shared.settings.web_origin)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    let own = shared
+        .reads
+        .hosts(&shared.store, &shared.settings.domain, &web_host)
+        .await?;
+    let (name, by_own_host) = match own.get(&hostname) {
+        Some(name) => (name.clone(), true),
+        None => match host::app_of(authority, &shared.settings.domain) {
+            Some(name) => (name, false),
+            None => return Ok(None),
+        },
+    };
+    Ok(shared
+        .reads
+        .app(&shared.store, &name)
+        .await?
+        .filter(|t| t.kind == gatehouse_broker::targets::Kind::Http)
+        // An app with a host of its own is not also at NAME.DOMAIN.
+        .filter(|t| by_own_host || t.app.host.is_none()))
+}
+
 /// One request: which app, whose, allowed or not, then upstream.
 async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     // Ambiguous framing (both lengths, or several lengths) is refused, never passed on.
@@ -285,12 +320,9 @@ async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) 
                 .map(str::to_owned)
         })
         .unwrap_or_default();
-    let Some(app) = host::app_of(&authority, &shared.settings.domain) else {
-        return not_found();
-    };
-    let target = match shared.reads.app(&shared.store, &app).await {
-        Ok(Some(t)) if t.kind == gatehouse_broker::targets::Kind::Http => t,
-        Ok(_) => return not_found(),
+    let target = match route(shared, &authority).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return not_found(),
         Err(e) => {
             tracing::error!(error = %e, "app gateway: cannot read the app");
             return plain(

@@ -207,15 +207,27 @@ pub async fn forward(
     }
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     let upstream_req = Request::from_parts(parts, Counted::new(limited, allowed.bytes_in.clone()));
+    let client = match shared.clients.for_app(&target.app) {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::error!(app = %target.name, %why, "app gateway: no client for the app's upstream TLS");
+            return bad_gateway("its upstream TLS settings cannot be used");
+        }
+    };
     let resp = match tokio::time::timeout(
         shared.settings.upstream_timeout,
-        shared.client.request(upstream_req),
+        client.request(upstream_req),
     )
     .await
     {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            tracing::warn!(app = %target.name, error = %e, "app gateway: upstream request failed");
+            let why = error_chain(&e);
+            tracing::warn!(app = %target.name, error = %why, "app gateway: upstream request failed");
+            if why.contains("invalid peer certificate") || why.contains(crate::pinned::PIN_MISMATCH)
+            {
+                return bad_gateway("its certificate is not trusted");
+            }
             return bad_gateway("connection failed");
         }
         Err(_) => {
@@ -266,9 +278,10 @@ fn join_websocket(
     let registry = shared.live.clone();
     let clock = shared.clock.clone();
     tokio::spawn(async move {
-        // Bytes each way, counted as they are copied (the copy may be cut off by the access).
-        let up = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let down = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // Bytes and messages each way, counted as they are copied (the copy may be cut off by
+        // the access).
+        let up = Arc::new(Counts::default());
+        let down = Arc::new(Counts::default());
         let joined = async {
             let (client, upstream) = tokio::try_join!(on_client, on_upstream)?;
             let (mut c_r, mut c_w) = tokio::io::split(TokioIo::new(client));
@@ -300,13 +313,15 @@ fn join_websocket(
         };
         registry.remove(&live.id);
         use std::sync::atomic::Ordering::Relaxed;
-        rec.ws_close(
-            &path,
-            up.load(Relaxed),
-            down.load(Relaxed),
-            opened.elapsed(),
-            reason.as_deref(),
-        );
+        rec.ws_close(super::record::WsClosed {
+            path,
+            bytes_in: up.bytes.load(Relaxed),
+            bytes_out: down.bytes.load(Relaxed),
+            messages_in: up.messages.load(Relaxed),
+            messages_out: down.messages.load(Relaxed),
+            open: opened.elapsed(),
+            reason,
+        });
     });
     let (mut parts, _) = resp.into_parts();
     headers::host_only_cookies(&mut parts.headers);
@@ -320,15 +335,24 @@ fn join_websocket(
     out
 }
 
-/// Copies `from` to `to` until end of stream or an error, counting bytes into `n`; shuts
-/// `to` down at the end (a half-close passed on).
-async fn copy_counted<R, W>(from: &mut R, to: &mut W, n: &std::sync::atomic::AtomicU64)
+/// What went one way through a websocket.
+#[derive(Debug, Default)]
+struct Counts {
+    bytes: std::sync::atomic::AtomicU64,
+    messages: std::sync::atomic::AtomicU64,
+}
+
+/// Copies `from` to `to` until end of stream or an error, counting bytes and websocket
+/// messages into `n`; shuts `to` down at the end (a half-close passed on).
+async fn copy_counted<R, W>(from: &mut R, to: &mut W, n: &Counts)
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
+    use std::sync::atomic::Ordering::Relaxed;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 8 * 1024];
+    let mut frames = super::wsframes::Frames::default();
     loop {
         let got = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -337,7 +361,9 @@ where
         if to.write_all(&buf[..got]).await.is_err() {
             break;
         }
-        n.fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
+        n.bytes.fetch_add(got as u64, Relaxed);
+        frames.feed(&buf[..got]);
+        n.messages.store(frames.messages, Relaxed);
     }
     let _ = to.shutdown().await;
 }
@@ -368,6 +394,18 @@ pub(crate) async fn until_deadline(live: &LiveSession, clock: gatehouse_broker::
             }
         }
     }
+}
+
+/// An error and its causes in one line (a refused certificate is named deep in the chain).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 /// A redirect to the app's internal address is turned into one to its public host.

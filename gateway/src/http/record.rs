@@ -44,14 +44,21 @@ const WS_CLOSE_WAIT: Duration = Duration::from_secs(1);
 enum Msg {
     Request(Instant, requests::Request),
     WsOpen(Instant, String),
-    WsClose {
-        path: String,
-        bytes_in: u64,
-        bytes_out: u64,
-        duration_ms: u64,
-        reason: Option<String>,
-    },
+    WsClose(WsClosed),
     End(String),
+}
+
+/// A websocket that closed: bytes and messages each way (in: client to app, out: app to
+/// client), how long it was open, and why when the gateway closed it.
+#[derive(Debug)]
+pub struct WsClosed {
+    pub path: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub open: Duration,
+    pub reason: Option<String>,
 }
 
 /// One recorded app session.
@@ -100,18 +107,12 @@ impl Rec {
         self.send(Msg::WsOpen(Instant::now(), path.to_string()));
     }
 
-    /// A websocket closed: bytes each way (client to app, app to client), how long it was open,
-    /// and why when the gateway closed it.
-    pub fn ws_close(&self, path: &str, up: u64, down: u64, open: Duration, reason: Option<&str>) {
-        self.bytes_up.fetch_add(up, Ordering::Relaxed);
-        self.bytes_down.fetch_add(down, Ordering::Relaxed);
-        self.send(Msg::WsClose {
-            path: path.to_string(),
-            bytes_in: up,
-            bytes_out: down,
-            duration_ms: u64::try_from(open.as_millis()).unwrap_or(u64::MAX),
-            reason: reason.map(str::to_owned),
-        });
+    /// A websocket closed (see [`WsClosed`]).
+    pub fn ws_close(&self, closed: WsClosed) {
+        self.bytes_up.fetch_add(closed.bytes_in, Ordering::Relaxed);
+        self.bytes_down
+            .fetch_add(closed.bytes_out, Ordering::Relaxed);
+        self.send(Msg::WsClose(closed));
         self.websockets.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -324,15 +325,17 @@ async fn write(
         let written = match msg {
             Some(Msg::Request(at, r)) => w.request(at, &r).await,
             Some(Msg::WsOpen(at, path)) => w.ws_open(at, &path).await,
-            Some(Msg::WsClose {
-                path,
-                bytes_in,
-                bytes_out,
-                duration_ms,
-                reason,
-            }) => {
-                w.ws_close(&path, bytes_in, bytes_out, duration_ms, reason.as_deref())
-                    .await
+            Some(Msg::WsClose(c)) => {
+                w.ws_close(&requests::WsClose {
+                    path: &c.path,
+                    bytes_in: c.bytes_in,
+                    bytes_out: c.bytes_out,
+                    messages_in: c.messages_in,
+                    messages_out: c.messages_out,
+                    duration_ms: u64::try_from(c.open.as_millis()).unwrap_or(u64::MAX),
+                    reason: c.reason.as_deref(),
+                })
+                .await
             }
             Some(Msg::End(reason)) => break reason,
             None => break "gateway_stopped".to_string(),

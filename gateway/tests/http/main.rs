@@ -306,7 +306,12 @@ async fn authorize(w: &World, who: &str, web_session: &str, app: &str, state: &s
 
 /// Signs `who` in to `app` the way a browser does; returns the app cookie.
 async fn sign_in(w: &World, who: &str, app: &str) -> String {
-    let host = format!("{app}.apps.test:8443");
+    sign_in_at(w, who, app, &format!("{app}.apps.test:8443")).await
+}
+
+/// The same at the app's `host` (`HOST:PORT`).
+async fn sign_in_at(w: &World, who: &str, app: &str, host: &str) -> String {
+    let host = host.to_string();
     let first = get(w, &host, "/start?x=1", &[]).await;
     assert_eq!(first.status, 303, "{}", first.body);
     let to = first.headers["location"].to_str().unwrap().to_string();
@@ -601,6 +606,7 @@ async fn revoke_alice(w: &World) {
 }
 
 mod recording;
+mod upstream;
 
 #[tokio::test]
 async fn security_an_apps_own_identity_header_is_set_by_gatehouse_only() {

@@ -26,10 +26,22 @@ async fn an_open_websocket_ends_when_its_access_does() {
         head.to_ascii_lowercase().contains("sec-websocket-accept"),
         "{head}"
     );
-    s.write_all(b"ping-1").await.unwrap();
-    let mut got = [0u8; 6];
-    s.read_exact(&mut got).await.unwrap();
-    assert_eq!(&got, b"ping-1");
+    // Two text messages, each one masked frame of 6 bytes (12 on the wire); the app echoes them.
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 6];
+    frame.extend_from_slice(&mask);
+    frame.extend(
+        b"ping-1"
+            .iter()
+            .zip(mask.iter().cycle())
+            .map(|(b, m)| b ^ m),
+    );
+    for _ in 0..2 {
+        s.write_all(&frame).await.unwrap();
+        let mut got = vec![0u8; frame.len()];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, frame);
+    }
     revoke_alice(&w).await;
     // The gateway closes it (a guard against hanging, not a measurement).
     let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
@@ -42,22 +54,44 @@ async fn an_open_websocket_ends_when_its_access_does() {
     })
     .await;
     assert!(closed.is_ok(), "the websocket outlived the access");
-    // The request log has the websocket's open and its close by the gateway, with its bytes.
+    // The request log has the websocket's open and its close by the gateway, with its bytes
+    // and messages each way.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let all = stop(&mut w).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].0.end_reason.as_deref(), Some("access_removed"));
     let (_, lines) = read_log(&all[0].1);
-    let ws: Vec<(&str, Option<&str>, Option<u64>)> = lines
+    type Ws<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+    );
+    let ws: Vec<Ws<'_>> = lines
         .iter()
         .filter(|l| l.event.starts_with("ws_"))
-        .map(|l| (l.event.as_str(), l.reason.as_deref(), l.bytes_in))
+        .map(|l| {
+            (
+                l.event.as_str(),
+                l.reason.as_deref(),
+                l.bytes_in,
+                l.messages_in,
+                l.messages_out,
+            )
+        })
         .collect();
     assert_eq!(
         ws,
         [
-            ("ws_open", None, None),
-            ("ws_close", Some("access_removed"), Some(6))
+            ("ws_open", None, None, None, None),
+            (
+                "ws_close",
+                Some("access_removed"),
+                Some(24),
+                Some(2),
+                Some(2)
+            )
         ],
         "{lines:?}"
     );

@@ -232,6 +232,8 @@ mod tests {
             bytes_in: None,
             bytes_out: None,
             duration_ms: None,
+            messages_in: None,
+            messages_out: None,
             reason: None,
         }
     }

@@ -98,28 +98,35 @@ async fn authorize(
     )
     .await?;
     tx.commit().await?;
-    let to = callback(web_apps, &target.name, code.expose())?;
+    let to = callback(web_apps, &target, code.expose())?;
     // The code is in the Location: the response is `no-store` and the referrer policy is
     // `same-origin` (the security headers), so it goes to the app host alone.
     Ok(Redirect::to(to.as_str()).into_response())
 }
 
-/// `https://NAME.DOMAIN[:PORT]/` (the port left out when 443): where app `name` is opened.
-pub fn app_origin(name: &str, apps: &AppsWeb) -> String {
+/// The host (and port unless 443) app `name` is served at: its own `host`, else
+/// `NAME.DOMAIN`.
+fn app_authority(name: &str, own_host: Option<&str>, apps: &AppsWeb) -> String {
+    let host = match own_host {
+        Some(h) => h.to_string(),
+        None => format!("{name}.{}", apps.domain),
+    };
     if apps.port == 443 {
-        format!("https://{name}.{}/", apps.domain)
+        host
     } else {
-        format!("https://{name}.{}:{}/", apps.domain, apps.port)
+        format!("{host}:{}", apps.port)
     }
 }
 
-/// `https://NAME.DOMAIN[:PORT]/.gatehouse/callback?code=CODE` (the port left out when 443).
-fn callback(apps: &AppsWeb, name: &str, code: &str) -> Result<url::Url, PageError> {
-    let host = if apps.port == 443 {
-        format!("{name}.{}", apps.domain)
-    } else {
-        format!("{name}.{}:{}", apps.domain, apps.port)
-    };
+/// `https://HOST[:PORT]/` (see [`app_authority`]): where app `name` is opened.
+pub fn app_origin(name: &str, own_host: Option<&str>, apps: &AppsWeb) -> String {
+    format!("https://{}/", app_authority(name, own_host, apps))
+}
+
+/// `https://HOST[:PORT]/.gatehouse/callback?code=CODE` (see [`app_authority`]).
+fn callback(apps: &AppsWeb, target: &targets::Target, code: &str) -> Result<url::Url, PageError> {
+    let name = target.name.as_str();
+    let host = app_authority(name, target.app.host.as_deref(), apps);
     let mut url = url::Url::parse(&format!("https://{host}/.gatehouse/callback")).map_err(|e| {
         tracing::error!(app = name, domain = apps.domain, error = %e, "no app host URL");
         PageError(ApiError::new(
@@ -158,17 +165,47 @@ mod tests {
         }
     }
 
+    fn app(name: &str, host: Option<&str>) -> targets::Target {
+        targets::Target {
+            id: "t1".into(),
+            name: name.into(),
+            kind: Kind::Http,
+            address: "http://127.0.0.1:3000".into(),
+            labels: Default::default(),
+            host_key: None,
+            description: String::new(),
+            owner: None,
+            source: "api".into(),
+            app: targets::AppSettings {
+                host: host.map(str::to_owned),
+                ..Default::default()
+            },
+        }
+    }
+
     #[test]
     fn callbacks_name_the_app_host_and_encode_the_code() {
-        let u = callback(&web(443), "grafana", "ghac_a+b/c=").unwrap();
+        let grafana = app("grafana", None);
+        let u = callback(&web(443), &grafana, "ghac_a+b/c=").unwrap();
         assert_eq!(
             u.as_str(),
             "https://grafana.apps.example.com/.gatehouse/callback?code=ghac_a%2Bb%2Fc%3D"
         );
-        let u = callback(&web(8443), "grafana", "ghac_x").unwrap();
+        let u = callback(&web(8443), &grafana, "ghac_x").unwrap();
         assert_eq!(
             u.as_str(),
             "https://grafana.apps.example.com:8443/.gatehouse/callback?code=ghac_x"
+        );
+        // An app with a host of its own is returned to there.
+        let own = app("jenkins", Some("ci.corp.example"));
+        let u = callback(&web(443), &own, "ghac_y").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://ci.corp.example/.gatehouse/callback?code=ghac_y"
+        );
+        assert_eq!(
+            app_origin("jenkins", Some("ci.corp.example"), &web(8443)),
+            "https://ci.corp.example:8443/"
         );
     }
 }

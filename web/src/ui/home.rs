@@ -86,14 +86,32 @@ async fn page(State(state): State<AppState>, s: Signed) -> PageResult {
     let reach = reach::reachable(&cat, &template, now);
     // Apps, with the address of each on the app gateway (none when it is off).
     let apps: Vec<AppLink> = match &state.web.apps {
-        Some(a) => reach::apps(&cat, &template, now)
-            .into_iter()
-            .map(|(name, until_ms)| AppLink {
-                url: crate::ui::apps::app_origin(&name, a),
-                name,
-                until_ms,
-            })
-            .collect(),
+        Some(a) => {
+            let reachable = reach::apps(&cat, &template, now);
+            // Apps served at a host of their own.
+            let own_hosts: std::collections::HashMap<String, String> = if reachable.is_empty() {
+                Default::default()
+            } else {
+                let mut c = conn(&state).await?;
+                gatehouse_broker::targets::list(&mut c)
+                    .await?
+                    .into_iter()
+                    .filter_map(|t| t.app.host.map(|h| (t.name, h)))
+                    .collect()
+            };
+            reachable
+                .into_iter()
+                .map(|(name, until_ms)| AppLink {
+                    url: crate::ui::apps::app_origin(
+                        &name,
+                        own_hosts.get(&name).map(String::as_str),
+                        a,
+                    ),
+                    name,
+                    until_ms,
+                })
+                .collect()
+        }
         None => Vec::new(),
     };
     let requestable = reach::requestable(&cat, &username);

@@ -108,9 +108,17 @@ async fn app_session(s: &TestServer, dir: &Path, key: &SigningKeyPair) -> (Strin
         .await
         .unwrap();
     w.ws_open(at, "/api/live/ws").await.unwrap();
-    w.ws_close("/api/live/ws", 612, 20480, 51, None)
-        .await
-        .unwrap();
+    w.ws_close(&gatehouse_recordings::requests::WsClose {
+        path: "/api/live/ws",
+        bytes_in: 612,
+        bytes_out: 20480,
+        messages_in: 3,
+        messages_out: 40,
+        duration_ms: 51,
+        reason: None,
+    })
+    .await
+    .unwrap();
     let summary = w.finish("logout").await.unwrap();
     let info = SessionInfo {
         id: id.clone(),
@@ -219,6 +227,7 @@ async fn replay_page(backend: Backend) {
     assert!(html.contains("3 of 3 requests"), "{html}");
     assert!(html.contains("websocket open"), "{html}");
     assert!(html.contains("websocket close"), "{html}");
+    assert!(html.contains("3 / 40 messages"), "{html}");
     assert!(
         html.contains("The log ends: <strong>logout</strong>"),
         "{html}"
