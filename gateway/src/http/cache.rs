@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// Longest time an entry is used without reading it again.
 pub const FRESH: Duration = Duration::from_secs(1);
 
+/// Longest time a signed assertion is sent again instead of a new one.
+pub const ASSERTION_REUSE: Duration = Duration::from_secs(60);
+
 /// Most entries of each kind; past it the table is emptied (entries are cheap to read again).
 const MAX_ENTRIES: usize = 10_000;
 
@@ -47,9 +50,13 @@ impl<K, V> Default for Table<K, V> {
 
 impl<K: Eq + Hash, V: Clone> Table<K, V> {
     fn get(&self, key: &K, generation: u64) -> Option<V> {
+        self.get_within(key, generation, FRESH)
+    }
+
+    fn get_within(&self, key: &K, generation: u64, fresh: Duration) -> Option<V> {
         let mut map = self.map.lock().ok()?;
         match map.get(key) {
-            Some((s, v)) if s.generation == generation && s.at.elapsed() < FRESH => Some(v.clone()),
+            Some((s, v)) if s.generation == generation && s.at.elapsed() < fresh => Some(v.clone()),
             Some(_) => {
                 map.remove(key);
                 None
@@ -84,6 +91,7 @@ pub struct Cache {
     sessions: Table<(String, String), Option<Who>>,
     credentials: Table<(String, String), Option<Injected>>,
     hosts: Table<(), Arc<HashMap<String, String>>>,
+    assertions: Table<(String, String), Arc<str>>,
     catalog: Mutex<Option<Stamp>>,
 }
 
@@ -204,6 +212,32 @@ impl Cache {
         let found = gatehouse_broker::apps::credential(&mut c, target, role, key).await?;
         self.credentials.put(k, generation, found.clone());
         Ok(found)
+    }
+
+    /// The signed assertion for app session `session` under `role`: one made within
+    /// [`ASSERTION_REUSE`] while nothing changed, else a new one from `make` (signing is the
+    /// largest cost of a request otherwise; an assertion lives 5 minutes, so a reused one has
+    /// at least 4 left). An empty one (signing failed) is not kept.
+    pub fn assertion(
+        &self,
+        store: &Store,
+        session: &str,
+        role: &str,
+        make: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        let generation = store.generation();
+        let key = (session.to_string(), role.to_string());
+        if let Some(a) = self
+            .assertions
+            .get_within(&key, generation, ASSERTION_REUSE)
+        {
+            return a;
+        }
+        let made: Arc<str> = make().into();
+        if !made.is_empty() {
+            self.assertions.put(key, generation, made.clone());
+        }
+        made
     }
 
     /// The decision catalog: the broker's cached one while nothing changed and it was checked

@@ -163,13 +163,21 @@ pub async fn serve(
         shared.live.clone(),
         shutdown.clone(),
     ));
-    let mut sweep = tokio::time::interval(record::SWEEP_EVERY);
+    // The recorded app sessions are checked every SWEEP_EVERY, and within SWEEP_SOON of a
+    // change this process learns of (a sign-out at the web UI ends its app sessions' websockets
+    // and rows then, not only at their next request).
+    let mut sweep = tokio::time::interval(record::SWEEP_SOON);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut swept = (shared.store.generation(), std::time::Instant::now());
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = sweep.tick() => {
-                record::sweep(&shared).await;
+                let generation = shared.store.generation();
+                if generation != swept.0 || swept.1.elapsed() >= record::SWEEP_EVERY {
+                    swept = (generation, std::time::Instant::now());
+                    record::sweep(&shared).await;
+                }
                 continue;
             }
             accepted = listener.accept() => match accepted {

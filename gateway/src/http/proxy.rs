@@ -110,7 +110,12 @@ pub async fn forward(
         Vec::new()
     };
     let groups = who.groups.to_vec();
-    let assertion = assertion(shared, target, who, &allowed.grant, groups.clone());
+    let assertion = shared
+        .reads
+        .assertion(&shared.store, &who.session.id, &allowed.grant.role, || {
+            assertion(shared, target, who, &allowed.grant, groups.clone())
+        })
+        .to_string();
     let client_upgrade = if upgrade {
         Some(hyper::upgrade::on(&mut req))
     } else {

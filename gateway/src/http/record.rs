@@ -34,8 +34,11 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_LIVE: usize = 10_000;
 /// Lines waiting for the writer per app session; past it lines are counted, not queued.
 const QUEUE: usize = 1024;
-/// How often expired app sessions are looked for.
+/// How often the recorded app sessions are checked (expired, signed out, identity gone)...
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// ...and how soon after this process learns of a change (a sign-out at the web UI, an access
+/// event: [`gatehouse_broker::Store::generation`]).
+pub const SWEEP_SOON: Duration = Duration::from_secs(1);
 /// Longest wait for a writer to close its log and sign it.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the session's websockets to log their close before the log ends.

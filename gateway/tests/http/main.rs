@@ -837,3 +837,37 @@ async fn a_long_response_ends_when_its_access_does() {
     .await;
     assert!(ended.is_ok(), "the event stream outlived the access");
 }
+
+/// HTTP/2 from clients (here with prior knowledge over TCP; browsers negotiate it by ALPN on the
+/// TLS listener): the same sign-in cookie, the same decision, the app reached over HTTP/1.1.
+#[tokio::test]
+async fn http2_clients_are_served_too() {
+    let w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for (path, status) in [("/h2", 200), ("//h2", 400)] {
+        let req = hyper::Request::builder()
+            .method("GET")
+            .uri(format!("http://echo.apps.test:8443{path}"))
+            .header("cookie", format!("__Host-gh_app={cookie}"))
+            .header("x-gatehouse-user", "mallory")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let r = send.send_request(req).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert_eq!(r.version(), hyper::Version::HTTP_2);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        if status == 200 {
+            assert!(body.contains(r#""x-gatehouse-user":["alice"]"#), "{body}");
+            assert!(!body.contains("mallory"), "{body}");
+        }
+    }
+}

@@ -7,25 +7,8 @@ use super::*;
 async fn an_open_websocket_ends_when_its_access_does() {
     let mut w = world().await;
     let cookie = sign_in(&w, "alice", "echo").await;
-    let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
-    s.write_all(
-        format!(
-            "GET /ws HTTP/1.1\r\nHost: echo.apps.test:8443\r\nConnection: Upgrade\r\n\
-             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: __Host-gh_app={cookie}\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut s = open_ws(&w, &cookie).await;
     let mut buf = vec![0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(
-        head.to_ascii_lowercase().contains("sec-websocket-accept"),
-        "{head}"
-    );
     // Two text messages, each one masked frame of 6 bytes (12 on the wire); the app echoes them.
     let mask = [1u8, 2, 3, 4];
     let mut frame = vec![0x81, 0x80 | 6];
@@ -95,6 +78,71 @@ async fn an_open_websocket_ends_when_its_access_does() {
         ],
         "{lines:?}"
     );
+}
+
+/// Opens a websocket to echo's `/ws` with an app cookie; returns the stream after the 101.
+async fn open_ws(w: &World, cookie: &str) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(w.gateway).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: echo.apps.test:8443\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: __Host-gh_app={cookie}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("sec-websocket-accept"),
+        "{head}"
+    );
+    s
+}
+
+#[tokio::test]
+async fn a_sign_out_at_the_web_ui_closes_the_app_sessions_websockets() {
+    let mut w = world().await;
+    let cookie = sign_in(&w, "alice", "echo").await;
+    let mut s = open_ws(&w, &cookie).await;
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let i = gatehouse_broker::identities::by_username(&mut c, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    let mut tx = w.db.store.begin().await.unwrap();
+    gatehouse_broker::web_sessions::end_all(
+        &mut tx,
+        SystemClock.now_ms(),
+        &i.id,
+        "alice",
+        None,
+        "sign_out",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut buf = vec![0u8; 64];
+    // A guard against hanging, not a measurement.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the websocket outlived the sign-out");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let all = stop(&mut w).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0.end_reason.as_deref(), Some("session_ended"));
 }
 
 /// The app sessions recorded, oldest first: (row, log path).
