@@ -109,6 +109,35 @@ pub async fn watch_access(store: Store, stop: CancellationToken) {
     }
 }
 
+/// How often `serve` deletes the app gateway's spent sign-in codes and old app sessions.
+const APP_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes the app gateway's sign-in codes and app sessions that ended or expired over a week
+/// ago (`gatehouse_broker::apps::purge`): at start-up, then every hour.
+pub async fn app_purge(store: Store, clock: SharedClock, stop: CancellationToken) {
+    loop {
+        let purged = match store.pool().acquire().await {
+            Ok(mut c) => gatehouse_broker::apps::purge(&mut c, clock.now_ms()).await,
+            Err(e) => Err(e.into()),
+        };
+        match purged {
+            Ok((0, 0)) => {}
+            Ok((codes, sessions)) => {
+                tracing::info!(
+                    codes,
+                    sessions,
+                    "app gateway: spent sign-in codes and old app sessions deleted"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot purge the app gateway's old sign-ins"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(APP_PURGE_EVERY) => {}
+        }
+    }
+}
+
 /// How often `serve` applies start and end dates that have come (`hr dates`).
 const DATES_EVERY: Duration = Duration::from_secs(60);
 

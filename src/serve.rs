@@ -181,6 +181,11 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         store.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(crate::background::app_purge(
+        store.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     let checkpoints = tokio::spawn(checkpoint_loop(
         store.clone(),
         clock.clone(),

@@ -353,6 +353,29 @@ pub async fn lookup(
     )))
 }
 
+/// How long ended or expired app sessions and used or expired sign-in codes are kept before
+/// [`purge`] deletes them (the `sessions` row and the request log stay: they are the record).
+pub const KEEP_ENDED_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Deletes sign-in codes and app sessions that ended or expired more than [`KEEP_ENDED_MS`]
+/// ago; returns how many of each. Neither can be used again, so nothing decided changes.
+pub async fn purge(conn: &mut AnyConnection, now_ms: i64) -> Result<(u64, u64)> {
+    let before = now_ms - KEEP_ENDED_MS;
+    let codes = sqlx::query("DELETE FROM app_codes WHERE expires_at < $1")
+        .bind(before)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let sessions = sqlx::query(
+        "DELETE FROM app_sessions WHERE ended_at < $1 OR (ended_at IS NULL AND expires_at < $1)",
+    )
+    .bind(before)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((codes, sessions))
+}
+
 /// Ends an app session (sign-out at the app host, or its access ended); audited as
 /// `app.session.end` with the reason. Ending one that has ended already changes nothing.
 pub async fn end(

@@ -218,3 +218,44 @@ pub async fn app_sessions_end_with_the_identity_and_on_sign_out_at_the_app(db: &
             .is_none()
     );
 }
+
+pub async fn spent_codes_and_old_app_sessions_are_purged(db: &TestDb) {
+    let store = &db.store;
+    let carol = add_identity(store, "carol").await;
+    let grafana = app(store, "grafana").await;
+    let (_, web) = browser(store, &carol).await;
+    let used = code(store, &carol, &web.id, &grafana).await;
+    let Redeemed::Session { session, .. } = redeem(store, &used, &grafana, STATE, T0 + 1).await
+    else {
+        panic!("refused");
+    };
+    let _unused = code(store, &carol, &web.id, &grafana).await;
+    let mut tx = store.begin().await.unwrap();
+    apps::end(&mut tx, T0 + 2, &session, "carol", "logout")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let count = |table: &'static str| async move {
+        let mut c = store.pool().acquire().await.unwrap();
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    };
+    let mut c = store.pool().acquire().await.unwrap();
+    // Within the week: kept.
+    assert_eq!(
+        apps::purge(&mut c, T0 + apps::KEEP_ENDED_MS).await.unwrap(),
+        (0, 0)
+    );
+    // A week after: both codes (one used, one expired unused) and the ended session go.
+    assert_eq!(
+        apps::purge(&mut c, T0 + 3 + apps::KEEP_ENDED_MS + apps::CODE_TTL_MS)
+            .await
+            .unwrap(),
+        (2, 1)
+    );
+    drop(c);
+    assert_eq!(count("app_codes").await, 0);
+    assert_eq!(count("app_sessions").await, 0);
+}

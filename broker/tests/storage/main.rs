@@ -72,6 +72,7 @@ on_both_backends!(
     security_the_hr_feed_never_lifts_an_administrators_suspension,
     security_app_codes_are_single_use_and_bound_to_app_and_state,
     app_sessions_end_with_the_identity_and_on_sign_out_at_the_app,
+    spent_codes_and_old_app_sessions_are_purged,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {

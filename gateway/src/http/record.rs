@@ -32,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Most app sessions recorded at once; past it the one idle longest is ended (`evicted`).
 pub const MAX_LIVE: usize = 10_000;
+/// Most app sessions of one identity recorded at once; past it that identity's idlest is
+/// ended, so nobody can push other people's sessions out by opening many of their own.
+pub const MAX_PER_IDENTITY: usize = 32;
 /// Lines waiting for the writer per app session; past it lines are counted, not queued.
 const QUEUE: usize = 1024;
 /// How often the recorded app sessions are checked (expired, signed out, identity gone)...
@@ -69,6 +72,8 @@ pub struct WsClosed {
 pub struct Rec {
     /// The `sessions` row.
     pub row_id: String,
+    /// Whose session it is (identity id).
+    identity_id: String,
     expires_at_ms: i64,
     tx: mpsc::Sender<Msg>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<Option<String>>>>,
@@ -147,6 +152,26 @@ impl Recorders {
     }
 }
 
+/// The recorded app session to end before another of `identity` opens: that identity's idlest
+/// when it has [`MAX_PER_IDENTITY`], else anyone's idlest when there are [`MAX_LIVE`].
+fn to_evict(shared: &Shared, identity: &str) -> Option<String> {
+    let map = shared.recorders.map.lock().ok()?;
+    let idlest = |only: Option<&str>| {
+        map.iter()
+            .filter(|(_, r)| only.is_none_or(|i| r.identity_id == i))
+            .min_by_key(|(_, r)| r.last_ms.load(Ordering::Relaxed))
+            .map(|(k, _)| k.clone())
+    };
+    let own = map.values().filter(|r| r.identity_id == identity).count();
+    if own >= MAX_PER_IDENTITY {
+        idlest(Some(identity))
+    } else if map.len() >= MAX_LIVE {
+        idlest(None)
+    } else {
+        None
+    }
+}
+
 /// The recorder of `who`'s app session, opened (row and log) on its first allowed request.
 /// `None` when the row cannot be written, or the log cannot and recording is strict: the
 /// request is then refused.
@@ -167,15 +192,8 @@ pub async fn open(
     if let Some(r) = shared.recorders.get(&who.session.id) {
         return Some(r);
     }
-    if shared.recorders.len() >= MAX_LIVE {
-        let idlest = shared.recorders.map.lock().ok().and_then(|m| {
-            m.iter()
-                .min_by_key(|(_, r)| r.last_ms.load(Ordering::Relaxed))
-                .map(|(k, _)| k.clone())
-        });
-        if let Some(k) = idlest {
-            end(shared, &k, "evicted").await;
-        }
+    if let Some(k) = to_evict(shared, &who.identity.id) {
+        end(shared, &k, "evicted").await;
     }
     let row = NewSession {
         id: gatehouse_broker::ids::new_id(),
@@ -234,6 +252,7 @@ pub async fn open(
     let task = tokio::spawn(write(shared.clone_for_writer(), writer, rx, info, rel));
     let rec = Arc::new(Rec {
         row_id: row.id,
+        identity_id: who.identity.id.clone(),
         expires_at_ms: who.session.expires_at_ms,
         tx,
         task: std::sync::Mutex::new(Some(task)),

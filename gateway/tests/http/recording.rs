@@ -420,3 +420,26 @@ async fn ended(w: &World, id: &str) -> (gatehouse_broker::sessions::Session, std
     }
     panic!("session {id} did not end");
 }
+
+/// One identity opening many app sessions ends its own idlest, never other people's.
+#[tokio::test]
+async fn security_one_identity_past_its_recorded_sessions_ends_its_own_idlest() {
+    let w = world().await;
+    let cap = gatehouse_gateway::http::record::MAX_PER_IDENTITY;
+    for _ in 0..=cap {
+        let cookie = sign_in(&w, "alice", "echo").await;
+        let ok = get(
+            &w,
+            "echo.apps.test:8443",
+            "/",
+            &[("cookie", &format!("__Host-gh_app={cookie}"))],
+        )
+        .await;
+        assert_eq!(ok.status, 200);
+    }
+    let all = app_sessions(&w).await;
+    assert_eq!(all.len(), cap + 1);
+    // The first (the idlest) was ended to make room; the rest are live.
+    assert_eq!(all[0].0.end_reason.as_deref(), Some("evicted"));
+    assert!(all[1..].iter().all(|(s, _)| s.ended_at_ms.is_none()));
+}

@@ -296,6 +296,51 @@ approvals = [{{ from = "bob", count = 1 }}]
         .unwrap();
     a.wait_text("h1", "No access to this app now").await;
     a.close().await;
+
+    // The session in the reviewer UI: bob is made a reviewer, sets up his second factor (a
+    // privilege needs one), finds alice's app session on the Sessions page and opens its
+    // request timeline: the notebook's page, its kernel's websocket with its messages, the end
+    // by the revoke, the signature verified.
+    let r = api
+        .post(server.url("/api/v1/identities/bob/privileges"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "privilege": "reviewer" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let b = Browser::start(&server.base).await;
+    b.sign_in("bob", PASSWORD, None).await;
+    assert_eq!(b.path().await, "/account");
+    b.click("#totp-setup").await;
+    let secret = b.text("#totp-secret").await;
+    let code = super::fresh_code(&secret).await;
+    b.fill("#code", &code).await;
+    b.click("#totp-confirm").await;
+    assert!(b.text(".flash").await.contains("Authenticator app set up"));
+    b.goto("/sessions").await;
+    let row = b.text("tr.session").await;
+    assert!(row.contains("alice") && row.contains("notebook"), "{row}");
+    b.click("tr.session a.open").await;
+    b.text("#requests").await;
+    let timeline = b.text("#requests").await;
+    assert!(timeline.contains("/notebooks/gh.ipynb"), "{timeline}");
+    assert!(timeline.contains("websocket close"), "{timeline}");
+    assert!(timeline.contains("messages"), "{timeline}");
+    assert!(
+        b.text("#signature").await.contains("verified"),
+        "{}",
+        b.html().await
+    );
+    // Filtered by path: the notebook's API calls only.
+    b.fill("#path", "/api/").await;
+    b.click("#filter").await;
+    b.text("#clear-filters").await;
+    let api_calls = b.text("#requests").await;
+    assert!(api_calls.contains("/api/"), "{api_calls}");
+    assert!(!api_calls.contains("/notebooks/gh.ipynb"), "{api_calls}");
+    shots(&b, "app-session-timeline").await;
+    b.close().await;
     drop(notebook);
     server.stop();
 }
