@@ -3,7 +3,7 @@
 //! file) so the access event stream announces them within a second.
 
 use gatehouse_broker::events::AccessEvent;
-use gatehouse_broker::outbox;
+use gatehouse_broker::ledger::outbox;
 use gatehouse_broker::secrets::Secret;
 use gatehouse_broker::{Backend, SharedClock, Store};
 use std::time::Duration;
@@ -115,7 +115,7 @@ const DATES_EVERY: Duration = Duration::from_secs(60);
 /// Applies HR start and end dates as they come, between imports: at start-up, then every
 /// minute (a date takes effect within a minute of midnight UTC).
 pub async fn hr_dates(store: Store, clock: SharedClock, stop: CancellationToken) {
-    use gatehouse_broker::lifecycle;
+    use gatehouse_broker::provisioning::lifecycle;
     loop {
         match lifecycle::dates::run(
             &store,
@@ -152,7 +152,7 @@ pub async fn hr_drop_folder(
     let opts = crate::hr_cmd::Options {
         dry_run: false,
         strict: false,
-        grace_ms: gatehouse_broker::lifecycle::DEFAULT_GRACE_MS,
+        grace_ms: gatehouse_broker::provisioning::lifecycle::DEFAULT_GRACE_MS,
         progress: false,
         stderr: false,
     };
