@@ -4,9 +4,9 @@ use crate::cli::{ApplyArgs, AuthorizeArgs};
 use crate::config::Settings;
 use crate::context::{self, Schema};
 use anyhow::{Context, bail};
-use gatehouse_broker::apply::{self, Change};
-use gatehouse_broker::policy::{self, AccessRequest, CatalogCache};
-use gatehouse_broker::{Actor, Clock, SystemClock, sod};
+use gatehouse_broker::access::policy::{self, AccessRequest, CatalogCache};
+use gatehouse_broker::provisioning::apply::{self, Change};
+use gatehouse_broker::{Actor, Clock, SystemClock, access::sod};
 use std::path::Path;
 use std::process::ExitCode;
 

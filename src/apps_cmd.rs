@@ -4,7 +4,7 @@
 use crate::cli::AppsCommand;
 use crate::config::Settings;
 use crate::context;
-use gatehouse_broker::apps::{self, Injected};
+use gatehouse_broker::access::apps::{self, Injected};
 use gatehouse_broker::sealing::SealingKey;
 use gatehouse_broker::{Actor, Clock, SystemClock};
 use std::process::ExitCode;
@@ -20,11 +20,11 @@ pub async fn run(settings: &Settings, cmd: AppsCommand) -> anyhow::Result<ExitCo
         } => {
             let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
             let mut tx = store.begin().await?;
-            let app = gatehouse_broker::targets::by_name(&mut tx, &target)
+            let app = gatehouse_broker::access::targets::by_name(&mut tx, &target)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("target {target} not found"))?;
             if remove {
-                let done = gatehouse_broker::credentials::remove(
+                let done = gatehouse_broker::access::credentials::remove(
                     &mut tx,
                     &Actor::Cli,
                     SystemClock.now_ms(),

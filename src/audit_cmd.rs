@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::context::{self, Schema};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use gatehouse_broker::audit::{self, Checkpoint, checkpoint, verify};
+use gatehouse_broker::ledger::audit::{self, Checkpoint, checkpoint, verify};
 use gatehouse_broker::{Clock, SystemClock};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -102,7 +102,7 @@ async fn verify_cmd(
 }
 
 fn progress_bar(total: i64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() || total < gatehouse_broker::audit::scan::PAGE {
+    if !std::io::stderr().is_terminal() || total < gatehouse_broker::ledger::audit::scan::PAGE {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));

@@ -3,7 +3,7 @@
 //! file) so the access event stream announces them within a second.
 
 use gatehouse_broker::events::AccessEvent;
-use gatehouse_broker::outbox;
+use gatehouse_broker::ledger::outbox;
 use gatehouse_broker::secrets::Secret;
 use gatehouse_broker::{Backend, SharedClock, Store};
 use std::time::Duration;
@@ -113,11 +113,11 @@ pub async fn watch_access(store: Store, stop: CancellationToken) {
 const APP_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Deletes the app gateway's sign-in codes and app sessions that ended or expired over a week
-/// ago (`gatehouse_broker::apps::purge`): at start-up, then every hour.
+/// ago (`gatehouse_broker::access::apps::purge`): at start-up, then every hour.
 pub async fn app_purge(store: Store, clock: SharedClock, stop: CancellationToken) {
     loop {
         let purged = match store.pool().acquire().await {
-            Ok(mut c) => gatehouse_broker::apps::purge(&mut c, clock.now_ms()).await,
+            Ok(mut c) => gatehouse_broker::access::apps::purge(&mut c, clock.now_ms()).await,
             Err(e) => Err(e.into()),
         };
         match purged {
@@ -144,7 +144,7 @@ const DATES_EVERY: Duration = Duration::from_secs(60);
 /// Applies HR start and end dates as they come, between imports: at start-up, then every
 /// minute (a date takes effect within a minute of midnight UTC).
 pub async fn hr_dates(store: Store, clock: SharedClock, stop: CancellationToken) {
-    use gatehouse_broker::lifecycle;
+    use gatehouse_broker::provisioning::lifecycle;
     loop {
         match lifecycle::dates::run(
             &store,
@@ -181,7 +181,7 @@ pub async fn hr_drop_folder(
     let opts = crate::hr_cmd::Options {
         dry_run: false,
         strict: false,
-        grace_ms: gatehouse_broker::lifecycle::DEFAULT_GRACE_MS,
+        grace_ms: gatehouse_broker::provisioning::lifecycle::DEFAULT_GRACE_MS,
         progress: false,
         stderr: false,
     };

@@ -3,7 +3,7 @@
 use crate::config::Settings;
 use anyhow::{Context, bail};
 use gatehouse_broker::keys::{PublicKey, SigningKeyPair};
-use gatehouse_broker::store::sqlite_url;
+use gatehouse_broker::ledger::store::sqlite_url;
 use gatehouse_broker::{Store, StoreOptions};
 use std::path::Path;
 

@@ -134,17 +134,25 @@ to = "alice"
 kind = "eligible"
 "#
     );
-    let doc = gatehouse_broker::apply::doc::parse("demo policy", &policy)?;
-    gatehouse_broker::apply::apply(&store, &Actor::Cli, SystemClock.now_ms(), &doc, false)
-        .await
-        .context("setting up the demo identities")?;
+    let doc = gatehouse_broker::provisioning::apply::doc::parse("demo policy", &policy)?;
+    gatehouse_broker::provisioning::apply::apply(
+        &store,
+        &Actor::Cli,
+        SystemClock.now_ms(),
+        &doc,
+        false,
+    )
+    .await
+    .context("setting up the demo identities")?;
     // Web sign-in for the two demo people (loopback only, like the rest of the demo); bob also
     // reviews sessions.
     let mut tx = store.begin().await?;
     for (who, password) in DEMO_PASSWORDS {
-        let phc = tokio::task::spawn_blocking(move || gatehouse_broker::passwords::hash(password))
-            .await??;
-        gatehouse_broker::passwords::set_hash(
+        let phc = tokio::task::spawn_blocking(move || {
+            gatehouse_broker::identity::passwords::hash(password)
+        })
+        .await??;
+        gatehouse_broker::identity::passwords::set_hash(
             &mut tx,
             &Actor::Cli,
             SystemClock.now_ms(),
@@ -154,12 +162,12 @@ kind = "eligible"
         )
         .await?;
     }
-    gatehouse_broker::privileges::grant(
+    gatehouse_broker::access::privileges::grant(
         &mut tx,
         &Actor::Cli,
         SystemClock.now_ms(),
         "bob",
-        gatehouse_broker::privileges::Privilege::Reviewer,
+        gatehouse_broker::access::privileges::Privilege::Reviewer,
     )
     .await?;
     tx.commit().await?;

@@ -77,7 +77,7 @@ async fn sign_user_key(
     valid: &str,
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
-    use gatehouse_broker::{Clock, SystemClock, identities};
+    use gatehouse_broker::{Clock, SystemClock, identity::identities};
     let valid = humantime::parse_duration(valid)
         .map_err(|e| anyhow::anyhow!("--valid {valid}: {e} (write e.g. 8h or 7d)"))?;
     if valid.is_zero() || valid > std::time::Duration::from_secs(30 * 86_400) {
@@ -118,10 +118,10 @@ async fn sign_user_key(
     std::fs::write(&out, format!("{line}\n"))
         .with_context(|| format!("cannot write {}", out.display()))?;
     let mut tx = store.begin().await?;
-    gatehouse_broker::audit::append(
+    gatehouse_broker::ledger::audit::append(
         &mut tx,
         now,
-        gatehouse_broker::audit::NewEvent::new(
+        gatehouse_broker::ledger::audit::NewEvent::new(
             "cli",
             "ssh.client_cert_issued",
             format!("identity:{identity}"),
@@ -147,7 +147,7 @@ async fn vault_key(
     remove: bool,
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
-    use gatehouse_broker::{Actor, Clock, SystemClock, credentials, sealing::SealingKey};
+    use gatehouse_broker::{Actor, Clock, SystemClock, access::credentials, sealing::SealingKey};
     let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
     let now = SystemClock.now_ms();
     let mut tx = store.begin().await?;

@@ -5,7 +5,7 @@
 use crate::cli::HrCommand;
 use crate::config::Settings;
 use crate::context;
-use gatehouse_broker::lifecycle::{self, Change, Kind};
+use gatehouse_broker::provisioning::lifecycle::{self, Change, Kind};
 use gatehouse_broker::{Actor, Clock, SystemClock};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -136,7 +136,7 @@ pub async fn import(
     let (current, roles, role_ids) = {
         let mut conn = store.pool().acquire().await?;
         let role_ids: std::collections::HashMap<String, String> =
-            gatehouse_broker::roles::list(&mut conn)
+            gatehouse_broker::access::roles::list(&mut conn)
                 .await?
                 .into_iter()
                 .map(|r| (r.name, r.id))

@@ -91,7 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scim(cmd) => scim_cmd::run(&settings, cmd).await,
         Command::Push(cmd) => push::command(&settings, cmd).await,
         Command::Version => {
-            use gatehouse_broker::store::{Backend, latest_schema_version};
+            use gatehouse_broker::ledger::store::{Backend, latest_schema_version};
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             println!(
                 "database schema: {} (sqlite, the embedded default), {} (postgres)",

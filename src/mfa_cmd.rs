@@ -5,7 +5,7 @@ use crate::cli::MfaCommand;
 use crate::config::Settings;
 use crate::context;
 use gatehouse_broker::sealing::SealingKey;
-use gatehouse_broker::{Actor, Clock, SystemClock, mfa};
+use gatehouse_broker::{Actor, Clock, SystemClock, identity::mfa};
 use std::process::ExitCode;
 
 pub async fn run(settings: &Settings, cmd: MfaCommand) -> anyhow::Result<ExitCode> {
@@ -29,13 +29,14 @@ pub async fn run(settings: &Settings, cmd: MfaCommand) -> anyhow::Result<ExitCod
                 .read_line(&mut line)
                 .map_err(|e| anyhow::anyhow!("reading the password from standard input: {e}"))?;
             let password = line.trim_end_matches(['\n', '\r']).to_string();
-            gatehouse_broker::passwords::validate(&identity, &password)?;
+            gatehouse_broker::identity::passwords::validate(&identity, &password)?;
             let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
-            let phc =
-                tokio::task::spawn_blocking(move || gatehouse_broker::passwords::hash(&password))
-                    .await??;
+            let phc = tokio::task::spawn_blocking(move || {
+                gatehouse_broker::identity::passwords::hash(&password)
+            })
+            .await??;
             let mut tx = store.begin().await?;
-            gatehouse_broker::passwords::set_hash(
+            gatehouse_broker::identity::passwords::set_hash(
                 &mut tx,
                 &Actor::Cli,
                 SystemClock.now_ms(),
@@ -63,10 +64,10 @@ pub async fn run(settings: &Settings, cmd: MfaCommand) -> anyhow::Result<ExitCod
             let provider = oidc.issuer.trim_end_matches('/').to_string();
             let store = context::open_store(settings, context::Schema::RequireCurrent).await?;
             let mut tx = store.begin().await?;
-            let who = gatehouse_broker::identities::by_username(&mut tx, &identity)
+            let who = gatehouse_broker::identity::identities::by_username(&mut tx, &identity)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("identity {identity} not found"))?;
-            gatehouse_broker::directory::link_as(
+            gatehouse_broker::identity::directory::link_as(
                 &mut tx,
                 &Actor::Cli,
                 SystemClock.now_ms(),

@@ -1,11 +1,11 @@
 //! Push to apps: the SCIM client that provisions an app's users and groups from the holders of
 //! the roles mapped to it (`[[push]]` in the configuration), with retries, a drift report and an
-//! audit event per change. The plan itself is `gatehouse_broker::push` (plain functions).
+//! audit event per change. The plan itself is `gatehouse_broker::provisioning::push` (plain functions).
 
 use crate::config::PushApp;
 use anyhow::Context;
-use gatehouse_broker::audit::{self, NewEvent};
-use gatehouse_broker::push::{self, Action, Drift, Person, Remote, RemoteGroup};
+use gatehouse_broker::ledger::audit::{self, NewEvent};
+use gatehouse_broker::provisioning::push::{self, Action, Drift, Person, Remote, RemoteGroup};
 use gatehouse_broker::{Actor, SharedClock, Store};
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 use crate::cli::{ScimClientCommand, ScimCommand};
 use crate::config::Settings;
 use crate::context;
-use gatehouse_broker::scim::clients;
+use gatehouse_broker::provisioning::scim::clients;
 use gatehouse_broker::{Actor, Clock, SystemClock};
 use std::process::ExitCode;
 

@@ -4,8 +4,8 @@
 use crate::config::Settings;
 use crate::context::{self, Schema};
 use anyhow::Context;
-use gatehouse_broker::audit::checkpoint;
 use gatehouse_broker::keys::SigningKeyPair;
+use gatehouse_broker::ledger::audit::checkpoint;
 use gatehouse_broker::secrets::Secret;
 use gatehouse_broker::{Clock, SharedClock, Store, SystemClock, bootstrap};
 use std::sync::Arc;
@@ -194,13 +194,16 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         shutdown.clone(),
     ));
 
-    let cache = gatehouse_broker::policy::CatalogCache::default();
+    let cache = gatehouse_broker::access::policy::CatalogCache::default();
     if store.backend() == gatehouse_broker::Backend::Sqlite {
         // One instance per SQLite file: sessions still open were cut by a stop or a crash.
         let mut tx = store.begin().await?;
-        let n =
-            gatehouse_broker::sessions::end_orphans(&mut tx, clock.now_ms(), "gateway_restarted")
-                .await?;
+        let n = gatehouse_broker::access::sessions::end_orphans(
+            &mut tx,
+            clock.now_ms(),
+            "gateway_restarted",
+        )
+        .await?;
         tx.commit().await?;
         if n > 0 {
             tracing::warn!(sessions = n, "ended sessions left open by the previous run");

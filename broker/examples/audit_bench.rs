@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use futures_util::StreamExt;
-use gatehouse_broker::audit::{self, NewEvent};
+use gatehouse_broker::ledger::audit::{self, NewEvent};
 use gatehouse_broker::{Backend, Store, StoreOptions};
 use sqlx::{AssertSqlSafe, Executor};
 use std::time::Instant;

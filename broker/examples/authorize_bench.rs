@@ -3,11 +3,11 @@
 //! own `is_authorized` on the same inputs as the anchor. Run by bench/authorize.sh.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gatehouse_broker::assignments::{Assignment, Kind, Subject};
-use gatehouse_broker::policy::catalog::Catalog;
-use gatehouse_broker::policy::cedar::{self, ContextFacts};
-use gatehouse_broker::policy::{AccessRequest, decide};
-use gatehouse_broker::role_spec::{RoleSpec, TargetSelector};
+use gatehouse_broker::access::assignments::{Assignment, Kind, Subject};
+use gatehouse_broker::access::policy::catalog::Catalog;
+use gatehouse_broker::access::policy::cedar::{self, ContextFacts};
+use gatehouse_broker::access::policy::{AccessRequest, decide};
+use gatehouse_broker::access::role_spec::{RoleSpec, TargetSelector};
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 

@@ -1,14 +1,14 @@
 //! First start: creating the first administrator without a UI, either from
 //! `GATEHOUSE_BOOTSTRAP_TOKEN` or through a one-time setup code printed as a link.
 
+use crate::access::privileges::{self, Privilege};
 use crate::actor::Actor;
-use crate::audit::{self, NewEvent};
 use crate::error::{Error, Result};
-use crate::identities::{self, Identity, NewIdentity};
-use crate::privileges::{self, Privilege};
+use crate::identity::identities::{self, Identity, NewIdentity};
+use crate::ledger::audit::{self, NewEvent};
+use crate::ledger::store::{Store, Tx};
 use crate::secrets::{self, Secret};
-use crate::store::{Store, Tx};
-use crate::{ids, tokens};
+use crate::{identity::tokens, ids};
 
 /// Username of the first administrator.
 pub const ADMIN: &str = "admin";

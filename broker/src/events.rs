@@ -1,7 +1,7 @@
 //! The access event stream: grants started, changed, ended or revoked, identities disabled, and
 //! "access changed" for anything else that may alter a decision. The gateway subscribes to it to
 //! end sessions. In-process it is a tokio broadcast; on PostgreSQL every committing transaction
-//! also sends it with NOTIFY so every instance hears it (see [`crate::store::Store::subscribe`]).
+//! also sends it with NOTIFY so every instance hears it (see [`crate::ledger::store::Store::subscribe`]).
 
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@
 //! run in parallel; it is dropped when the test ends, even when it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::store::{Backend, Store, StoreOptions, sqlite_url};
+use crate::ledger::store::{Backend, Store, StoreOptions, sqlite_url};
 use sqlx::{AnyConnection, Connection, Executor};
 
 /// The PostgreSQL server tests use.

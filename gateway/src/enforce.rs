@@ -6,8 +6,8 @@
 
 use gatehouse_broker::SharedClock;
 use gatehouse_broker::Store;
+use gatehouse_broker::access::policy::{AccessRequest, CatalogCache, decide};
 use gatehouse_broker::events::AccessEvent;
-use gatehouse_broker::policy::{AccessRequest, CatalogCache, decide};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
@@ -159,7 +159,7 @@ impl Live {
 /// Decides `s` again at `now_ms`. Still allowed: the deadline follows the carrying access and
 /// None is returned; otherwise the reason to end it, `hint` naming what the event said.
 pub fn recheck(
-    cat: &gatehouse_broker::policy::Catalog,
+    cat: &gatehouse_broker::access::policy::Catalog,
     s: &LiveSession,
     now_ms: i64,
     hint: Option<EndReason>,

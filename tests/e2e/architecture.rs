@@ -1,5 +1,6 @@
 //! The dependency rules of ARCHITECTURE.md, checked on `cargo metadata`: broker and recordings
-//! depend on no crate of ours; nothing but the binary depends on web or gateway.
+//! depend on no crate of ours; nothing but the binary depends on web or gateway. And the broker's
+//! layout: its modules live in subdomain folders, with only the cross-cutting ones at the root.
 
 use std::collections::BTreeMap;
 
@@ -137,4 +138,89 @@ fn app_gateway_docs_say_what_is_not_built_yet() {
             );
         }
     }
+}
+
+/// What may sit at the top of `broker/src/`: the cross-cutting modules (files)…
+const BROKER_ROOT_MODULES: &[&str] = &[
+    "lib",
+    "actor",
+    "bootstrap",
+    "clock",
+    "error",
+    "events",
+    "ids",
+    "keys",
+    "sealing",
+    "secrets",
+    "testkit",
+];
+/// …and the subdomain folders, each with a `mod.rs` of its own.
+const BROKER_SUBDOMAINS: &[&str] = &["access", "governance", "identity", "ledger", "provisioning"];
+
+/// Every top-level entry of `broker/src/` (`name.rs` as a file, `name/` as a folder) that is
+/// neither a root module nor a subdomain folder, as a sentence saying where it belongs.
+fn misplaced_broker_modules(files: &[String], folders: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let subdomains = BROKER_SUBDOMAINS.join("/, ") + "/";
+    for file in files {
+        if !BROKER_ROOT_MODULES.contains(&file.as_str()) {
+            out.push(format!(
+                "broker/src/{file}.rs is a flat module: move it into the subdomain folder it \
+                 belongs to ({subdomains}) and declare it in that folder's mod.rs, or, if it is \
+                 truly cross-cutting, add it to BROKER_ROOT_MODULES and to ARCHITECTURE.md"
+            ));
+        }
+    }
+    for folder in folders {
+        if !BROKER_SUBDOMAINS.contains(&folder.as_str()) {
+            out.push(format!(
+                "broker/src/{folder}/ is not a subdomain: move it into the subdomain folder it \
+                 belongs to ({subdomains}), or, if it is a new subdomain, add it to \
+                 BROKER_SUBDOMAINS and to ARCHITECTURE.md"
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn broker_modules_are_grouped_by_subdomain() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("broker/src");
+    let (mut files, mut folders) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if path.is_dir() {
+            folders.push(name);
+        } else if let Some(module) = name.strip_suffix(".rs") {
+            files.push(module.to_string());
+        }
+    }
+    files.sort();
+    folders.sort();
+    assert_eq!(
+        misplaced_broker_modules(&files, &folders),
+        Vec::<String>::new()
+    );
+    for subdomain in BROKER_SUBDOMAINS {
+        assert!(
+            folders.iter().any(|f| f == subdomain),
+            "broker/src/{subdomain}/ is missing"
+        );
+        assert!(
+            src.join(subdomain).join("mod.rs").is_file(),
+            "broker/src/{subdomain}/mod.rs is missing"
+        );
+    }
+}
+
+#[test]
+fn the_layout_check_names_where_a_flat_module_goes() {
+    let files = ["lib", "clock", "widgets"].map(String::from);
+    let folders = ["identity", "things"].map(String::from);
+    let v = misplaced_broker_modules(&files, &folders);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(v[0].starts_with("broker/src/widgets.rs is a flat module: move it into"));
+    assert!(v[0].contains("identity/"));
+    assert!(v[1].starts_with("broker/src/things/ is not a subdomain"));
 }

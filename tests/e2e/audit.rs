@@ -2,8 +2,8 @@
 //! way someone with access to the SQLite file would.
 
 use crate::harness::{gatehouse, run, stderr, stdout};
-use gatehouse_broker::audit::{self, NewEvent};
-use gatehouse_broker::store::sqlite_url;
+use gatehouse_broker::ledger::audit::{self, NewEvent};
+use gatehouse_broker::ledger::store::sqlite_url;
 use gatehouse_broker::{Store, StoreOptions};
 use std::path::Path;
 

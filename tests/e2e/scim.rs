@@ -4,7 +4,7 @@
 //! PostgreSQL.
 
 use crate::harness::{Server, gatehouse, run, stdout};
-use gatehouse_broker::store::Backend;
+use gatehouse_broker::ledger::store::Backend;
 use gatehouse_broker::testkit::TestDb;
 use serde_json::{Value, json};
 use std::path::PathBuf;

@@ -20,8 +20,8 @@ pub mod tls;
 mod ui;
 
 use axum::Router;
+use gatehouse_broker::identity::web_sessions;
 use gatehouse_broker::sealing::SealingKey;
-use gatehouse_broker::web_sessions;
 use gatehouse_broker::{SharedClock, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub struct AppState {
     pub store: Store,
     pub clock: SharedClock,
     /// The decision cache (`authorize`).
-    pub cache: gatehouse_broker::policy::CatalogCache,
+    pub cache: gatehouse_broker::access::policy::CatalogCache,
     /// The SSH user CA's public key line, when the SSH gateway runs beside the API.
     pub ssh_user_ca: Option<String>,
     /// What the browser side needs.

@@ -3,8 +3,8 @@
 //! app.
 
 use super::*;
-use gatehouse_broker::apps::{self, Redeemed};
-use gatehouse_broker::web_sessions::{self, NewSession, Stage, Timeouts};
+use gatehouse_broker::access::apps::{self, Redeemed};
+use gatehouse_broker::identity::web_sessions::{self, NewSession, Stage, Timeouts};
 
 async fn app(store: &Store, name: &str) -> targets::Target {
     let mut tx = store.begin().await.unwrap();

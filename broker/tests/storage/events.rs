@@ -2,8 +2,8 @@
 //! NOTIFY, so a second instance hears them), and every access change bumps `access_version`.
 
 use super::*;
+use gatehouse_broker::access::grants::{self, NewGrant, Source};
 use gatehouse_broker::events::AccessEvent;
-use gatehouse_broker::grants::{self, NewGrant, Source};
 use std::time::Duration;
 
 async fn next_grant_event(rx: &mut tokio::sync::broadcast::Receiver<AccessEvent>) -> AccessEvent {

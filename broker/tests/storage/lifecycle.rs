@@ -2,8 +2,8 @@
 //! old birthright enters its grace period, a leaver is cut off, and the chain verifies.
 
 use super::*;
-use gatehouse_broker::lifecycle::{self, Kind};
-use gatehouse_broker::role_spec::RoleSpec;
+use gatehouse_broker::access::role_spec::RoleSpec;
+use gatehouse_broker::provisioning::lifecycle::{self, Kind};
 
 pub async fn hr_joiners_in_bulk_movers_and_leavers(db: &TestDb) {
     let store = &db.store;

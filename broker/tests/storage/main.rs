@@ -2,15 +2,17 @@
 //! each on a fresh database of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gatehouse_broker::audit::{self, NewEvent, Outcome, checkpoint};
-use gatehouse_broker::identities::{self, NewIdentity, Status};
+use gatehouse_broker::access::targets::{self, Kind, NewTarget};
+use gatehouse_broker::identity::identities::{self, NewIdentity, Status};
 use gatehouse_broker::keys::SigningKeyPair;
+use gatehouse_broker::ledger::audit::{self, NewEvent, Outcome, checkpoint};
 use gatehouse_broker::secrets::Secret;
-use gatehouse_broker::targets::{self, Kind, NewTarget};
 use gatehouse_broker::testkit::TestDb;
 use gatehouse_broker::{
-    Actor, Backend, Error, Store, StoreOptions, bootstrap, groups, privileges, roles, ssh_keys,
-    tokens,
+    Actor, Backend, Error, Store, StoreOptions,
+    access::{privileges, roles},
+    bootstrap,
+    identity::{groups, ssh_keys, tokens},
 };
 use sqlx::Row;
 

@@ -1,7 +1,7 @@
 //! The sessions table: start, end (once), denials and orphans, with their audit events.
 
 use super::*;
-use gatehouse_broker::sessions::{self, End, Filter, NewSession};
+use gatehouse_broker::access::sessions::{self, End, Filter, NewSession};
 
 fn new_session(id: &str, identity: &identities::Identity) -> NewSession {
     NewSession {

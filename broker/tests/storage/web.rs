@@ -2,8 +2,8 @@
 //! disable and factor change, single-use recovery codes.
 
 use super::*;
-use gatehouse_broker::web_sessions::{self, NewSession, Stage, Timeouts};
-use gatehouse_broker::{passwords, recovery};
+use gatehouse_broker::identity::web_sessions::{self, NewSession, Stage, Timeouts};
+use gatehouse_broker::identity::{passwords, recovery};
 
 async fn session(store: &Store, who: &identities::Identity, t: Timeouts) -> String {
     let mut tx = store.begin().await.unwrap();

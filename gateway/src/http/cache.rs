@@ -9,9 +9,9 @@
 //! database (the benchmark's profile: most of the gateway's time).
 
 use super::signin::Who;
-use gatehouse_broker::apps::Injected;
-use gatehouse_broker::policy::Catalog;
-use gatehouse_broker::targets::Target;
+use gatehouse_broker::access::apps::Injected;
+use gatehouse_broker::access::policy::Catalog;
+use gatehouse_broker::access::targets::Target;
 use gatehouse_broker::{Result, Store};
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -104,7 +104,7 @@ impl Cache {
             return Ok(v);
         }
         let mut c = store.pool().acquire().await?;
-        let found = gatehouse_broker::targets::by_name(&mut c, name)
+        let found = gatehouse_broker::access::targets::by_name(&mut c, name)
             .await?
             .map(Arc::new);
         self.apps.put(key, generation, found.clone());
@@ -126,8 +126,8 @@ impl Cache {
         }
         let mut c = store.pool().acquire().await?;
         let mut claims: HashMap<String, Vec<String>> = HashMap::new();
-        for t in gatehouse_broker::targets::list(&mut c).await? {
-            if t.kind == gatehouse_broker::targets::Kind::Http
+        for t in gatehouse_broker::access::targets::list(&mut c).await? {
+            if t.kind == gatehouse_broker::access::targets::Kind::Http
                 && let Some(h) = &t.app.host
             {
                 claims
@@ -152,7 +152,7 @@ impl Cache {
     }
 
     /// The live app session behind `cookie` for the app `target_id`, with its identity and groups
-    /// (see [`gatehouse_broker::apps::lookup`]).
+    /// (see [`gatehouse_broker::access::apps::lookup`]).
     pub async fn session(
         &self,
         store: &Store,
@@ -170,10 +170,13 @@ impl Cache {
             return Ok(v.filter(|w| now_ms < w.session.expires_at_ms));
         }
         let mut c = store.pool().acquire().await?;
-        let found = match gatehouse_broker::apps::lookup(&mut c, cookie, target_id, now_ms).await? {
+        let found = match gatehouse_broker::access::apps::lookup(&mut c, cookie, target_id, now_ms)
+            .await?
+        {
             Some((session, identity)) => {
                 let groups =
-                    gatehouse_broker::groups::of_identity(&mut c, &identity.username).await?;
+                    gatehouse_broker::identity::groups::of_identity(&mut c, &identity.username)
+                        .await?;
                 Some(Who {
                     session,
                     identity,
@@ -195,7 +198,7 @@ impl Cache {
     }
 
     /// The credential vaulted for `role` on app `target` (see
-    /// [`gatehouse_broker::apps::credential`]).
+    /// [`gatehouse_broker::access::apps::credential`]).
     pub async fn credential(
         &self,
         store: &Store,
@@ -209,7 +212,7 @@ impl Cache {
             return Ok(v);
         }
         let mut c = store.pool().acquire().await?;
-        let found = gatehouse_broker::apps::credential(&mut c, target, role, key).await?;
+        let found = gatehouse_broker::access::apps::credential(&mut c, target, role, key).await?;
         self.credentials.put(k, generation, found.clone());
         Ok(found)
     }
@@ -245,7 +248,7 @@ impl Cache {
     pub async fn catalog(
         &self,
         store: &Store,
-        catalogs: &gatehouse_broker::policy::CatalogCache,
+        catalogs: &gatehouse_broker::access::policy::CatalogCache,
         now_ms: i64,
     ) -> Result<Arc<Catalog>> {
         let generation = store.generation();

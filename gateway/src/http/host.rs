@@ -32,7 +32,7 @@ pub fn app_of(authority: &str, domain: &str) -> Option<String> {
     if name.is_empty() || name.contains('.') {
         return None;
     }
-    gatehouse_broker::targets::validate_name(name).ok()?;
+    gatehouse_broker::access::targets::validate_name(name).ok()?;
     Some(name.to_string())
 }
 

@@ -18,8 +18,8 @@ mod signin;
 mod upstream;
 mod wsframes;
 
+use gatehouse_broker::access::policy::CatalogCache;
 use gatehouse_broker::keys::SigningKeyPair;
-use gatehouse_broker::policy::CatalogCache;
 use gatehouse_broker::{SharedClock, Store};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Incoming};
@@ -279,7 +279,7 @@ fn ambiguous_framing() -> Response<Body> {
 async fn route(
     shared: &Shared,
     authority: &str,
-) -> gatehouse_broker::Result<Option<Arc<gatehouse_broker::targets::Target>>> {
+) -> gatehouse_broker::Result<Option<Arc<gatehouse_broker::access::targets::Target>>> {
     let Some(hostname) = host::hostname(authority) else {
         return Ok(None);
     };
@@ -302,7 +302,7 @@ async fn route(
         .reads
         .app(&shared.store, &name)
         .await?
-        .filter(|t| t.kind == gatehouse_broker::targets::Kind::Http)
+        .filter(|t| t.kind == gatehouse_broker::access::targets::Kind::Http)
         // An app with a host of its own is not also at NAME.DOMAIN.
         .filter(|t| by_own_host || t.app.host.is_none()))
 }

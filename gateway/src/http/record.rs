@@ -13,10 +13,10 @@
 use super::Shared;
 use super::signin::Who;
 use crate::enforce::{EndReason, LiveSession};
+use gatehouse_broker::access::policy::{AccessRequest, GrantRef};
+use gatehouse_broker::access::sessions::{self, End, NewSession};
+use gatehouse_broker::access::targets::Target;
 use gatehouse_broker::clock::format_ms;
-use gatehouse_broker::policy::{AccessRequest, GrantRef};
-use gatehouse_broker::sessions::{self, End, NewSession};
-use gatehouse_broker::targets::Target;
 use gatehouse_recordings::manifest::{self, SessionInfo};
 use gatehouse_recordings::requests::{self, RequestWriter};
 use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
@@ -291,7 +291,7 @@ async fn watch(shared: Arc<Shared>, rec: Arc<Rec>, live: Arc<LiveSession>, who: 
         // A reviewer's Terminate ends the app session too: its cookie lets nobody back in.
         let ended = async {
             let mut tx = shared.store.begin().await?;
-            gatehouse_broker::apps::end(
+            gatehouse_broker::access::apps::end(
                 &mut tx,
                 shared.clock.now_ms(),
                 &who.session,
@@ -528,7 +528,7 @@ pub async fn sweep(shared: &Shared) {
     }
     for k in live {
         let alive = match shared.store.pool().acquire().await {
-            Ok(mut c) => gatehouse_broker::apps::alive(&mut c, &k, now).await,
+            Ok(mut c) => gatehouse_broker::access::apps::alive(&mut c, &k, now).await,
             Err(e) => Err(e.into()),
         };
         match alive {

@@ -2,14 +2,14 @@
 //! is sent to the web UI's `/apps/authorize` with a fresh state, kept in a host-only state
 //! cookie; the web UI answers at [`CALLBACK`] with a one-time code, redeemed here only with that
 //! state, for this app. The app session's cookie is host-only (`__Host-`), so no other app host
-//! ever receives it, and [`gatehouse_broker::apps::lookup`] finds it only for its own app.
+//! ever receives it, and [`gatehouse_broker::access::apps::lookup`] finds it only for its own app.
 
 use super::{Body, Shared, plain};
-use gatehouse_broker::apps::{self, AppSession, Redeemed};
-use gatehouse_broker::audit::{self, NewEvent, Outcome};
-use gatehouse_broker::identities::Identity;
-use gatehouse_broker::policy::{self, AccessRequest, GrantRef};
-use gatehouse_broker::targets::Target;
+use gatehouse_broker::access::apps::{self, AppSession, Redeemed};
+use gatehouse_broker::access::policy::{self, AccessRequest, GrantRef};
+use gatehouse_broker::access::targets::Target;
+use gatehouse_broker::identity::identities::Identity;
+use gatehouse_broker::ledger::audit::{self, NewEvent, Outcome};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, LOCATION, SET_COOKIE};
 use hyper::{Request, Response, StatusCode};

@@ -5,7 +5,7 @@
 //! so the app's requests fail with 502 until it is fixed.
 
 use super::proxy::{self, Client};
-use gatehouse_broker::targets::{AppSettings, parse_sha256};
+use gatehouse_broker::access::targets::{AppSettings, parse_sha256};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::collections::HashMap;

@@ -6,8 +6,8 @@
 use super::Shared;
 use super::sftp::SftpWatch;
 use crate::enforce::{EndReason, LiveSession};
+use gatehouse_broker::access::sessions::End;
 use gatehouse_broker::clock::format_ms;
-use gatehouse_broker::sessions::End;
 use gatehouse_recordings::manifest::{self, SessionInfo};
 use gatehouse_recordings::{CastWriter, Header};
 use russh::server::{self, Msg};

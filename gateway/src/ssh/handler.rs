@@ -4,7 +4,7 @@
 
 use super::Shared;
 use super::open::{self, Conn};
-use gatehouse_broker::{identities, ssh_keys};
+use gatehouse_broker::identity::{identities, ssh_keys};
 use russh::keys::PublicKey;
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
@@ -149,7 +149,7 @@ impl Handler {
         let shared = self.conn.shared.clone();
         if open::needs_second_factor(&shared, &who, self.conn.peer).await {
             let enrolled = match shared.store.pool().acquire().await {
-                Ok(mut c) => gatehouse_broker::mfa::has_totp(&mut c, &who.id)
+                Ok(mut c) => gatehouse_broker::identity::mfa::has_totp(&mut c, &who.id)
                     .await
                     .unwrap_or(false),
                 Err(_) => false,
@@ -213,7 +213,7 @@ impl server::Handler for Handler {
         let now = shared.clock.now_ms();
         let checked = async {
             let mut tx = shared.store.begin().await?;
-            let ok = gatehouse_broker::mfa::check_totp(
+            let ok = gatehouse_broker::identity::mfa::check_totp(
                 &mut tx,
                 now,
                 &who.id,
@@ -226,7 +226,8 @@ impl server::Handler for Handler {
             // Failures are bounded per identity across connections (`totp_guesses`): each
             // checked one is written.
             if !ok {
-                gatehouse_broker::mfa::totp_failed(&mut tx, now, &who.username, "ssh", 0).await?;
+                gatehouse_broker::identity::mfa::totp_failed(&mut tx, now, &who.username, "ssh", 0)
+                    .await?;
             }
             tx.commit().await?;
             Ok::<bool, gatehouse_broker::Error>(ok)

@@ -1,8 +1,8 @@
 //! The text `ssh -p 2222 gatehouse` prints with no target: what the identity may reach now (with
 //! the exact ssh line for each) and the roles it could request.
 
+use gatehouse_broker::access::policy::reach::Reach;
 use gatehouse_broker::clock::format_ms;
-use gatehouse_broker::policy::reach::Reach;
 
 /// `host` and `port` are where the client reached the gateway, for the ssh lines.
 pub fn text(

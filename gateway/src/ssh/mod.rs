@@ -16,8 +16,8 @@ pub mod target;
 pub mod upstream;
 
 use crate::enforce::{EndReason, Live};
+use gatehouse_broker::access::policy::CatalogCache;
 use gatehouse_broker::keys::SigningKeyPair;
-use gatehouse_broker::policy::CatalogCache;
 use gatehouse_broker::{SharedClock, Store};
 use russh::keys::PrivateKey;
 use russh::server;

@@ -9,8 +9,8 @@ use super::target::{self, Destination};
 use super::upstream::{self, TargetInfo, Upstream};
 use crate::enforce::LiveSession;
 use crate::keys::CertRequest;
-use gatehouse_broker::policy::{self, AccessRequest, Decision, reach};
-use gatehouse_broker::{sessions, targets};
+use gatehouse_broker::access::policy::{self, AccessRequest, Decision, reach};
+use gatehouse_broker::access::{sessions, targets};
 use russh::server::{self, ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelMsg, ChannelOpenFailure, client};
 use std::net::SocketAddr;
@@ -88,8 +88,13 @@ impl Conn {
                 .acquire()
                 .await
                 .map_err(gatehouse_broker::Error::from)?;
-            gatehouse_broker::credentials::open(&mut c, &target.name, login, &self.shared.sealing)
-                .await?
+            gatehouse_broker::access::credentials::open(
+                &mut c,
+                &target.name,
+                login,
+                &self.shared.sealing,
+            )
+            .await?
         };
         let credential = match vaulted {
             Some(pem) => upstream::Credential::Vaulted {
@@ -502,15 +507,15 @@ pub(super) async fn forward(
     };
     let audited = async {
         let mut tx = shared.store.begin().await?;
-        gatehouse_broker::audit::append(
+        gatehouse_broker::ledger::audit::append(
             &mut tx,
             now,
-            gatehouse_broker::audit::NewEvent::new(
+            gatehouse_broker::ledger::audit::NewEvent::new(
                 format!("identity:{}", who.username),
                 "session.forward",
                 format!("target:{}", request.target),
             )
-            .outcome(gatehouse_broker::audit::Outcome::Allow)
+            .outcome(gatehouse_broker::ledger::audit::Outcome::Allow)
             .details(serde_json::json!({ "host": to.host, "port": to.port, "source": conn.peer.to_string() })),
         )
         .await?;

@@ -5,11 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use base64::Engine;
-use gatehouse_broker::apply::{self, doc};
-use gatehouse_broker::apps;
+use gatehouse_broker::access::apps;
+use gatehouse_broker::identity::web_sessions::{self, NewSession, Stage, Timeouts};
 use gatehouse_broker::keys::SigningKeyPair;
+use gatehouse_broker::provisioning::apply::{self, doc};
 use gatehouse_broker::testkit::TestDb;
-use gatehouse_broker::web_sessions::{self, NewSession, Stage, Timeouts};
 use gatehouse_broker::{Actor, Backend, Clock, SystemClock};
 use gatehouse_gateway::http::{self, Settings, Shared};
 use http_body_util::{BodyExt, Full};
@@ -251,7 +251,7 @@ fn set_cookie(g: &Got, name: &str) -> String {
 
 async fn browser_session(w: &World, who: &str) -> String {
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let i = gatehouse_broker::identities::by_username(&mut c, who)
+    let i = gatehouse_broker::identity::identities::by_username(&mut c, who)
         .await
         .unwrap()
         .unwrap();
@@ -279,11 +279,11 @@ async fn browser_session(w: &World, who: &str) -> String {
 /// What the web UI's /apps/authorize does for `who`'s browser session: a code for `app`.
 async fn authorize(w: &World, who: &str, web_session: &str, app: &str, state: &str) -> String {
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let i = gatehouse_broker::identities::by_username(&mut c, who)
+    let i = gatehouse_broker::identity::identities::by_username(&mut c, who)
         .await
         .unwrap()
         .unwrap();
-    let t = gatehouse_broker::targets::by_name(&mut c, app)
+    let t = gatehouse_broker::access::targets::by_name(&mut c, app)
         .await
         .unwrap()
         .unwrap();
@@ -471,7 +471,7 @@ async fn without_access_the_page_says_so_and_offers_a_request() {
         got.body
     );
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let denied = gatehouse_broker::audit::recent(&mut c, 50)
+    let denied = gatehouse_broker::ledger::audit::recent(&mut c, 50)
         .await
         .unwrap()
         .into_iter()
@@ -517,7 +517,7 @@ async fn security_a_sign_out_at_the_web_ui_ends_the_app_session_at_the_next_requ
         assert_eq!(ok.status, 200);
     }
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let i = gatehouse_broker::identities::by_username(&mut c, "alice")
+    let i = gatehouse_broker::identity::identities::by_username(&mut c, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -590,18 +590,23 @@ async fn security_ambiguous_request_framing_is_refused_with_400() {
 /// Removes alice's only assignment (her access to the apps).
 async fn revoke_alice(w: &World) {
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let i = gatehouse_broker::identities::by_username(&mut c, "alice")
+    let i = gatehouse_broker::identity::identities::by_username(&mut c, "alice")
         .await
         .unwrap()
         .unwrap();
-    let held = gatehouse_broker::assignments::of_identity(&mut c, &i.id)
+    let held = gatehouse_broker::access::assignments::of_identity(&mut c, &i.id)
         .await
         .unwrap();
     drop(c);
     let mut tx = w.db.store.begin().await.unwrap();
-    gatehouse_broker::assignments::remove(&mut tx, &Actor::Cli, SystemClock.now_ms(), &held[0].id)
-        .await
-        .unwrap();
+    gatehouse_broker::access::assignments::remove(
+        &mut tx,
+        &Actor::Cli,
+        SystemClock.now_ms(),
+        &held[0].id,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -641,7 +646,7 @@ fn sealing_key() -> gatehouse_broker::sealing::SealingKey {
 async fn security_a_vaulted_app_credential_replaces_the_clients_authorization() {
     let w = world().await;
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let echo = gatehouse_broker::targets::by_name(&mut c, "echo")
+    let echo = gatehouse_broker::access::targets::by_name(&mut c, "echo")
         .await
         .unwrap()
         .unwrap();
@@ -684,7 +689,9 @@ async fn security_a_vaulted_app_credential_replaces_the_clients_authorization() 
         serde_json::json!([expected])
     );
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let events = gatehouse_broker::audit::recent(&mut c, 200).await.unwrap();
+    let events = gatehouse_broker::ledger::audit::recent(&mut c, 200)
+        .await
+        .unwrap();
     let set = events
         .iter()
         .find(|e| e.action == "target.credential_set")
@@ -782,18 +789,18 @@ async fn a_long_response_ends_when_its_access_does() {
         }
     });
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let mut other = gatehouse_broker::targets::by_name(&mut c, "other")
+    let mut other = gatehouse_broker::access::targets::by_name(&mut c, "other")
         .await
         .unwrap()
         .unwrap();
     drop(c);
     other.address = format!("http://{addr}");
     let mut tx = w.db.store.begin().await.unwrap();
-    gatehouse_broker::targets::update(
+    gatehouse_broker::access::targets::update(
         &mut tx,
         &Actor::Cli,
         SystemClock.now_ms(),
-        gatehouse_broker::targets::NewTarget {
+        gatehouse_broker::access::targets::NewTarget {
             name: other.name.clone(),
             kind: other.kind,
             address: other.address.clone(),

@@ -110,13 +110,13 @@ async fn a_sign_out_at_the_web_ui_closes_the_app_sessions_websockets() {
     let cookie = sign_in(&w, "alice", "echo").await;
     let mut s = open_ws(&w, &cookie).await;
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let i = gatehouse_broker::identities::by_username(&mut c, "alice")
+    let i = gatehouse_broker::identity::identities::by_username(&mut c, "alice")
         .await
         .unwrap()
         .unwrap();
     drop(c);
     let mut tx = w.db.store.begin().await.unwrap();
-    gatehouse_broker::web_sessions::end_all(
+    gatehouse_broker::identity::web_sessions::end_all(
         &mut tx,
         SystemClock.now_ms(),
         &i.id,
@@ -146,9 +146,14 @@ async fn a_sign_out_at_the_web_ui_closes_the_app_sessions_websockets() {
 }
 
 /// The app sessions recorded, oldest first: (row, log path).
-async fn app_sessions(w: &World) -> Vec<(gatehouse_broker::sessions::Session, std::path::PathBuf)> {
+async fn app_sessions(
+    w: &World,
+) -> Vec<(
+    gatehouse_broker::access::sessions::Session,
+    std::path::PathBuf,
+)> {
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let mut all = gatehouse_broker::sessions::list(&mut c, &Default::default())
+    let mut all = gatehouse_broker::access::sessions::list(&mut c, &Default::default())
         .await
         .unwrap();
     all.reverse();
@@ -167,7 +172,12 @@ async fn app_sessions(w: &World) -> Vec<(gatehouse_broker::sessions::Session, st
 
 /// Stops the gateway (it ends its recorded app sessions first, then returns); the app
 /// sessions recorded, oldest first.
-async fn stop(w: &mut World) -> Vec<(gatehouse_broker::sessions::Session, std::path::PathBuf)> {
+async fn stop(
+    w: &mut World,
+) -> Vec<(
+    gatehouse_broker::access::sessions::Session,
+    std::path::PathBuf,
+)> {
     w.stop.cancel();
     if let Some(served) = w.served.take() {
         tokio::time::timeout(std::time::Duration::from_secs(20), served)
@@ -322,7 +332,7 @@ async fn an_app_session_is_a_session_row_with_a_signed_request_log() {
 
     // The audit's session.end carries the request count.
     let mut c = w.db.store.pool().acquire().await.unwrap();
-    let end = gatehouse_broker::audit::recent(&mut c, 50)
+    let end = gatehouse_broker::ledger::audit::recent(&mut c, 50)
         .await
         .unwrap()
         .into_iter()
@@ -362,9 +372,14 @@ async fn an_app_session_ends_with_its_access_and_on_terminate() {
         .id
         .clone();
     let mut tx = w.db.store.begin().await.unwrap();
-    gatehouse_broker::sessions::terminate(&mut tx, &Actor::Cli, SystemClock.now_ms(), &echo_row)
-        .await
-        .unwrap();
+    gatehouse_broker::access::sessions::terminate(
+        &mut tx,
+        &Actor::Cli,
+        SystemClock.now_ms(),
+        &echo_row,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let (row, log) = ended(&w, &echo_row).await;
     assert_eq!(row.end_reason.as_deref(), Some("terminated"));
@@ -407,7 +422,13 @@ async fn the_gateway_stopping_ends_its_app_sessions_with_signed_logs() {
 }
 
 /// Waits (bounded) for session `id` to end; its row and log.
-async fn ended(w: &World, id: &str) -> (gatehouse_broker::sessions::Session, std::path::PathBuf) {
+async fn ended(
+    w: &World,
+    id: &str,
+) -> (
+    gatehouse_broker::access::sessions::Session,
+    std::path::PathBuf,
+) {
     for _ in 0..200 {
         let all = app_sessions(w).await;
         if let Some(found) = all

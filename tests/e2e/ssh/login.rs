@@ -177,7 +177,7 @@ fn code_now(secret: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    gatehouse_broker::mfa::code_at(secret, now_ms).unwrap()
+    gatehouse_broker::identity::mfa::code_at(secret, now_ms).unwrap()
 }
 
 #[tokio::test]

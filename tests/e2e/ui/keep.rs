@@ -68,7 +68,7 @@ birthright = { department = ["payments"] }
     let bobs: String = {
         use sqlx::{AnyConnection, Connection};
         sqlx::any::install_default_drivers();
-        let url = gatehouse_broker::store::sqlite_url(&data.join("gatehouse.db"));
+        let url = gatehouse_broker::ledger::store::sqlite_url(&data.join("gatehouse.db"));
         let mut c = AnyConnection::connect(&url).await.unwrap();
         sqlx::query_scalar(
             "SELECT a.id FROM role_assignments a JOIN identities i ON i.id = a.subject_id \

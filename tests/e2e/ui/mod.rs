@@ -319,7 +319,7 @@ pub async fn fresh_code(secret: &str) -> String {
             fresh
         };
         if fresh {
-            return gatehouse_broker::mfa::code_at(secret, now).unwrap();
+            return gatehouse_broker::identity::mfa::code_at(secret, now).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -10,10 +10,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use gatehouse_broker::identities::Identity;
-use gatehouse_broker::privileges::{self, Privilege};
-use gatehouse_broker::tokens;
-use gatehouse_broker::web_sessions::{self, Stage, WebSession};
+use gatehouse_broker::access::privileges::{self, Privilege};
+use gatehouse_broker::identity::identities::Identity;
+use gatehouse_broker::identity::tokens;
+use gatehouse_broker::identity::web_sessions::{self, Stage, WebSession};
 
 mod rules;
 pub use rules::RULES;
@@ -263,7 +263,9 @@ async fn scim_layer(state: &AppState, mut req: Request, path: &str, next: Next) 
         return unauthenticated();
     };
     let client = match state.store.pool().acquire().await {
-        Ok(mut conn) => gatehouse_broker::scim::clients::authenticate(&mut conn, &token).await,
+        Ok(mut conn) => {
+            gatehouse_broker::provisioning::scim::clients::authenticate(&mut conn, &token).await
+        }
         Err(e) => Err(gatehouse_broker::Error::from(e)),
     };
     match client {
@@ -272,7 +274,7 @@ async fn scim_layer(state: &AppState, mut req: Request, path: &str, next: Next) 
             next.run(req).await
         }
         Ok(None) => unauthenticated(),
-        Err(e) => crate::scim::error(gatehouse_broker::scim::to_scim(e)),
+        Err(e) => crate::scim::error(gatehouse_broker::provisioning::scim::to_scim(e)),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::Requirement;
 use axum::http::Method;
-use gatehouse_broker::privileges::Privilege;
+use gatehouse_broker::access::privileges::Privilege;
 
 const PUBLIC: Requirement = Requirement::Public;
 const SCIM: Requirement = Requirement::ScimClient;

@@ -5,7 +5,7 @@ use crate::AppState;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_broker::audit::query::{self, Filter};
+use gatehouse_broker::ledger::audit::query::{self, Filter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

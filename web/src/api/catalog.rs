@@ -9,11 +9,13 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use gatehouse_broker::apply::{self, doc::AssignmentDoc, doc::RoleDoc, doc::TargetDoc};
-use gatehouse_broker::assignments::{self, Assignment};
-use gatehouse_broker::roles::{self, Role};
-use gatehouse_broker::targets::{self, Target};
-use gatehouse_broker::{Error, sod};
+use gatehouse_broker::access::assignments::{self, Assignment};
+use gatehouse_broker::access::roles::{self, Role};
+use gatehouse_broker::access::targets::{self, Target};
+use gatehouse_broker::provisioning::apply::{
+    self, doc::AssignmentDoc, doc::RoleDoc, doc::TargetDoc,
+};
+use gatehouse_broker::{Error, access::sod};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -188,8 +190,13 @@ async fn keep_assignment(
     Path(id): Path<String>,
 ) -> ApiResult<assignments::Assignment> {
     let mut tx = begin(&state).await?;
-    let kept =
-        gatehouse_broker::lifecycle::engine::keep(&mut tx, &p.0, state.clock.now_ms(), &id).await;
+    let kept = gatehouse_broker::provisioning::lifecycle::engine::keep(
+        &mut tx,
+        &p.0,
+        state.clock.now_ms(),
+        &id,
+    )
+    .await;
     tx.settle(&kept).await?;
     Ok(Json(kept?))
 }

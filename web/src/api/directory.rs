@@ -8,8 +8,11 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use gatehouse_broker::identities::{self, Identity, NewIdentity, Status};
-use gatehouse_broker::{Error, groups, ssh_keys, tokens};
+use gatehouse_broker::identity::identities::{self, Identity, NewIdentity, Status};
+use gatehouse_broker::{
+    Error,
+    identity::{groups, ssh_keys, tokens},
+};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -84,9 +87,9 @@ async fn get_identity(
     let mut c = conn(&state).await?;
     let groups = groups::of_identity(&mut c, &username).await?;
     let now = state.clock.now_ms();
-    let assignments = gatehouse_broker::assignments::of_identity(&mut c, &who.id).await?;
-    let grants = gatehouse_broker::grants::active_of(&mut c, &who.id, now).await?;
-    let privileges = gatehouse_broker::privileges::of(&mut c, &who.id).await?;
+    let assignments = gatehouse_broker::access::assignments::of_identity(&mut c, &who.id).await?;
+    let grants = gatehouse_broker::access::grants::active_of(&mut c, &who.id, now).await?;
+    let privileges = gatehouse_broker::access::privileges::of(&mut c, &who.id).await?;
     Ok(Json(json!({
         "identity": who, "groups": groups, "assignments": assignments, "grants": grants,
         "privileges": privileges,
@@ -137,13 +140,13 @@ async fn set_password(
     Path(username): Path<String>,
     Body(b): Body<PasswordBody>,
 ) -> ApiResult<serde_json::Value> {
-    gatehouse_broker::passwords::validate(&username, &b.password)?;
+    gatehouse_broker::identity::passwords::validate(&username, &b.password)?;
     let pw = b.password;
-    let phc = tokio::task::spawn_blocking(move || gatehouse_broker::passwords::hash(&pw))
+    let phc = tokio::task::spawn_blocking(move || gatehouse_broker::identity::passwords::hash(&pw))
         .await
         .map_err(|_| Error::Key("password hashing task failed".into()))??;
     let mut tx = begin(&state).await?;
-    gatehouse_broker::passwords::set_hash(
+    gatehouse_broker::identity::passwords::set_hash(
         &mut tx,
         &actor(&p),
         state.clock.now_ms(),
@@ -171,14 +174,14 @@ async fn grant_privilege(
     Path(username): Path<String>,
     Body(b): Body<PrivilegeBody>,
 ) -> ApiResult<serde_json::Value> {
-    let privilege = gatehouse_broker::privileges::parse(&b.privilege).ok_or_else(|| {
+    let privilege = gatehouse_broker::access::privileges::parse(&b.privilege).ok_or_else(|| {
         Error::Invalid(format!(
             "privilege {:?}: use admin or reviewer",
             b.privilege
         ))
     })?;
     let mut tx = begin(&state).await?;
-    gatehouse_broker::privileges::grant(
+    gatehouse_broker::access::privileges::grant(
         &mut tx,
         &actor(&p),
         state.clock.now_ms(),

@@ -17,7 +17,7 @@ use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_broker::privileges::{self, Privilege};
+use gatehouse_broker::access::privileges::{self, Privilege};
 use gatehouse_broker::{Actor, Error, Tx};
 use serde::de::DeserializeOwned;
 use sqlx::pool::PoolConnection;

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_broker::sessions::{self, Filter, Session};
+use gatehouse_broker::access::sessions::{self, Filter, Session};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {

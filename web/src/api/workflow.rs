@@ -10,10 +10,10 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use gatehouse_broker::grants::{self, Grant};
-use gatehouse_broker::policy::{self, AccessRequest, Decision};
-use gatehouse_broker::requests::{self, NewRequest, Request, decision};
-use gatehouse_broker::{Error, reviews};
+use gatehouse_broker::access::grants::{self, Grant};
+use gatehouse_broker::access::policy::{self, AccessRequest, Decision};
+use gatehouse_broker::access::requests::{self, NewRequest, Request, decision};
+use gatehouse_broker::{Error, governance::reviews};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -35,7 +35,9 @@ pub fn routes() -> Router<AppState> {
 
 /// RFC 3339 or a date.
 pub(crate) fn parse_time(s: &str) -> Result<i64, ApiError> {
-    Ok(gatehouse_broker::apply::doc::parse_instant(s)?)
+    Ok(gatehouse_broker::provisioning::apply::doc::parse_instant(
+        s,
+    )?)
 }
 
 async fn create_request(
@@ -79,7 +81,7 @@ async fn all_requests(
     let mut c = conn(&state).await?;
     let requester_id = match &q.identity {
         Some(u) => Some(
-            gatehouse_broker::identities::by_username(&mut c, u)
+            gatehouse_broker::identity::identities::by_username(&mut c, u)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("identity {u}")))?
                 .id,
@@ -187,7 +189,7 @@ async fn all_grants(
     let mut c = conn(&state).await?;
     let id = match &q.identity {
         Some(u) => Some(
-            gatehouse_broker::identities::by_username(&mut c, u)
+            gatehouse_broker::identity::identities::by_username(&mut c, u)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("identity {u}")))?
                 .id,

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use gatehouse_broker::scim::clients::ScimClient;
+use gatehouse_broker::provisioning::scim::clients::ScimClient;
 use gatehouse_scim::error::ScimError;
 use gatehouse_scim::schema::{Kind, Registry};
 use serde_json::Value;

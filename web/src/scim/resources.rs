@@ -9,10 +9,10 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_broker::Actor;
-use gatehouse_broker::lifecycle::DEFAULT_GRACE_MS;
-use gatehouse_broker::scim::provision::{self, Call, Write};
-use gatehouse_broker::scim::store::{self, Stored};
-use gatehouse_broker::scim::to_scim;
+use gatehouse_broker::provisioning::lifecycle::DEFAULT_GRACE_MS;
+use gatehouse_broker::provisioning::scim::provision::{self, Call, Write};
+use gatehouse_broker::provisioning::scim::store::{self, Stored};
+use gatehouse_broker::provisioning::scim::to_scim;
 use gatehouse_scim::error::ScimError;
 use gatehouse_scim::filter::{self, CompareOp, Filter};
 use gatehouse_scim::resource::{self, Projection};
@@ -119,12 +119,14 @@ async fn write_of(kind: Kind, body: &Value, passwords: bool) -> Result<Write> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            gatehouse_broker::passwords::validate(&user, &pw)
+            gatehouse_broker::identity::passwords::validate(&user, &pw)
                 .map_err(|e| ScimError::invalid_value(e.to_string()))?;
-            let phc = tokio::task::spawn_blocking(move || gatehouse_broker::passwords::hash(&pw))
-                .await
-                .map_err(|_| ScimError::new(500, None, "internal error"))?
-                .map_err(to_scim)?;
+            let phc = tokio::task::spawn_blocking(move || {
+                gatehouse_broker::identity::passwords::hash(&pw)
+            })
+            .await
+            .map_err(|_| ScimError::new(500, None, "internal error"))?
+            .map_err(to_scim)?;
             Some(phc)
         }
     };

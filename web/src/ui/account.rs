@@ -14,9 +14,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use gatehouse_broker::passkeys::StoredPasskey;
-use gatehouse_broker::ssh_keys::SshKey;
-use gatehouse_broker::{mfa, passkeys, passwords, recovery, ssh_keys, web_sessions};
+use gatehouse_broker::identity::passkeys::StoredPasskey;
+use gatehouse_broker::identity::ssh_keys::SshKey;
+use gatehouse_broker::identity::{mfa, passkeys, passwords, recovery, ssh_keys, web_sessions};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -109,7 +109,7 @@ async fn page(State(state): State<AppState>, s: Signed, Query(f): Query<Flags>) 
     // A privileged identity signed in without a second factor can do nothing but set one up
     // (the access layer sends it here): say so, whatever brought it here.
     let must_enrol = s.0.session.mfa_at_ms.is_none()
-        && !gatehouse_broker::privileges::of(&mut *conn(&state).await?, &s.0.identity.id)
+        && !gatehouse_broker::access::privileges::of(&mut *conn(&state).await?, &s.0.identity.id)
             .await?
             .is_empty();
     if must_enrol {

@@ -11,12 +11,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use gatehouse_broker::apply::{self, Change};
-use gatehouse_broker::assignments::{self, Assignment};
-use gatehouse_broker::groups::{self, Group};
-use gatehouse_broker::identities::{self, Identity, Status};
-use gatehouse_broker::roles::{self, Role};
-use gatehouse_broker::targets::{self, Target};
+use gatehouse_broker::access::assignments::{self, Assignment};
+use gatehouse_broker::access::roles::{self, Role};
+use gatehouse_broker::access::targets::{self, Target};
+use gatehouse_broker::identity::groups::{self, Group};
+use gatehouse_broker::identity::identities::{self, Identity, Status};
+use gatehouse_broker::provisioning::apply::{self, Change};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {

@@ -6,7 +6,7 @@
 
 use super::{Chrome, PageResult, render, when};
 use askama::Template;
-use gatehouse_broker::sessions::Session;
+use gatehouse_broker::access::sessions::Session;
 use gatehouse_recordings::index::{Command, Index};
 use gatehouse_recordings::requests::{self, Line, Log};
 use serde::Deserialize;

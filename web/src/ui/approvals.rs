@@ -11,9 +11,12 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use gatehouse_broker::lifecycle::engine::{self, InGrace};
-use gatehouse_broker::requests::{self, Filter, Request};
-use gatehouse_broker::{grants, identities, mfa, sod};
+use gatehouse_broker::access::requests::{self, Filter, Request};
+use gatehouse_broker::provisioning::lifecycle::engine::{self, InGrace};
+use gatehouse_broker::{
+    access::{grants, sod},
+    identity::{identities, mfa},
+};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -99,18 +102,18 @@ fn error_text(code: &str) -> &'static str {
 /// request (or kept that assignment).
 async fn done_text(
     c: &mut sqlx::AnyConnection,
-    me: &gatehouse_broker::identities::Identity,
+    me: &gatehouse_broker::identity::identities::Identity,
     code: &str,
     id: &str,
     now: i64,
 ) -> Result<Option<String>, gatehouse_broker::Error> {
     if code == "kept" {
-        let Some(a) = gatehouse_broker::assignments::by_id(c, id).await? else {
+        let Some(a) = gatehouse_broker::access::assignments::by_id(c, id).await? else {
             return Ok(None);
         };
         // Only the manager who kept it (the person's manager) sees the line.
         let manager = match &a.subject {
-            gatehouse_broker::assignments::Subject::Identity(u) => {
+            gatehouse_broker::access::assignments::Subject::Identity(u) => {
                 identities::by_username(c, u).await?.and_then(|i| {
                     i.attributes
                         .get("manager")
@@ -189,7 +192,7 @@ async fn queue(State(state): State<AppState>, s: Signed, Query(m): Query<Msg>) -
         .take(5)
         .map(|x| format!("{} — {} ({})", x.role, x.state, when(x.created_at_ms)))
         .collect();
-        let mfa = gatehouse_broker::roles::by_id(&mut c, &r.role_id)
+        let mfa = gatehouse_broker::access::roles::by_id(&mut c, &r.role_id)
             .await?
             .map(|role| role.spec.approval_requires_mfa)
             .unwrap_or(false);

@@ -11,8 +11,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_broker::apps;
-use gatehouse_broker::targets::{self, Kind};
+use gatehouse_broker::access::apps;
+use gatehouse_broker::access::targets::{self, Kind};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {

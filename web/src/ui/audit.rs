@@ -8,7 +8,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use gatehouse_broker::audit::{self, Event};
+use gatehouse_broker::ledger::audit::{self, Event};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {

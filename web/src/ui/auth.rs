@@ -15,9 +15,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
-use gatehouse_broker::identities::{self, Identity, Status};
-use gatehouse_broker::web_sessions::{self, NewSession, Stage};
-use gatehouse_broker::{mfa, passkeys, passwords, recovery};
+use gatehouse_broker::identity::identities::{self, Identity, Status};
+use gatehouse_broker::identity::web_sessions::{self, NewSession, Stage};
+use gatehouse_broker::identity::{mfa, passkeys, passwords, recovery};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 
@@ -302,7 +302,7 @@ async fn login(
 }
 
 /// The password step through the directory: bind, then the identity created or refreshed and
-/// its mapped groups synced (`gatehouse_broker::directory`). The same answer for an unknown user,
+/// its mapped groups synced (`gatehouse_broker::identity::directory`). The same answer for an unknown user,
 /// a wrong password and a leaver; an unreachable directory is logged and refuses.
 async fn directory_sign_in(
     state: &AppState,
@@ -310,7 +310,7 @@ async fn directory_sign_in(
     username: &str,
     password: &str,
 ) -> Result<(bool, Option<Identity>), PageError> {
-    let Ok(name) = gatehouse_broker::directory::username_from(username) else {
+    let Ok(name) = gatehouse_broker::identity::directory::username_from(username) else {
         return Ok((false, None));
     };
     let found = match ldap.authenticate(username, password).await {
@@ -321,7 +321,7 @@ async fn directory_sign_in(
             return Ok((false, None));
         }
     };
-    let verified = gatehouse_broker::directory::Verified {
+    let verified = gatehouse_broker::identity::directory::Verified {
         source: "ldap".into(),
         display_name: found.display_name.clone().unwrap_or_else(|| name.clone()),
         username: name,
@@ -331,7 +331,7 @@ async fn directory_sign_in(
         proof: found.dn.clone(),
     };
     let mut tx = begin(state).await?;
-    let identity = gatehouse_broker::directory::sign_in(
+    let identity = gatehouse_broker::identity::directory::sign_in(
         &mut tx,
         state.clock.now_ms(),
         &verified,

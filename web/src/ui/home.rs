@@ -8,10 +8,10 @@ use askama::Template;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use gatehouse_broker::assignments::Kind;
-use gatehouse_broker::grants::{self, Grant};
-use gatehouse_broker::policy::decide::AccessRequest;
-use gatehouse_broker::policy::reach::{self, Reach};
+use gatehouse_broker::access::assignments::Kind;
+use gatehouse_broker::access::grants::{self, Grant};
+use gatehouse_broker::access::policy::decide::AccessRequest;
+use gatehouse_broker::access::policy::reach::{self, Reach};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/", get(page))
@@ -93,7 +93,7 @@ async fn page(State(state): State<AppState>, s: Signed) -> PageResult {
                 Default::default()
             } else {
                 let mut c = conn(&state).await?;
-                gatehouse_broker::targets::list(&mut c)
+                gatehouse_broker::access::targets::list(&mut c)
                     .await?
                     .into_iter()
                     .filter_map(|t| t.app.host.map(|h| (t.name, h)))

@@ -25,7 +25,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use gatehouse_broker::privileges::{self, Privilege};
+use gatehouse_broker::access::privileges::{self, Privilege};
 use gatehouse_broker::{Actor, Error, Tx};
 use sqlx::pool::PoolConnection;
 

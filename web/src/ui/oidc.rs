@@ -14,9 +14,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use base64::Engine;
-use gatehouse_broker::directory::{self, Verified};
+use gatehouse_broker::identity::directory::{self, Verified};
+use gatehouse_broker::identity::web_sessions::{self, NewSession, Stage};
 use gatehouse_broker::secrets::Secret;
-use gatehouse_broker::web_sessions::{self, NewSession, Stage};
 use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreResponseType};
 use openidconnect::{
     AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
@@ -348,7 +348,7 @@ async fn finish(
                 Some(e) => match directory::by_email(&mut cn, e).await? {
                     Some(i)
                         if o.link_by_email.contains(&i.source)
-                            && gatehouse_broker::privileges::of(&mut cn, &i.id)
+                            && gatehouse_broker::access::privileges::of(&mut cn, &i.id)
                                 .await?
                                 .is_empty() =>
                     {
@@ -380,7 +380,7 @@ async fn finish(
                     )
                 })?;
             let mut cn = conn(state).await?;
-            if gatehouse_broker::identities::by_username(&mut cn, &u)
+            if gatehouse_broker::identity::identities::by_username(&mut cn, &u)
                 .await?
                 .is_some()
             {

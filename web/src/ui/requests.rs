@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::{Form, Router};
-use gatehouse_broker::policy::reach;
-use gatehouse_broker::requests::{self, Filter, NewRequest, Request};
+use gatehouse_broker::access::policy::reach;
+use gatehouse_broker::access::requests::{self, Filter, NewRequest, Request};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -179,7 +179,7 @@ async fn sent_text(
     let mut names = Vec::new();
     for set in requests::decision::seats(c, r).await? {
         for id in set.members {
-            if let Some(i) = gatehouse_broker::identities::by_id(c, &id).await?
+            if let Some(i) = gatehouse_broker::identity::identities::by_id(c, &id).await?
                 && !names.contains(&i.username)
             {
                 names.push(i.username);

@@ -17,7 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use gatehouse_broker::sessions::{self, Filter, Session};
+use gatehouse_broker::access::sessions::{self, Filter, Session};
 use gatehouse_recordings::index::{self, Command, Index};
 use gatehouse_recordings::requests;
 use serde::Deserialize;

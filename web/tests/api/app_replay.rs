@@ -3,12 +3,12 @@
 //! signature check, the download, and the sessions search over request paths.
 
 use super::{ADMIN_TOKEN, TestServer};
-use gatehouse_broker::identities::{self, NewIdentity};
+use gatehouse_broker::access::privileges::{self, Privilege};
+use gatehouse_broker::access::sessions::{self, End, NewSession};
+use gatehouse_broker::identity::identities::{self, NewIdentity};
+use gatehouse_broker::identity::web_sessions::{self, Stage, Timeouts};
 use gatehouse_broker::keys::SigningKeyPair;
-use gatehouse_broker::privileges::{self, Privilege};
 use gatehouse_broker::secrets::Secret;
-use gatehouse_broker::sessions::{self, End, NewSession};
-use gatehouse_broker::web_sessions::{self, Stage, Timeouts};
 use gatehouse_broker::{Actor, Backend, Clock, SystemClock, bootstrap};
 use gatehouse_recordings::manifest::{self, SessionInfo};
 use gatehouse_recordings::requests::{self, Request, RequestWriter};

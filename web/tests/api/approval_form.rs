@@ -4,10 +4,10 @@
 
 use super::ADMIN_TOKEN;
 use super::workflow::{World, call};
-use gatehouse_broker::identities::{self, Identity};
+use gatehouse_broker::identity::identities::{self, Identity};
+use gatehouse_broker::identity::web_sessions::{self, NewSession, Stage, Timeouts};
 use gatehouse_broker::sealing::SealingKey;
-use gatehouse_broker::web_sessions::{self, NewSession, Stage, Timeouts};
-use gatehouse_broker::{Actor, Backend, Clock, audit, mfa};
+use gatehouse_broker::{Actor, Backend, Clock, identity::mfa, ledger::audit};
 use reqwest::Method;
 use serde_json::{Value, json};
 

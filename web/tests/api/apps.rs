@@ -3,13 +3,13 @@
 //! assertion key.
 
 use super::{ADMIN_TOKEN, TestServer};
-use gatehouse_broker::apps::{self, Redeemed};
-use gatehouse_broker::identities::{self, Identity, NewIdentity};
+use gatehouse_broker::access::apps::{self, Redeemed};
+use gatehouse_broker::access::targets::{self, Kind, NewTarget};
+use gatehouse_broker::identity::identities::{self, Identity, NewIdentity};
+use gatehouse_broker::identity::web_sessions::{self, NewSession, Stage, Timeouts};
 use gatehouse_broker::keys::PublicKey;
 use gatehouse_broker::secrets::Secret;
-use gatehouse_broker::targets::{self, Kind, NewTarget};
-use gatehouse_broker::web_sessions::{self, NewSession, Stage, Timeouts};
-use gatehouse_broker::{Actor, Backend, Clock, SystemClock, audit, bootstrap};
+use gatehouse_broker::{Actor, Backend, Clock, SystemClock, bootstrap, ledger::audit};
 use gatehouse_web::AppsWeb;
 use std::sync::Arc;
 

@@ -250,12 +250,12 @@ async fn head_and_unknown_methods_get_their_own_answers() {
 async fn disabled_identity_token_stops_working() {
     let s = TestServer::with_admin(Backend::Sqlite).await;
     let mut tx = s.db.store.begin().await.unwrap();
-    gatehouse_broker::identities::set_status(
+    gatehouse_broker::identity::identities::set_status(
         &mut tx,
         &gatehouse_broker::Actor::Cli,
         2,
         "admin",
-        gatehouse_broker::identities::Status::Disabled,
+        gatehouse_broker::identity::identities::Status::Disabled,
     )
     .await
     .unwrap();

@@ -2,9 +2,9 @@
 //! clock, self-approval, SoD with exceptions, break-glass, and `apply` idempotence.
 
 use super::{ADMIN_TOKEN, TestServer};
-use gatehouse_broker::policy::{self, AccessRequest, CatalogCache};
+use gatehouse_broker::access::policy::{self, AccessRequest, CatalogCache};
 use gatehouse_broker::secrets::Secret;
-use gatehouse_broker::{Backend, Clock, ManualClock, SharedClock, audit, bootstrap};
+use gatehouse_broker::{Backend, Clock, ManualClock, SharedClock, bootstrap, ledger::audit};
 use gatehouse_web::router;
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,0 +1,13 @@
+//! Identity: who people are and how they prove it — identities, groups, SSH keys, API tokens,
+//! browser sessions, passwords, second factors, passkeys, recovery codes and directory sign-in.
+
+pub mod directory;
+pub mod groups;
+pub mod identities;
+pub mod mfa;
+pub mod passkeys;
+pub mod passwords;
+pub mod recovery;
+pub mod ssh_keys;
+pub mod tokens;
+pub mod web_sessions;
