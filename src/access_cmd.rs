@@ -234,3 +234,66 @@ pub async fn sod_scan(settings: &Settings) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+pub async fn findings(
+    settings: &Settings,
+    args: &crate::cli::FindingsArgs,
+) -> anyhow::Result<ExitCode> {
+    use gatehouse_broker::governance::findings::{self, Kind};
+    const KINDS: [Kind; 9] = [
+        Kind::StandingPrivilegedAccess,
+        Kind::EligibleNeverActivated,
+        Kind::InactiveIdentity,
+        Kind::StandingGatehousePrivilege,
+        Kind::PrivilegedRoleWithoutSessionMfa,
+        Kind::SodViolation,
+        Kind::BreakGlassWithoutReview,
+        Kind::UnusedSshKey,
+        Kind::UnusedApiToken,
+    ];
+    let only = match &args.kind {
+        None => None,
+        Some(k) => Some(KINDS.into_iter().find(|x| x.as_str() == k).ok_or_else(|| {
+            let names: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
+            anyhow::anyhow!("--kind {k:?}: use one of {}", names.join(", "))
+        })?),
+    };
+    let store = context::open_store(settings, Schema::RequireCurrent).await?;
+    let snapshot = async {
+        let mut conn = store
+            .pool()
+            .acquire()
+            .await
+            .map_err(gatehouse_broker::Error::from)?;
+        findings::snapshot(&mut conn, SystemClock.now_ms()).await
+    }
+    .await;
+    store.close().await;
+    let found: Vec<_> = findings::findings(&snapshot?)
+        .into_iter()
+        .filter(|f| only.is_none_or(|k| f.kind == k))
+        .collect();
+    if args.json {
+        for f in &found {
+            println!("{}", serde_json::to_string(f)?);
+        }
+    } else if found.is_empty() {
+        println!("No findings.");
+    } else {
+        for f in &found {
+            println!(
+                "{}  {}  {}\n    do: {}",
+                f.kind.as_str(),
+                f.subject,
+                f.detail,
+                f.remediation
+            );
+        }
+        println!("{} finding(s).", found.len());
+    }
+    Ok(if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -126,6 +126,12 @@ pub enum Command {
     #[command(subcommand)]
     Sod(SodCommand),
 
+    /// Least-privilege findings: privileged access held standing, eligible roles never
+    /// activated, inactive identities, standing Gatehouse privileges, privileged roles without
+    /// session MFA, SoD violations, break-glass uses not reviewed, SSH keys and API tokens unused
+    /// for 90 days — each with what to do. Changes nothing. Exits 1 when there are findings.
+    Findings(FindingsArgs),
+
     /// Session recordings.
     #[command(subcommand)]
     Recordings(RecordingsCommand),
@@ -305,6 +311,16 @@ pub struct AuthorizeArgs {
     /// Seconds since the identity's last multi-factor check [default: none].
     #[arg(long, value_name = "SECONDS")]
     pub mfa_age: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct FindingsArgs {
+    /// Only findings of this kind (e.g. unused_api_token; `--kind help` is refused with the list).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -83,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cli::PolicyCommand::Check { file }) => access_cmd::check(&file),
         Command::Authorize(args) => access_cmd::authorize(&settings, args).await,
         Command::Sod(cli::SodCommand::Scan) => access_cmd::sod_scan(&settings).await,
+        Command::Findings(args) => access_cmd::findings(&settings, &args).await,
         Command::Recordings(cmd) => gateway_cmd::recordings(&settings, cmd),
         Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd).await,
         Command::Mfa(cmd) => mfa_cmd::run(&settings, cmd).await,

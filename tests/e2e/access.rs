@@ -252,3 +252,88 @@ async fn break_glass_alert_reaches_the_webhook_and_a_failed_delivery_is_retried(
     assert!(server.log().contains("webhook delivery failed"));
     server.stop();
 }
+
+/// `gatehouse findings` over the documented example: engineering holds `staging-web` (a `root`
+/// login) standing, and no privileged role (root, postgres, break-glass) asks for session MFA.
+#[test]
+fn findings_list_what_to_tighten_and_refuse_unknown_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(gatehouse(dir.path()).args(["apply", EXAMPLE]));
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = run(gatehouse(dir.path()).args(["findings"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("standing_privileged_access  identity:alice  holds the privileged role staging-web standing (through group engineering)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("privileged_role_without_session_mfa  role:emergency"),
+        "{text}"
+    );
+    assert!(text.contains("    do: "), "{text}");
+    // One kind, as JSON lines.
+    let out = run(gatehouse(dir.path()).args([
+        "findings",
+        "--kind",
+        "privileged_role_without_session_mfa",
+        "--json",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let roles: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["kind"], "privileged_role_without_session_mfa");
+            v["subject"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        ["role:emergency", "role:prod-db", "role:staging-web"]
+    );
+    // Nothing of a kind: exit 0.
+    let out = run(gatehouse(dir.path()).args(["findings", "--kind", "unused_api_token"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("No findings."));
+    // An unknown kind names the known ones.
+    let out = run(gatehouse(dir.path()).args(["findings", "--kind", "nope"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = crate::harness::stderr(&out);
+    assert!(
+        err.contains("use one of standing_privileged_access"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn findings_over_the_api_are_for_reviewers() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "e2e-bootstrap-token-0123456789abcdef";
+    let out = run(gatehouse(dir.path()).args(["apply", EXAMPLE]));
+    assert!(out.status.success(), "{}", stdout(&out));
+    let server = Server::start(dir.path(), &[], &[("GATEHOUSE_BOOTSTRAP_TOKEN", token)]).await;
+    let client = crate::harness::http_builder(&[]).build().unwrap();
+    let r = client
+        .get(server.url("/api/v1/findings"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let all: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "standing_privileged_access" && f["subject"] == "identity:alice"),
+        "{all}"
+    );
+    let r = client
+        .get(server.url("/api/v1/findings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    server.stop();
+}

@@ -28,6 +28,7 @@ fn every_command_explains_itself() {
         vec!["policy", "check", "--help"],
         vec!["authorize", "--help"],
         vec!["sod", "scan", "--help"],
+        vec!["findings", "--help"],
     ] {
         let out = run(Command::new(BIN).args(&args));
         assert!(out.status.success(), "{args:?}");

@@ -87,6 +87,8 @@ pub struct SshKey {
     pub fingerprint: String,
     pub comment: String,
     pub status: String,
+    /// When it last signed an SSH login (kept to the minute); `None`: never.
+    pub last_used_at_ms: Option<i64>,
 }
 
 /// Registers a key for an identity; audited as `ssh_key.add`. A key belongs to one identity only.
@@ -109,6 +111,7 @@ pub async fn add(
         fingerprint: parsed.fingerprint,
         comment: parsed.comment,
         status: "active".into(),
+        last_used_at_ms: None,
     };
     sqlx::query(
         "INSERT INTO ssh_keys (id, identity_id, algorithm, public_key, fingerprint, comment, status, \
@@ -181,11 +184,26 @@ pub async fn owner_of(conn: &mut AnyConnection, fingerprint: &str) -> Result<Opt
     row.map(|r| r.try_get(0).map_err(Error::from)).transpose()
 }
 
+/// Records that the key `fingerprint` signed a login now (moved only when the stored time is a
+/// minute old: fewer writes). Unused keys are a finding of the access reviews.
+pub async fn used(conn: &mut AnyConnection, fingerprint: &str, now_ms: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE ssh_keys SET last_used_at = $2 WHERE fingerprint = $1 \
+         AND (last_used_at IS NULL OR last_used_at <= $3)",
+    )
+    .bind(fingerprint)
+    .bind(now_ms)
+    .bind(now_ms - crate::identity::tokens::LAST_USED_STEP_MS)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Keys of an identity.
 pub async fn of_identity(conn: &mut AnyConnection, identity_id: &str) -> Result<Vec<SshKey>> {
     let rows = sqlx::query(
-        "SELECT id, identity_id, algorithm, public_key, fingerprint, comment, status FROM ssh_keys \
-         WHERE identity_id = $1 ORDER BY created_at, id",
+        "SELECT id, identity_id, algorithm, public_key, fingerprint, comment, status, \
+         last_used_at FROM ssh_keys WHERE identity_id = $1 ORDER BY created_at, id",
     )
     .bind(identity_id)
     .fetch_all(&mut *conn)
@@ -200,6 +218,7 @@ pub async fn of_identity(conn: &mut AnyConnection, identity_id: &str) -> Result<
                 fingerprint: r.try_get(4)?,
                 comment: r.try_get(5)?,
                 status: r.try_get(6)?,
+                last_used_at_ms: r.try_get(7)?,
             })
         })
         .collect()

@@ -27,7 +27,12 @@ pub struct ApiToken {
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    /// When it last authenticated a request (kept to the minute); `None`: never.
+    pub last_used_at_ms: Option<i64>,
 }
+
+/// A use moves `last_used_at` only when the stored one is this much older (fewer writes).
+pub const LAST_USED_STEP_MS: i64 = 60_000;
 
 /// Creates a token for `username`; returns its metadata and the secret, to show once.
 /// Audited as `api_token.create`.
@@ -64,6 +69,7 @@ pub(crate) async fn insert(
         created_at_ms: now_ms,
         expires_at_ms,
         revoked_at_ms: None,
+        last_used_at_ms: None,
     };
     sqlx::query(
         "INSERT INTO api_tokens (id, identity_id, name, token_hash, created_at, expires_at) \
@@ -117,7 +123,18 @@ pub async fn authenticate(
     };
     let identity_id: String = row.try_get(0)?;
     match identities::by_id(conn, &identity_id).await? {
-        Some(identity) if identity.status == Status::Active => Ok(identity),
+        Some(identity) if identity.status == Status::Active => {
+            // Unused tokens are a finding of the access reviews: record the use.
+            sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1                  AND (last_used_at IS NULL OR last_used_at <= $3)",
+            )
+            .bind(secrets::hash(presented))
+            .bind(now_ms)
+            .bind(now_ms - LAST_USED_STEP_MS)
+            .execute(&mut *conn)
+            .await?;
+            Ok(identity)
+        }
         _ => Err(Error::Unauthenticated),
     }
 }
@@ -149,8 +166,8 @@ pub async fn revoke(tx: &mut Tx, actor: &Actor, now_ms: i64, token_id: &str) -> 
 /// Tokens of an identity (metadata only).
 pub async fn of_identity(conn: &mut AnyConnection, identity_id: &str) -> Result<Vec<ApiToken>> {
     let rows = sqlx::query(
-        "SELECT id, identity_id, name, created_at, expires_at, revoked_at FROM api_tokens \
-         WHERE identity_id = $1 ORDER BY created_at, id",
+        "SELECT id, identity_id, name, created_at, expires_at, revoked_at, last_used_at \
+         FROM api_tokens WHERE identity_id = $1 ORDER BY created_at, id",
     )
     .bind(identity_id)
     .fetch_all(&mut *conn)
@@ -164,6 +181,7 @@ pub async fn of_identity(conn: &mut AnyConnection, identity_id: &str) -> Result<
                 created_at_ms: r.try_get(3)?,
                 expires_at_ms: r.try_get(4)?,
                 revoked_at_ms: r.try_get(5)?,
+                last_used_at_ms: r.try_get(6)?,
             })
         })
         .collect()

@@ -75,6 +75,7 @@ on_both_backends!(
     security_app_codes_are_single_use_and_bound_to_app_and_state,
     app_sessions_end_with_the_identity_and_on_sign_out_at_the_app,
     spent_codes_and_old_app_sessions_are_purged,
+    unused_keys_and_tokens_are_findings_until_they_are_used,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -114,6 +115,7 @@ fn signer() -> (tempfile::TempDir, SigningKeyPair) {
 mod apps;
 mod audit_log;
 mod events;
+mod findings;
 mod lifecycle;
 mod model;
 mod sessions;
@@ -124,6 +126,7 @@ mod suite {
     pub use super::apps::*;
     pub use super::audit_log::*;
     pub use super::events::*;
+    pub use super::findings::*;
     pub use super::lifecycle::*;
     pub use super::model::*;
     pub use super::sessions::*;

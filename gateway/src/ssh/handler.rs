@@ -323,6 +323,14 @@ impl server::Handler for Handler {
         match self.owner(key.public_key).await {
             Some((id, username)) => {
                 tracing::info!(identity = %username, peer = %self.conn.peer, ssh_user = %user, "key verified");
+                // The signature is verified here (not at the offer): the key was used.
+                let fp = crate::keys::fingerprint(key.public_key);
+                let now = self.conn.shared.clock.now_ms();
+                if let Ok(mut c) = self.conn.shared.store.pool().acquire().await
+                    && let Err(e) = ssh_keys::used(&mut c, &fp, now).await
+                {
+                    tracing::warn!(error = %e, "cannot record an SSH key's use");
+                }
                 Ok(self
                     .verified(open::Who {
                         id,

@@ -66,6 +66,18 @@ async fn hr_feed_joiners_mover_and_leaver_give_the_expected_access_and_cut_the_l
     assert_eq!(st, 201, "{v}");
     let mut child = long_session(&lab, "lea");
     wait_started(&mut child);
+    // Her key signed that login (OpenSSH, verified at the gateway): its use is recorded, for the
+    // unused-key findings.
+    let (st, keys) = lab
+        .api(
+            reqwest::Method::GET,
+            "/api/v1/identities/lea/ssh-keys",
+            TOKEN,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{keys}");
+    assert!(keys[0]["last_used_at_ms"].is_i64(), "{keys}");
 
     // The dry run: exactly 3 joiners, 1 mover, 1 leaver (+ the bad row named); nothing changes.
     std::fs::write(lab.path("hr1.csv"), HR1).unwrap();

@@ -529,6 +529,12 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
     ),
     (
         Method::GET,
+        "/api/v1/findings",
+        REVIEWER,
+        "Least-privilege findings with their remediation (reviewer or admin)",
+    ),
+    (
+        Method::GET,
         "/api/v1/audit",
         ADMIN,
         "Audit events with filters, newest first",

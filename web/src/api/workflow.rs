@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/authorize", post(authorize))
         .route("/reviews", get(list_reviews))
         .route("/reviews/{id}/close", post(close_review))
+        .route("/findings", get(list_findings))
 }
 
 /// RFC 3339 or a date.
@@ -279,6 +280,15 @@ async fn list_reviews(
     Ok(Json(
         reviews::list(&mut *conn(&state).await?, !q.all).await?,
     ))
+}
+
+/// `GET /api/v1/findings`: the least-privilege findings now, each with its remediation.
+async fn list_findings(
+    State(state): State<AppState>,
+) -> ApiResult<Vec<gatehouse_broker::governance::findings::Finding>> {
+    use gatehouse_broker::governance::findings;
+    let snapshot = findings::snapshot(&mut *conn(&state).await?, state.clock.now_ms()).await?;
+    Ok(Json(findings::findings(&snapshot)))
 }
 
 #[derive(Deserialize)]
