@@ -503,6 +503,21 @@ async fn access_ending_refuses_the_next_request() {
     assert_eq!(after.status, 403);
 }
 
+/// Ends every web UI session of `who` (a sign-out everywhere).
+async fn sign_out_everywhere(w: &World, who: &str) {
+    let mut c = w.db.store.pool().acquire().await.unwrap();
+    let i = gatehouse_broker::identity::identities::by_username(&mut c, who)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    let mut tx = w.db.store.begin().await.unwrap();
+    web_sessions::end_all(&mut tx, SystemClock.now_ms(), &i.id, who, None, "sign_out")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// The gateway keeps what it reads per request between requests (`http/cache.rs`); a sign-out
 /// at the web UI must still be seen by the very next request, not a second later.
 #[tokio::test]
@@ -516,24 +531,7 @@ async fn security_a_sign_out_at_the_web_ui_ends_the_app_session_at_the_next_requ
         let ok = get(&w, "echo.apps.test:8443", "/", &with_cookie).await;
         assert_eq!(ok.status, 200);
     }
-    let mut c = w.db.store.pool().acquire().await.unwrap();
-    let i = gatehouse_broker::identity::identities::by_username(&mut c, "alice")
-        .await
-        .unwrap()
-        .unwrap();
-    drop(c);
-    let mut tx = w.db.store.begin().await.unwrap();
-    web_sessions::end_all(
-        &mut tx,
-        SystemClock.now_ms(),
-        &i.id,
-        "alice",
-        None,
-        "sign_out",
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    sign_out_everywhere(&w, "alice").await;
     // Signed out: sent to sign in again.
     let after = get(&w, "echo.apps.test:8443", "/", &with_cookie).await;
     assert_eq!(after.status, 303, "{}", after.body);

@@ -109,24 +109,7 @@ async fn a_sign_out_at_the_web_ui_closes_the_app_sessions_websockets() {
     let mut w = world().await;
     let cookie = sign_in(&w, "alice", "echo").await;
     let mut s = open_ws(&w, &cookie).await;
-    let mut c = w.db.store.pool().acquire().await.unwrap();
-    let i = gatehouse_broker::identity::identities::by_username(&mut c, "alice")
-        .await
-        .unwrap()
-        .unwrap();
-    drop(c);
-    let mut tx = w.db.store.begin().await.unwrap();
-    gatehouse_broker::identity::web_sessions::end_all(
-        &mut tx,
-        SystemClock.now_ms(),
-        &i.id,
-        "alice",
-        None,
-        "sign_out",
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    sign_out_everywhere(&w, "alice").await;
     let mut buf = vec![0u8; 64];
     // A guard against hanging, not a measurement.
     let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
