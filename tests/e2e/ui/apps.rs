@@ -332,6 +332,8 @@ approvals = [{{ from = "bob", count = 1 }}]
         "{}",
         b.html().await
     );
+    let serious = b.axe_serious().await;
+    assert!(serious.is_empty(), "axe-core on the timeline: {serious:?}");
     // Filtered by path: the notebook's API calls only.
     b.fill("#path", "/api/").await;
     b.click("#filter").await;

@@ -5,6 +5,7 @@
 
 mod apps;
 mod directory;
+mod findings;
 mod flows;
 mod keep;
 mod sso;
@@ -227,6 +228,36 @@ impl Browser {
     }
 
     /// Saves a screenshot as `NAME.png` among the artifacts.
+    /// Runs axe-core (npm, installed by `scripts/node-tools.sh` into `NODE_TOOLS`) on the page;
+    /// returns its serious and critical violations as `id (impact): help [targets]`.
+    pub async fn axe_serious(&self) -> Vec<String> {
+        let dir = std::env::var("NODE_TOOLS").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/gatehouse/node",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        let source = std::fs::read_to_string(format!("{dir}/node_modules/axe-core/axe.min.js"))
+            .expect("axe-core (scripts/node-tools.sh) must be installed");
+        self.c
+            .execute(&format!("{source}\nreturn true;"), vec![])
+            .await
+            .unwrap();
+        let found = self
+            .c
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 axe.run(document, { resultTypes: ['violations'] }).then(r => done(\
+                   r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')\
+                     .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' ' +\
+                       JSON.stringify(v.nodes.map(n => n.target)))));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(found).unwrap()
+    }
+
     pub async fn shot(&self, name: &str) {
         let png = self.c.screenshot().await.unwrap();
         std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();

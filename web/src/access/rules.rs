@@ -187,6 +187,12 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
     ),
     (
         Method::GET,
+        "/findings",
+        REVIEWER,
+        "Least-privilege findings with what to do",
+    ),
+    (
+        Method::GET,
         "/admin",
         ADMIN,
         "Administration: what exists, policy as code",

@@ -10,6 +10,7 @@ mod apps;
 mod assets;
 mod audit;
 mod auth;
+mod findings;
 mod home;
 pub mod oidc;
 mod passkeys;
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sessions::routes())
         .merge(admin::routes())
         .merge(audit::routes())
+        .merge(findings::routes())
         .merge(apps::routes())
 }
 
