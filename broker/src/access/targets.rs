@@ -267,6 +267,15 @@ fn check(new: &NewTarget) -> Result<()> {
     new.app
         .validate()
         .map_err(|e| Error::invalid(format!("target {}: {e}", new.name)))?;
+    // A pin or CA file on a plain-HTTP app would protect nothing while looking as if it did.
+    if (new.app.upstream_pin_sha256.is_some() || new.app.upstream_ca_file.is_some())
+        && !new.address.to_ascii_lowercase().starts_with("https://")
+    {
+        return Err(Error::invalid(format!(
+            "target {}: upstream_pin_sha256 and upstream_ca_file are for an https:// address",
+            new.name
+        )));
+    }
     Ok(())
 }
 
@@ -471,5 +480,22 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(both.contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn security_an_upstream_pin_or_ca_file_needs_an_https_address() {
+        let new = |address: &str| NewTarget {
+            name: "vault".into(),
+            kind: Kind::Http,
+            address: address.into(),
+            app: AppSettings {
+                upstream_pin_sha256: Some("ab".repeat(32)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = check(&new("http://10.0.0.5:8200")).unwrap_err().to_string();
+        assert!(e.contains("https://"), "{e}");
+        assert!(check(&new("https://10.0.0.5:8200")).is_ok());
     }
 }

@@ -181,6 +181,7 @@ impl Cache {
                     session,
                     identity,
                     groups: Arc::new(groups),
+                    generation,
                 })
             }
             None => None,
@@ -217,28 +218,31 @@ impl Cache {
         Ok(found)
     }
 
-    /// The signed assertion for app session `session` under `role`: one made within
+    /// The signed assertion for `who`'s app session under `role`: one made within
     /// [`ASSERTION_REUSE`] while nothing changed, else a new one from `make` (signing is the
     /// largest cost of a request otherwise; an assertion lives 5 minutes, so a reused one has
     /// at least 4 left). An empty one (signing failed) is not kept.
+    ///
+    /// `who` is what the claims are made from: a new assertion is kept at the generation `who`
+    /// was read at, not the current one, so claims read before a change are never reused after
+    /// it.
     pub fn assertion(
         &self,
         store: &Store,
-        session: &str,
+        who: &Who,
         role: &str,
         make: impl FnOnce() -> String,
     ) -> Arc<str> {
-        let generation = store.generation();
-        let key = (session.to_string(), role.to_string());
+        let key = (who.session.id.clone(), role.to_string());
         if let Some(a) = self
             .assertions
-            .get_within(&key, generation, ASSERTION_REUSE)
+            .get_within(&key, store.generation(), ASSERTION_REUSE)
         {
             return a;
         }
         let made: Arc<str> = make().into();
         if !made.is_empty() {
-            self.assertions.put(key, generation, made.clone());
+            self.assertions.put(key, who.generation, made.clone());
         }
         made
     }
@@ -269,5 +273,62 @@ impl Cache {
             });
         }
         Ok(catalog)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_broker::access::apps::AppSession;
+    use gatehouse_broker::events::AccessEvent;
+    use gatehouse_broker::identity::identities::{Identity, Status};
+
+    fn who(groups: &[&str], generation: u64) -> Who {
+        Who {
+            session: AppSession {
+                id: "s1".into(),
+                target_id: "t1".into(),
+                identity_id: "i1".into(),
+                web_session_id: "w1".into(),
+                created_at_ms: 0,
+                expires_at_ms: i64::MAX,
+                mfa_at_ms: None,
+            },
+            identity: Identity {
+                id: "i1".into(),
+                username: "alice".into(),
+                display_name: String::new(),
+                email: None,
+                status: Status::Active,
+                attributes: Default::default(),
+                source: "api".into(),
+                created_at_ms: 0,
+                updated_at_ms: 0,
+            },
+            groups: Arc::new(groups.iter().map(|g| g.to_string()).collect()),
+            generation,
+        }
+    }
+
+    /// Claims read before a change are never reused after it: an assertion made from a `who`
+    /// read at the old generation is kept at that generation, so the next request (with `who`
+    /// read again) signs a new one.
+    #[tokio::test]
+    async fn security_an_assertion_made_from_stale_claims_is_not_reused_after_the_change() {
+        let db = gatehouse_broker::testkit::TestDb::sqlite().await;
+        let store = &db.store;
+        let cache = Cache::default();
+        let before = store.generation();
+        let stale = who(&["admins"], before);
+        // The change (a group membership removed) lands while the request is in flight.
+        store.publish_local(AccessEvent::AccessChanged);
+        let a = cache.assertion(store, &stale, "r", || "with-admins".into());
+        assert_eq!(&*a, "with-admins");
+        let fresh = who(&[], store.generation());
+        let b = cache.assertion(store, &fresh, "r", || "without-admins".into());
+        assert_eq!(&*b, "without-admins");
+        // And then it is reused while nothing changes.
+        let c = cache.assertion(store, &fresh, "r", || "signed-again".into());
+        assert_eq!(&*c, "without-admins");
     }
 }

@@ -6,7 +6,9 @@
 //! parses each HTTP/1 request head with `httparse` (hyper's own parser) as hyper reads it,
 //! following message boundaries while bodies have a declared length; after a chunked body, an
 //! upgrade, HTTP/2 or anything it cannot parse it stops looking (hyper still frames those
-//! itself). The handler asks [`Framing::ambiguous`] for the request it is answering.
+//! itself); so that no later head on that connection goes unchecked, the request after which it
+//! stopped (a chunked one, say) is answered with `Connection: close`. The handler asks
+//! [`Framing::check`] for the request it is answering.
 
 use std::io;
 use std::pin::Pin;
@@ -25,17 +27,37 @@ const MAX_HEADERS: usize = 100;
 pub struct Framing {
     /// The number (from 1) of the first request whose head was ambiguous; 0: none.
     first_ambiguous: AtomicU64,
+    /// The number of the request after which the reader stopped following (chunked body,
+    /// unreadable length); 0: none.
+    stopped_after: AtomicU64,
     /// Requests handled so far on the connection.
     handled: AtomicU64,
 }
 
+/// What to do with a request, as far as its framing goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer it.
+    Fine,
+    /// Refuse it with 400 and close (this head, or an earlier one, was ambiguous).
+    Ambiguous,
+    /// Answer it, then close: heads after it would not be checked.
+    Last,
+}
+
 impl Framing {
-    /// Called once per request, in order: whether this request's head, or an earlier one's on
-    /// the connection, was ambiguous (everything after one is refused too).
-    pub fn ambiguous(&self) -> bool {
+    /// Called once per request, in order (HTTP/1 asks one at a time).
+    pub fn check(&self) -> Verdict {
         let n = self.handled.fetch_add(1, Ordering::SeqCst) + 1;
         let first = self.first_ambiguous.load(Ordering::SeqCst);
-        first != 0 && n >= first
+        let stopped = self.stopped_after.load(Ordering::SeqCst);
+        if first != 0 && n >= first {
+            Verdict::Ambiguous
+        } else if stopped != 0 && n >= stopped {
+            Verdict::Last
+        } else {
+            Verdict::Fine
+        }
     }
 }
 
@@ -111,6 +133,17 @@ impl<T> Sniffed<T> {
                             // What of `bytes` belonged to this head.
                             let used = end - before;
                             bytes = &bytes[used.min(bytes.len())..];
+                            if next == Some(Next::Unknown) && !upgrade {
+                                self.framing
+                                    .stopped_after
+                                    .compare_exchange(
+                                        0,
+                                        self.heads,
+                                        Ordering::SeqCst,
+                                        Ordering::SeqCst,
+                                    )
+                                    .ok();
+                            }
                             self.state = match next {
                                 Some(_) if upgrade => State::Blind,
                                 Some(Next::Body(0)) => State::Head(Vec::new()),
@@ -251,11 +284,12 @@ mod tests {
         assert_eq!(ambiguous_from(&read_all(&[&all])), 3);
         let f = Framing {
             first_ambiguous: AtomicU64::new(3),
+            stopped_after: AtomicU64::new(0),
             handled: AtomicU64::new(0),
         };
         assert_eq!(
-            [f.ambiguous(), f.ambiguous(), f.ambiguous()],
-            [false, false, true]
+            [f.check(), f.check(), f.check()],
+            [Verdict::Fine, Verdict::Fine, Verdict::Ambiguous]
         );
     }
 
@@ -269,6 +303,24 @@ mod tests {
         let s = read_all(&[head.as_bytes(), body, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
         assert_eq!(ambiguous_from(&s), 0);
         assert!(matches!(s.state, State::Head(ref b) if b.is_empty()));
+    }
+
+    #[test]
+    fn security_a_chunked_request_is_the_last_on_its_connection() {
+        let s = read_all(&[
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ]);
+        let f = &s.framing;
+        assert_eq!(
+            [f.check(), f.check(), f.check()],
+            [Verdict::Fine, Verdict::Last, Verdict::Last]
+        );
+        // An upgrade is not: the connection becomes the websocket's.
+        let s = read_all(&[
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        ]);
+        assert_eq!(s.framing.check(), Verdict::Fine);
     }
 
     #[test]

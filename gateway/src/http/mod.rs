@@ -165,21 +165,31 @@ pub async fn serve(
     ));
     // The recorded app sessions are checked every SWEEP_EVERY, and within SWEEP_SOON of a
     // change this process learns of (a sign-out at the web UI ends its app sessions' websockets
-    // and rows then, not only at their next request).
-    let mut sweep = tokio::time::interval(record::SWEEP_SOON);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut swept = (shared.store.generation(), std::time::Instant::now());
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = sweep.tick() => {
+    // and rows then, not only at their next request); in a task of its own, so a long sweep
+    // never holds up accepting connections.
+    tokio::spawn({
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        async move {
+            let mut tick = tokio::time::interval(record::SWEEP_SOON);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut swept = (shared.store.generation(), std::time::Instant::now());
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
                 let generation = shared.store.generation();
                 if generation != swept.0 || swept.1.elapsed() >= record::SWEEP_EVERY {
                     swept = (generation, std::time::Instant::now());
                     record::sweep(&shared).await;
                 }
-                continue;
             }
+        }
+    });
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -228,13 +238,22 @@ async fn connection<I>(
 {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
-        // In request order (HTTP/1 asks one at a time): was this head ambiguous?
-        let ambiguous = framing.ambiguous();
+        // In request order (HTTP/1 asks one at a time): was this head ambiguous, or the last
+        // one the framing check could follow?
+        let verdict = framing.check();
         async move {
-            if ambiguous {
-                return Ok::<_, std::convert::Infallible>(ambiguous_framing());
+            let mut resp = match verdict {
+                framing::Verdict::Ambiguous => ambiguous_framing(),
+                framing::Verdict::Fine | framing::Verdict::Last => handle(&shared, peer, req).await,
+            };
+            if verdict == framing::Verdict::Last && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+            {
+                resp.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
             }
-            Ok(handle(&shared, peer, req).await)
+            Ok::<_, std::convert::Infallible>(resp)
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -309,7 +328,9 @@ async fn route(
 
 /// One request: which app, whose, allowed or not, then upstream.
 async fn handle(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    // Ambiguous framing (both lengths, or several lengths) is refused, never passed on.
+    // Ambiguous framing (both lengths, or several lengths) is refused, never passed on. On
+    // HTTP/1 `framing` has refused it already (hyper drops the duplicates before this point);
+    // this catches what HTTP/2 may carry.
     let h = req.headers();
     if (h.contains_key(hyper::header::TRANSFER_ENCODING)
         && h.contains_key(hyper::header::CONTENT_LENGTH))

@@ -112,7 +112,7 @@ pub async fn forward(
     let groups = who.groups.to_vec();
     let assertion = shared
         .reads
-        .assertion(&shared.store, &who.session.id, &allowed.grant.role, || {
+        .assertion(&shared.store, who, &allowed.grant.role, || {
             assertion(shared, target, who, &allowed.grant, groups.clone())
         })
         .to_string();

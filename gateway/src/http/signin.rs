@@ -31,6 +31,8 @@ pub struct Who {
     pub identity: Identity,
     /// The identity's groups (sent to the app in a header and the assertion).
     pub groups: std::sync::Arc<Vec<String>>,
+    /// The store generation this was read at (what is made from it is kept at that one).
+    pub generation: u64,
 }
 
 fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {

@@ -583,6 +583,22 @@ async fn security_ambiguous_request_framing_is_refused_with_400() {
     assert_eq!(statuses.len(), 2, "{text}");
     assert_ne!(statuses[0], "400", "{text}");
     assert_eq!(statuses[1], "400", "{text}");
+    // After a chunked request the framing check can no longer follow the connection: that
+    // request is its last (answered with `Connection: close`), so nothing behind it goes
+    // unchecked.
+    let raw = format!(
+        "POST /first HTTP/1.1\r\nHost: echo.apps.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\n\r\n\
+         POST / HTTP/1.1\r\nHost: echo.apps.test\r\nContent-Length: 4\r\n\
+         Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+    );
+    let text = answers(&w, raw.as_bytes()).await;
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(!text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
 }
 
 /// Removes alice's only assignment (her access to the apps).

@@ -84,6 +84,29 @@ async fn authorize(
     }
     .filter(|t| t.kind == Kind::Http)
     .ok_or_else(no_app)?;
+    // A host of its own that the app gateway serves to nobody (under the apps domain, or
+    // claimed by two apps) gets no code: it would be carried to a host that is not this app's.
+    if let Some(own) = target.app.host.as_deref() {
+        let domain = web_apps.domain.trim_matches('.').to_ascii_lowercase();
+        let own = own.to_ascii_lowercase();
+        let claims = {
+            let mut c = conn(&state).await?;
+            targets::list(&mut c)
+                .await?
+                .iter()
+                .filter(|t| t.kind == Kind::Http)
+                .filter(|t| {
+                    t.app
+                        .host
+                        .as_deref()
+                        .is_some_and(|h| h.eq_ignore_ascii_case(&own))
+                })
+                .count()
+        };
+        if own == domain || own.ends_with(&format!(".{domain}")) || claims > 1 {
+            return Err(no_app());
+        }
+    }
     let now = state.clock.now_ms();
     let mut tx = begin(&state).await?;
     // A missing or malformed state is `Invalid` here: 400.
