@@ -185,7 +185,7 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
                 kind: Kind::InactiveIdentity,
                 subject: format!("identity:{}", p.username),
                 detail: match last {
-                    None => "never signed in or opened a session".into(),
+                    None => "no web sign-in or session in 90 days".into(),
                     Some(t) => format!("last seen {} days ago", days(s.now_ms - t)),
                 },
                 remediation: "suspend it, or confirm with its manager that it is still needed"
@@ -305,15 +305,25 @@ pub async fn snapshot(conn: &mut AnyConnection, now_ms: i64) -> Result<Snapshot>
             p.last_session_ms = r.try_get(1)?;
         }
     }
+    // Web sign-ins within the window only (the audit log's time index keeps this to the last
+    // 90 days of events; an older sign-in counts as none, which is what the finding needs).
+    let by_name: HashMap<String, String> = names
+        .iter()
+        .map(|(id, name)| (name.clone(), id.clone()))
+        .collect();
     for r in sqlx::query(
-        "SELECT actor, MAX(time) FROM audit_events WHERE action = 'web.sign_in' GROUP BY actor",
+        "SELECT actor, MAX(time) FROM audit_events WHERE time >= $1 AND action = 'web.sign_in' \
+         GROUP BY actor",
     )
+    .bind(now_ms - UNUSED_MS)
     .fetch_all(&mut *conn)
     .await?
     {
         let actor: String = r.try_get(0)?;
-        if let Some(name) = actor.strip_prefix("identity:")
-            && let Some(p) = people.values_mut().find(|p| p.username == name)
+        if let Some(id) = actor
+            .strip_prefix("identity:")
+            .and_then(|name| by_name.get(name))
+            && let Some(p) = people.get_mut(id)
         {
             p.last_sign_in_ms = r.try_get(1)?;
         }

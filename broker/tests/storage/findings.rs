@@ -2,6 +2,7 @@
 
 use super::*;
 use gatehouse_broker::governance::findings::{self, Kind};
+use gatehouse_broker::identity::web_sessions::{self, NewSession, Stage, Timeouts};
 use gatehouse_broker::identity::{ssh_keys, tokens};
 
 const DAY: i64 = 24 * 3600 * 1000;
@@ -18,7 +19,7 @@ async fn kinds_for(store: &Store, who: &str, now: i64) -> Vec<Kind> {
 
 pub async fn unused_keys_and_tokens_are_findings_until_they_are_used(db: &TestDb) {
     let store = &db.store;
-    add_identity(store, "dana").await;
+    let dana = add_identity(store, "dana").await;
     let mut tx = store.begin().await.unwrap();
     let (_, secret) = tokens::create(&mut tx, &Actor::Cli, T0, "dana", "ci", None)
         .await
@@ -64,4 +65,23 @@ pub async fn unused_keys_and_tokens_are_findings_until_they_are_used(db: &TestDb
         kinds_for(store, "dana", later + DAY).await,
         [Kind::InactiveIdentity]
     );
+    // She signs in to the web UI: active again.
+    let mut tx = store.begin().await.unwrap();
+    web_sessions::create(
+        &mut tx,
+        later + DAY,
+        NewSession {
+            identity: &dana,
+            stage: Stage::Active,
+            methods: "password",
+            mfa_at_ms: None,
+            address: "127.0.0.1",
+            user_agent: "test",
+        },
+        Timeouts::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(kinds_for(store, "dana", later + 2 * DAY).await, []);
 }

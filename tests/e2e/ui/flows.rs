@@ -371,6 +371,25 @@ async fn security_browser_an_administrator_signed_in_with_a_password_alone_can_o
     b.sign_in("admin", PASSWORD, Some(&secret)).await;
     b.goto("/audit").await;
     assert_eq!(b.path().await, "/audit");
+    // Every page an administrator reaches from the navigation: axe-core finds nothing serious.
+    let mut serious = Vec::new();
+    for page in [
+        "/",
+        "/requests/new",
+        "/requests",
+        "/approvals",
+        "/sessions",
+        "/audit",
+        "/findings",
+        "/admin",
+        "/account",
+    ] {
+        b.goto(page).await;
+        for v in b.axe_serious().await {
+            serious.push(format!("{page}: {v}"));
+        }
+    }
+    assert!(serious.is_empty(), "axe-core: {serious:#?}");
     b.close().await;
 }
 
