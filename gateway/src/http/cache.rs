@@ -190,14 +190,6 @@ impl Cache {
         Ok(found)
     }
 
-    /// Forgets the app session `id` (the cookie's hash) for every app: it was signed out of
-    /// or ended here.
-    pub fn forget_session(&self, id: &str) {
-        if let Ok(mut map) = self.sessions.map.lock() {
-            map.retain(|(k, _), _| k != id);
-        }
-    }
-
     /// The credential vaulted for `role` on app `target` (see
     /// [`gatehouse_broker::access::apps::credential`]).
     pub async fn credential(

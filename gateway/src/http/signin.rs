@@ -187,7 +187,6 @@ pub async fn callback(shared: &Shared, target: &Target, req: &Request<Incoming>)
 /// Signs this browser out of this app (the web UI session stays).
 pub async fn logout(shared: &Shared, target: &Target, req: &Request<Incoming>) -> Response<Body> {
     if let Ok(Some(who)) = session(shared, target, req).await {
-        shared.reads.forget_session(&who.session.id);
         super::record::end(shared, &who.session.id, "logout").await;
         let ended = async {
             let mut tx = shared.store.begin().await?;

@@ -238,6 +238,17 @@ async fn send(
     }
 }
 
+/// A GET with the app cookie `cookie` (signed in to the app at `host`).
+async fn get_signed_in(w: &World, host: &str, path: &str, cookie: &str) -> Got {
+    get(
+        w,
+        host,
+        path,
+        &[("cookie", &format!("__Host-gh_app={cookie}"))],
+    )
+    .await
+}
+
 fn set_cookie(g: &Got, name: &str) -> String {
     g.headers
         .get_all("set-cookie")
@@ -403,13 +414,7 @@ async fn security_the_app_sees_gatehouses_identity_never_the_clients() {
     assert_eq!(claims["roles"], serde_json::json!(["echo-users"]));
     assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 300);
     // A redirect to the app's internal address comes back as its public one.
-    let moved = get(
-        &w,
-        "echo.apps.test:8443",
-        "/go-home",
-        &[("cookie", &format!("__Host-gh_app={cookie}"))],
-    )
-    .await;
+    let moved = get_signed_in(&w, "echo.apps.test:8443", "/go-home", &cookie).await;
     assert_eq!(moved.status, 302);
     assert_eq!(
         moved.headers["location"],
@@ -421,13 +426,7 @@ async fn security_the_app_sees_gatehouses_identity_never_the_clients() {
 async fn security_an_app_cookie_works_only_on_its_own_app_host() {
     let w = world().await;
     let cookie = sign_in(&w, "alice", "echo").await;
-    let other = get(
-        &w,
-        "other.apps.test:8443",
-        "/",
-        &[("cookie", &format!("__Host-gh_app={cookie}"))],
-    )
-    .await;
+    let other = get_signed_in(&w, "other.apps.test:8443", "/", &cookie).await;
     assert_eq!(other.status, 303, "sent to sign in, not let in");
     // An API client without a session gets 401, an unknown host a 404 naming nothing.
     let api = get(
@@ -451,13 +450,7 @@ async fn security_an_app_cookie_works_only_on_its_own_app_host() {
 async fn without_access_the_page_says_so_and_offers_a_request() {
     let w = world().await;
     let cookie = sign_in(&w, "bob", "echo").await;
-    let got = get(
-        &w,
-        "echo.apps.test:8443",
-        "/",
-        &[("cookie", &format!("__Host-gh_app={cookie}"))],
-    )
-    .await;
+    let got = get_signed_in(&w, "echo.apps.test:8443", "/", &cookie).await;
     assert_eq!(got.status, 403);
     assert!(
         got.body.contains("No access to this app now"),
@@ -484,22 +477,10 @@ async fn without_access_the_page_says_so_and_offers_a_request() {
 async fn access_ending_refuses_the_next_request() {
     let w = world().await;
     let cookie = sign_in(&w, "alice", "echo").await;
-    let ok = get(
-        &w,
-        "echo.apps.test:8443",
-        "/",
-        &[("cookie", &format!("__Host-gh_app={cookie}"))],
-    )
-    .await;
+    let ok = get_signed_in(&w, "echo.apps.test:8443", "/", &cookie).await;
     assert_eq!(ok.status, 200);
     revoke_alice(&w).await;
-    let after = get(
-        &w,
-        "echo.apps.test:8443",
-        "/",
-        &[("cookie", &format!("__Host-gh_app={cookie}"))],
-    )
-    .await;
+    let after = get_signed_in(&w, "echo.apps.test:8443", "/", &cookie).await;
     assert_eq!(after.status, 403);
 }
 
@@ -524,16 +505,13 @@ async fn sign_out_everywhere(w: &World, who: &str) {
 async fn security_a_sign_out_at_the_web_ui_ends_the_app_session_at_the_next_request() {
     let w = world().await;
     let cookie = sign_in(&w, "alice", "echo").await;
-    let with_cookie = [("cookie", format!("__Host-gh_app={cookie}"))];
-    let with_cookie: Vec<(&str, &str)> =
-        with_cookie.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for _ in 0..3 {
-        let ok = get(&w, "echo.apps.test:8443", "/", &with_cookie).await;
+        let ok = get_signed_in(&w, "echo.apps.test:8443", "/", &cookie).await;
         assert_eq!(ok.status, 200);
     }
     sign_out_everywhere(&w, "alice").await;
     // Signed out: sent to sign in again.
-    let after = get(&w, "echo.apps.test:8443", "/", &with_cookie).await;
+    let after = get_signed_in(&w, "echo.apps.test:8443", "/", &cookie).await;
     assert_eq!(after.status, 303, "{}", after.body);
     let to = after.headers["location"].to_str().unwrap();
     assert!(to.contains("/apps/authorize?"), "{to}");

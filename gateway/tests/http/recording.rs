@@ -432,13 +432,7 @@ async fn security_one_identity_past_its_recorded_sessions_ends_its_own_idlest() 
     let cap = gatehouse_gateway::http::record::MAX_PER_IDENTITY;
     for _ in 0..=cap {
         let cookie = sign_in(&w, "alice", "echo").await;
-        let ok = get(
-            &w,
-            "echo.apps.test:8443",
-            "/",
-            &[("cookie", &format!("__Host-gh_app={cookie}"))],
-        )
-        .await;
+        let ok = get_signed_in(&w, "echo.apps.test:8443", "/", &cookie).await;
         assert_eq!(ok.status, 200);
     }
     let all = app_sessions(&w).await;

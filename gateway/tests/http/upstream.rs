@@ -107,13 +107,7 @@ address = "https://{addr}"
         ("roots", 502, "not trusted"),
     ] {
         let cookie = sign_in(&w, "alice", app).await;
-        let got = get(
-            &w,
-            &format!("{app}.apps.test:8443"),
-            "/",
-            &[("cookie", &format!("__Host-gh_app={cookie}"))],
-        )
-        .await;
+        let got = get_signed_in(&w, &format!("{app}.apps.test:8443"), "/", &cookie).await;
         assert_eq!(got.status, status, "{app}: {}", got.body);
         assert!(got.body.contains(body), "{app}: {}", got.body);
     }
@@ -141,13 +135,7 @@ app = { host = "echo.apps.test" }
     )
     .await;
     let cookie = sign_in_at(&w, "alice", "ci", "jenkins.corp.test:8443").await;
-    let got = get(
-        &w,
-        "Jenkins.Corp.Test:8443",
-        "/",
-        &[("cookie", &format!("__Host-gh_app={cookie}"))],
-    )
-    .await;
+    let got = get_signed_in(&w, "Jenkins.Corp.Test:8443", "/", &cookie).await;
     assert_eq!(got.status, 200, "{}", got.body);
     assert!(
         got.body.contains(r#""x-gatehouse-user":["alice"]"#),
@@ -160,13 +148,7 @@ app = { host = "echo.apps.test" }
     // A host under the apps domain is nobody's own: echo.apps.test stays echo's, and "grab"
     // is not served at all.
     let cookie = sign_in(&w, "alice", "echo").await;
-    let got = get(
-        &w,
-        "echo.apps.test:8443",
-        "/",
-        &[("cookie", &format!("__Host-gh_app={cookie}"))],
-    )
-    .await;
+    let got = get_signed_in(&w, "echo.apps.test:8443", "/", &cookie).await;
     assert_eq!(got.status, 200);
     let got = get(&w, "grab.apps.test:8443", "/", &[]).await;
     assert_eq!(got.status, 404);
