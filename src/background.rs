@@ -138,6 +138,32 @@ pub async fn app_purge(store: Store, clock: SharedClock, stop: CancellationToken
     }
 }
 
+/// How often `serve` runs the access review scheduler.
+const REVIEWS_EVERY: Duration = Duration::from_secs(60);
+
+/// The access review scheduler (`gatehouse_broker::governance::campaigns::close::tick`): starts
+/// campaigns when due, reminds, escalates and ends them; at start-up, then every minute.
+pub async fn reviews(store: Store, clock: SharedClock, stop: CancellationToken) {
+    use gatehouse_broker::governance::campaigns::close;
+    loop {
+        match close::tick(&store, clock.now_ms()).await {
+            Ok(t) => {
+                for id in &t.started {
+                    tracing::info!(campaign = %id, "access review campaign started");
+                }
+                for id in &t.ended {
+                    tracing::info!(campaign = %id, "access review campaign ended");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "access review scheduler step failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(REVIEWS_EVERY) => {}
+        }
+    }
+}
+
 /// How often `serve` applies start and end dates that have come (`hr dates`).
 const DATES_EVERY: Duration = Duration::from_secs(60);
 

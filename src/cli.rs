@@ -132,6 +132,12 @@ pub enum Command {
     /// for 90 days — each with what to do. Changes nothing. Exits 1 when there are findings.
     Findings(FindingsArgs),
 
+    /// Access reviews: campaigns defined as `[[reviews]]` in policy as code, started on their
+    /// schedule by `serve` (or now with `start`), decided in the web UI or the API, ended,
+    /// applied and verified; their signed reports.
+    #[command(subcommand)]
+    Reviews(ReviewsCommand),
+
     /// Session recordings.
     #[command(subcommand)]
     Recordings(RecordingsCommand),
@@ -321,6 +327,43 @@ pub struct FindingsArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewsCommand {
+    /// Definitions (with their next start) and campaigns (with their progress), newest first.
+    List,
+    /// Start a campaign of a definition now, whatever its schedule.
+    Start { definition: String },
+    /// One campaign: its progress and its items.
+    Show {
+        campaign: String,
+        /// Only items in this state: open, decided or applied.
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+    },
+    /// End a running campaign now: unanswered items take its `unanswered` policy; with
+    /// `apply = "auto"` the results are applied and verified at once, else the owner signs off.
+    End { campaign: String },
+    /// Run the scheduler's step now (what `serve` does every minute): start due campaigns,
+    /// remind, escalate, end those whose time has come.
+    Tick,
+    /// Write a campaign's report into DIR: report.json, report.csv, and manifest.txt with
+    /// manifest.sig (signed with the Gatehouse key; check with `gatehouse reviews verify DIR`).
+    Report {
+        campaign: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Check a report directory offline: the manifest's signature, then every file's SHA-256.
+    /// Exits 0 when intact, 1 naming what does not match.
+    Verify {
+        dir: PathBuf,
+        /// The trusted public key (`ed25519:...`, or a file holding it) [default: the key in
+        /// the data directory].
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

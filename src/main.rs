@@ -20,6 +20,7 @@ mod logging;
 mod mfa_cmd;
 mod outbound;
 mod push;
+mod reviews_cmd;
 mod scim_cmd;
 mod serve;
 
@@ -84,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Authorize(args) => access_cmd::authorize(&settings, args).await,
         Command::Sod(cli::SodCommand::Scan) => access_cmd::sod_scan(&settings).await,
         Command::Findings(args) => access_cmd::findings(&settings, &args).await,
+        Command::Reviews(cmd) => reviews_cmd::run(&settings, cmd).await,
         Command::Recordings(cmd) => gateway_cmd::recordings(&settings, cmd),
         Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd).await,
         Command::Mfa(cmd) => mfa_cmd::run(&settings, cmd).await,

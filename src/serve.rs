@@ -186,6 +186,11 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         clock.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(crate::background::reviews(
+        store.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     let checkpoints = tokio::spawn(checkpoint_loop(
         store.clone(),
         clock.clone(),
@@ -306,6 +311,7 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         web: Arc::new(gatehouse_web::WebConfig {
             ssh_address: Some(ssh_addr.to_string()),
             recording_key: Some(signer.public()),
+            signer: Some(signer.clone()),
             ldap,
             oidc,
             scim_passwords: settings.scim_passwords,

@@ -71,6 +71,8 @@ pub struct WebConfig {
     /// The app gateway's side of the web UI (the sign-in hand-off and the assertion key's
     /// JWKS); `None` when apps are off.
     pub apps: Option<AppsWeb>,
+    /// The Gatehouse key that signs access review reports; `None`: reports cannot be signed.
+    pub signer: Option<Arc<gatehouse_broker::keys::SigningKeyPair>>,
     /// Command/output indexes of ended recordings (bounded; for the timeline and search).
     pub indexes: std::sync::Mutex<
         std::collections::HashMap<String, Arc<gatehouse_recordings::index::Index>>,
@@ -121,6 +123,7 @@ impl WebConfig {
             recordings_dir,
             ssh_address: None,
             recording_key: None,
+            signer: None,
             ldap: None,
             oidc: None,
             scim_passwords: false,

@@ -289,6 +289,40 @@ pub async fn remove(tx: &mut Tx, actor: &Actor, now_ms: i64, id: &str) -> Result
     Ok(a)
 }
 
+/// Sets when an assignment ends (an access review's "keep until"); audited as
+/// `assignment.end`. Sessions it carries end when the time comes, as for any window.
+pub async fn set_end(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    id: &str,
+    not_after_ms: i64,
+) -> Result<Assignment> {
+    let a = by_id(tx, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("assignment {id}")))?;
+    sqlx::query("UPDATE role_assignments SET not_after = $1 WHERE id = $2")
+        .bind(not_after_ms)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "assignment.end",
+            format!("role:{}", a.role),
+        )
+        .details(
+            serde_json::json!({ "id": a.id, "subject": a.subject, "kind": a.kind,
+                "until": crate::clock::format_ms(not_after_ms) }),
+        ),
+    )
+    .await?;
+    Ok(a)
+}
+
 /// One assignment.
 pub async fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Assignment>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE a.id = $1")))

@@ -112,3 +112,44 @@ pub async fn of(conn: &mut AnyConnection, identity_id: &str) -> Result<Vec<Strin
     .await?;
     Ok(rows)
 }
+
+/// Takes a privilege away (no-op if not held); audited as `privilege.revoke`. Refused when it
+/// would leave no active administrator. Browser sessions see it at their next request.
+pub async fn revoke(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    username: &str,
+    privilege: Privilege,
+) -> Result<bool> {
+    let identity = crate::identity::identities::by_username(tx, username)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
+    let done =
+        sqlx::query("DELETE FROM identity_privileges WHERE identity_id = $1 AND privilege = $2")
+            .bind(identity.id.as_str())
+            .bind(privilege.as_str())
+            .execute(&mut **tx)
+            .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    if privilege == Privilege::Admin && !active_admin_exists(tx).await? {
+        return Err(Error::Conflict(format!(
+            "{username} is the last active administrator: make another one first"
+        )));
+    }
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(
+            actor.to_string(),
+            "privilege.revoke",
+            format!("identity:{username}"),
+        )
+        .details(serde_json::json!({ "privilege": privilege })),
+    )
+    .await?;
+    tx.mark_sessions_changed();
+    Ok(true)
+}

@@ -129,6 +129,10 @@ pub struct RoleSpec {
     /// hold this role as a standing assignment, kept in step by the lifecycle engine. Empty:
     /// not a birthright role.
     pub birthright: std::collections::BTreeMap<String, Vec<String>>,
+    /// Who answers for the role in access reviews (`role_owner` reviewers): a username or
+    /// `group:NAME`. None: reviews fall back to their fallback reviewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl RoleSpec {
@@ -166,6 +170,7 @@ impl Default for RoleSpec {
             port_forwarding: false,
             session_mfa: false,
             birthright: Default::default(),
+            owner: None,
         }
     }
 }

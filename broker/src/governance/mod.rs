@@ -1,5 +1,7 @@
-//! Governance: after-the-fact oversight — the review items someone must look at and close, and
-//! the findings of continuous least privilege.
+//! Governance: after-the-fact oversight — the review items someone must look at and close,
+//! access review campaigns (certification, mover reviews) and the findings of continuous least
+//! privilege.
 
+pub mod campaigns;
 pub mod findings;
 pub mod reviews;

@@ -6,6 +6,7 @@ mod audit;
 mod catalog;
 mod directory;
 pub mod openapi;
+pub(crate) mod reviews;
 mod sessions;
 mod workflow;
 
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .merge(workflow::routes())
         .merge(audit::routes())
         .merge(sessions::routes())
+        .merge(reviews::routes())
 }
 
 /// A JSON body whose errors come back in the API's error format (400 `invalid`), not axum's.

@@ -15,6 +15,7 @@ mod home;
 pub mod oidc;
 mod passkeys;
 mod requests;
+mod reviews;
 mod sessions;
 
 use crate::AppState;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .merge(admin::routes())
         .merge(audit::routes())
         .merge(findings::routes())
+        .merge(reviews::routes())
         .merge(apps::routes())
 }
 

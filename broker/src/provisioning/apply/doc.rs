@@ -27,6 +27,9 @@ pub struct Document {
     pub assignments: Vec<AssignmentDoc>,
     #[serde(default)]
     pub sod_rules: Vec<SodRuleDoc>,
+    /// Access review campaign definitions (`[[reviews]]`).
+    #[serde(default)]
+    pub reviews: Vec<crate::governance::campaigns::ReviewDoc>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -140,6 +143,9 @@ pub struct RoleDoc {
     /// Birthright rule: attribute → accepted values (see `RoleSpec::birthright`).
     #[serde(default)]
     pub birthright: std::collections::BTreeMap<String, Vec<String>>,
+    /// Who answers for the role in access reviews: a username or `group:NAME`.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl RoleDoc {
@@ -172,6 +178,7 @@ impl RoleDoc {
             port_forwarding: self.port_forwarding,
             session_mfa: self.session_mfa,
             birthright: self.birthright.clone(),
+            owner: self.owner.clone().filter(|o| !o.trim().is_empty()),
         };
         crate::access::roles::validate_name(&self.name)?;
         spec.check(&self.name)?;

@@ -1,6 +1,6 @@
 //! Policy as code: `gatehouse apply FILE [--dry-run]`. The document is applied in one
-//! transaction, in dependency order (identities, groups, targets, roles, assignments, SoD rules;
-//! deletions in reverse), and every step that changes something adds a line to the plan. A dry
+//! transaction, in dependency order (identities, groups, targets, roles, assignments, SoD rules,
+//! review definitions; deletions in reverse), and every step that changes something adds a line to the plan. A dry
 //! run is the same run rolled back, so the plan it prints is exactly what a real run would do.
 //!
 //! Ownership: apply creates things with source `apply` and only ever deletes (or, for
@@ -18,6 +18,7 @@ use crate::identity::identities::{self, NewIdentity, Status};
 use crate::ledger::store::{Store, Tx};
 use crate::{
     access::{roles, sod, targets},
+    governance::campaigns,
     identity::{groups, ssh_keys},
 };
 use serde::Serialize;
@@ -88,6 +89,7 @@ fn check_unique(doc: &Document) -> Result<()> {
     dups("target", doc.targets.iter().map(|t| &t.name))?;
     dups("role", doc.roles.iter().map(|r| &r.name))?;
     dups("SoD rule", doc.sod_rules.iter().map(|r| &r.name))?;
+    dups("review", doc.reviews.iter().map(|r| &r.name))?;
     Ok(())
 }
 
@@ -342,8 +344,29 @@ async fn run(
         }
     }
 
+    // Access review definitions.
+    let current_reviews = campaigns::store::definitions(tx).await?;
+    for r in &doc.reviews {
+        let spec = r.to_spec()?;
+        let found = current_reviews.iter().any(|c| c.name == r.name);
+        if campaigns::store::define(tx, actor, now, &r.name, &spec, SOURCE).await? {
+            plan.push(change(
+                if found { "update" } else { "create" },
+                format!("review {}", r.name),
+                format!("{}, {}", spec.schedule, r.duration),
+            ));
+        }
+    }
+
     // Deletions of what apply owns and the document no longer names, in reverse order.
     let names = |v: Vec<&String>| v.into_iter().cloned().collect::<BTreeSet<String>>();
+    let keep_reviews = names(doc.reviews.iter().map(|r| &r.name).collect());
+    for r in current_reviews {
+        if r.source == SOURCE && !keep_reviews.contains(&r.name) {
+            campaigns::store::undefine(tx, actor, now, &r.name).await?;
+            plan.push(change("delete", format!("review {}", r.name), ""));
+        }
+    }
     let keep_rules = names(doc.sod_rules.iter().map(|r| &r.name).collect());
     for r in current_rules {
         if r.source == SOURCE && !keep_rules.contains(&r.name) {
@@ -460,6 +483,14 @@ pub fn check(doc: &Document) -> Result<Vec<String>> {
         for x in r.left.iter().chain(&r.right) {
             if !roles.contains(x) {
                 warnings.push(format!("SoD rule {}: role {x} is not in this file", r.name));
+            }
+        }
+    }
+    for r in &doc.reviews {
+        let spec = r.to_spec()?;
+        for x in &spec.scope.roles {
+            if !roles.contains(x) {
+                warnings.push(format!("review {}: role {x} is not in this file", r.name));
             }
         }
     }

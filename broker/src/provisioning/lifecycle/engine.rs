@@ -181,6 +181,11 @@ pub async fn apply(
         for role in &c.roles_remove {
             start_grace(tx, actor, now_ms, &c.username, role, now_ms + grace_ms).await?;
         }
+        // What the mover holds beyond birthright goes to the new manager's review.
+        if c.kind == Kind::Mover && !c.moved.is_empty() {
+            crate::governance::campaigns::mover::open(tx, actor, now_ms, &c.username, grace_ms)
+                .await?;
+        }
     }
     audit::append(
         tx,

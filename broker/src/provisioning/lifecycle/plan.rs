@@ -74,7 +74,7 @@ pub struct Change {
 }
 
 /// Attributes whose change makes a mover.
-const MOVER_KEYS: &[&str] = &[
+pub const MOVER_KEYS: &[&str] = &[
     "department",
     "title",
     "location",

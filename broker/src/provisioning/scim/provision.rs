@@ -660,6 +660,17 @@ async fn update_identity(
         )
         .await
         .map_err(to_scim)?;
+        if crate::governance::campaigns::mover::moved(&current.attributes, &attributes) {
+            crate::governance::campaigns::mover::open(
+                tx,
+                &call.actor,
+                call.now_ms,
+                &username,
+                call.grace_ms,
+            )
+            .await
+            .map_err(to_scim)?;
+        }
     }
     Ok((username, kept))
 }

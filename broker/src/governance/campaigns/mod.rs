@@ -1,0 +1,25 @@
+//! Access review campaigns: who holds what, put in front of the people who must answer for it,
+//! with the evidence Gatehouse has (sessions through each access) and a recommendation; their
+//! decisions applied through the same audited engine as every other change, and verified
+//! afterwards by the decision function.
+//!
+//! - [`spec`]: what a campaign covers, who reviews, when (policy as code `[[reviews]]`).
+//! - [`plan`]: the items with evidence and recommendation, a plain function over [`plan::Facts`].
+//! - [`store`]: definitions, starting a campaign, reading campaigns and items.
+//! - [`decide`]: a reviewer's decisions (keep, revoke, keep until, delegate, accept the
+//!   recommendations), stage by stage.
+//! - [`close`]: the end (unanswered items), remediation, verification, sign-off, the scheduler.
+//! - [`report`]: the campaign report (rubber-stamp flags included), CSV and JSON, signed.
+//! - [`mover`]: the review of a mover's access that is not birthright for the new position.
+
+pub mod close;
+pub mod decide;
+pub mod mover;
+pub mod plan;
+pub mod report;
+pub mod spec;
+pub mod store;
+
+pub use plan::{Access, Evidence};
+pub use spec::{ApplyMode, CampaignSpec, ReviewDoc, Scope, Unanswered};
+pub use store::{Campaign, Item};

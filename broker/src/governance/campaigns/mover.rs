@@ -1,0 +1,92 @@
+//! The mover review: when HR or SCIM moves someone (department, title, manager, ... change),
+//! everything they hold that is not birthright for the new position — roles assigned by hand
+//! (standing or eligible), group memberships that carry roles, Gatehouse privileges — goes to
+//! their new manager as a one-stage campaign that ends with the grace period; what the manager
+//! does not keep is revoked then.
+
+use super::plan::{self, Access};
+use super::spec::{ApplyMode, CampaignSpec, Scope, Unanswered};
+use super::store;
+use crate::actor::Actor;
+use crate::error::Result;
+use crate::identity::identities;
+use crate::ledger::audit::{self, NewEvent};
+use crate::ledger::store::Tx;
+use crate::provisioning::lifecycle::plan::MOVER_KEYS;
+use serde_json::{Map, Value};
+
+/// Whether a change of attributes from `before` to `after` makes a mover.
+pub fn moved(before: &Map<String, Value>, after: &Map<String, Value>) -> bool {
+    MOVER_KEYS.iter().any(|k| before.get(*k) != after.get(*k))
+}
+
+/// Opens the mover review of `username` (whose attributes are already the new ones); returns
+/// the campaign id, or None when there is nothing to review. Without a manager to review, the
+/// review is not opened and the audit log says so (`review.mover.skipped`).
+pub async fn open(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    username: &str,
+    grace_ms: i64,
+) -> Result<Option<String>> {
+    let Some(who) = identities::by_username(tx, username).await? else {
+        return Ok(None);
+    };
+    let manager = who
+        .attributes
+        .get("manager")
+        .and_then(Value::as_str)
+        .filter(|m| *m != username)
+        .map(str::to_string);
+    let facts = store::facts(tx, now_ms, Some(username)).await?;
+    let spec = CampaignSpec {
+        description: format!(
+            "{username} moved: access that is not birthright for the new position"
+        ),
+        owner: manager.clone().unwrap_or_default(),
+        scope: Scope {
+            all: true,
+            groups: facts
+                .members
+                .iter()
+                .filter(|(_, ms)| ms.iter().any(|(m, _)| m == username))
+                .map(|(g, _)| g.clone())
+                .collect(),
+            privileges: vec!["admin".into(), "reviewer".into()],
+            ..Default::default()
+        },
+        stages: vec!["manager".into()],
+        fallback: manager.clone().unwrap_or_default(),
+        schedule: "once".into(),
+        start_ms: None,
+        duration_ms: grace_ms.max(60_000),
+        unanswered: Unanswered::Revoke,
+        apply: ApplyMode::Auto,
+        remind_before_ms: grace_ms / 2,
+        escalate_before_ms: 0,
+    };
+    let items: Vec<plan::NewItem> = plan::plan(&spec, &facts)
+        .into_iter()
+        .filter(|i| i.username == username && i.held_as != "birthright")
+        // Plain groups that carry no role are directory structure, not access.
+        .filter(|i| i.access != Access::Membership || i.role.is_some())
+        .collect();
+    if items.is_empty() {
+        return Ok(None);
+    }
+    if manager.is_none() {
+        audit::append(
+            tx,
+            now_ms,
+            NewEvent::new(actor.to_string(), "review.mover.skipped", format!("identity:{username}"))
+                .details(serde_json::json!({ "items": items.len(),
+                    "why": "no manager to review: the access stays; start a campaign to review it" })),
+        )
+        .await?;
+        return Ok(None);
+    }
+    let name = super::spec::campaign_name(&format!("mover-{username}"), now_ms);
+    let id = store::create(tx, actor, now_ms, &name, None, "mover", &spec, &items).await?;
+    Ok(Some(id))
+}
