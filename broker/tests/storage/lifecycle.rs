@@ -216,7 +216,7 @@ pub async fn hr_start_and_end_dates_apply_between_imports(db: &TestDb) {
 }
 
 /// One HR import of `text` as the drop folder runs it (actor `system`).
-async fn import(store: &Store, text: &str) {
+pub async fn import(store: &Store, text: &str) {
     let parsed = lifecycle::parse(text, false);
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     let mut conn = store.pool().acquire().await.unwrap();

@@ -76,6 +76,9 @@ on_both_backends!(
     app_sessions_end_with_the_identity_and_on_sign_out_at_the_app,
     spent_codes_and_old_app_sessions_are_purged,
     unused_keys_and_tokens_are_findings_until_they_are_used,
+    quarterly_campaign_is_decided_applied_verified_and_reported,
+    sign_off_campaigns_wait_for_their_owner_and_refuse_others,
+    a_movers_manual_access_goes_to_the_new_manager_and_is_revoked_at_grace_end,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -118,6 +121,7 @@ mod events;
 mod findings;
 mod lifecycle;
 mod model;
+mod reviews;
 mod sessions;
 mod web;
 
@@ -129,6 +133,7 @@ mod suite {
     pub use super::findings::*;
     pub use super::lifecycle::*;
     pub use super::model::*;
+    pub use super::reviews::*;
     pub use super::sessions::*;
     pub use super::web::*;
 }

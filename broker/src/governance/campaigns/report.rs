@@ -125,19 +125,14 @@ pub fn build(
 ) -> Report {
     let mut history: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for d in decisions {
-        let mut line = format!(
-            "stage {}: {} {} at {}",
-            d.stage + 1,
-            d.reviewer,
-            d.decision,
-            t(d.at_ms)
-        );
+        let mut line = format!("stage {}: {} {}", d.stage + 1, d.reviewer, d.decision);
         if let Some(to) = &d.delegate_to {
             line.push_str(&format!(" to {to}"));
         }
         if let Some(u) = d.keep_until_ms {
             line.push_str(&format!(" (until {})", t(u)));
         }
+        line.push_str(&format!(" at {}", t(d.at_ms)));
         if !d.reason.is_empty() {
             line.push_str(&format!(": {}", d.reason));
         }
