@@ -10,6 +10,7 @@ mod clients;
 mod lifecycle;
 mod login;
 mod review;
+mod reviews;
 mod scim;
 mod security;
 mod sessions;
@@ -119,6 +120,12 @@ impl Lab {
 
     /// With extra configuration file text (e.g. an `[ssh]` section).
     pub async fn start_with(config: &str) -> Lab {
+        Lab::start_full(config, "{}", "").await
+    }
+
+    /// With extra configuration, alice's attributes (a TOML inline table) and policy text
+    /// appended to the lab's own.
+    pub async fn start_full(config: &str, alice_attributes: &str, extra_policy: &str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         keygen(&d.join("alice"), "alice@laptop");
@@ -138,6 +145,7 @@ impl Lab {
 [[identities]]
 username = "alice"
 ssh_keys = ["{alice}"]
+attributes = {alice_attributes}
 
 [[identities]]
 username = "bob"
@@ -170,6 +178,7 @@ kind = "standing"
 role = "db-temp"
 to = "bob"
 kind = "eligible"
+{extra_policy}
 "#,
             alice = key("alice"),
             bob = key("bob"),

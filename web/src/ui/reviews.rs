@@ -140,10 +140,12 @@ impl QueuePage {
 fn last_used(i: &Item) -> String {
     match i.evidence.usage.last_ms {
         Some(t) => format!(
-            "{} ({} {} in 90 days)",
+            "{} ({} in 90 days)",
             when(t),
-            i.evidence.usage.count_90d,
-            i.evidence.usage_of
+            gatehouse_broker::governance::campaigns::plan::counted(
+                i.evidence.usage.count_90d,
+                &i.evidence.usage_of
+            )
         ),
         None => format!("never ({})", i.evidence.usage_of),
     }
@@ -258,11 +260,18 @@ async fn granted_by(c: &mut sqlx::AnyConnection, i: &Item) -> Result<Option<Stri
     else {
         return Ok(None);
     };
+    let Some(since) = i.evidence.since_ms else {
+        return Ok(None);
+    };
+    // The event is written in the transaction that made the assignment, at its creation time:
+    // the time index narrows the search to that minute.
     let rows = sqlx::query(
-        "SELECT actor, time, details FROM audit_events WHERE action = 'assignment.add' \
-         AND target = $1 ORDER BY seq DESC LIMIT 200",
+        "SELECT actor, time, details FROM audit_events WHERE time >= $2 AND time <= $3 \
+         AND action = 'assignment.add' AND object = $1 ORDER BY seq DESC LIMIT 200",
     )
     .bind(format!("role:{role}"))
+    .bind(since - 60_000)
+    .bind(since + 60_000)
     .fetch_all(&mut *c)
     .await
     .map_err(gatehouse_broker::Error::from)?;
@@ -383,6 +392,8 @@ struct CampaignPage {
     unanswered: &'static str,
     applies: String,
     flags: Vec<gatehouse_broker::governance::campaigns::report::Flag>,
+    /// The public key reports are signed with, for the verify command shown.
+    key: String,
 }
 
 impl CampaignPage {
@@ -451,6 +462,11 @@ async fn campaign(
         },
         applies: applies(&campaign),
         flags: gatehouse_broker::governance::campaigns::report::rubber_stamps(&decisions),
+        key: state
+            .web
+            .signer
+            .as_ref()
+            .map_or("ed25519:…".into(), |k| k.public().to_string()),
         c: campaign,
         p,
         items,

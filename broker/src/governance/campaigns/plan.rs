@@ -186,6 +186,15 @@ pub struct NewItem {
     pub rec_reason: String,
 }
 
+/// `1 session`, `7 sessions`, `1 sign-in`.
+pub fn counted(n: i64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {}", what.strip_suffix('s').unwrap_or(what))
+    } else {
+        format!("{n} {what}")
+    }
+}
+
 fn days(ms: i64) -> i64 {
     ms / 86_400_000
 }
@@ -214,8 +223,8 @@ pub fn recommend(ev: &Evidence, now_ms: i64) -> (&'static str, String) {
         Some(t) if ev.usage.count_90d > 0 => (
             "keep",
             format!(
-                "{} {what} in the last 90 days, last on {}",
-                ev.usage.count_90d,
+                "{} in the last 90 days, last on {}",
+                counted(ev.usage.count_90d, what),
                 date(t)
             ),
         ),
