@@ -71,7 +71,7 @@ duration = "14d"
 "#;
 
 async fn session(store: &Store, who: &str, assignment: &str, at: i64) {
-    let id = identities::by_username(&mut *store.pool().acquire().await.unwrap(), who)
+    let id = identities::by_username(&mut store.pool().acquire().await.unwrap(), who)
         .await
         .unwrap()
         .unwrap()
@@ -248,7 +248,7 @@ pub async fn quarterly_campaign_is_decided_applied_verified_and_reported(db: &Te
     // The clock moves past the end: the unanswered item (leaving) takes the recommendation.
     let end = now + 15 * DAY;
     let t = close::tick(store, end).await.unwrap();
-    assert_eq!(t.ended, [id.clone()]);
+    assert_eq!(t.ended, std::slice::from_ref(&id));
     assert!(assignment_of(store, "idle").await.is_none());
     assert!(assignment_of(store, "leaving").await.is_none());
     assert!(assignment_of(store, "busy").await.is_some());

@@ -5,6 +5,7 @@
 //!
 //! - [`spec`]: what a campaign covers, who reviews, when (policy as code `[[reviews]]`).
 //! - [`plan`]: the items with evidence and recommendation, a plain function over [`plan::Facts`].
+//! - [`facts`]: what a campaign is planned from, read from the store.
 //! - [`store`]: definitions, starting a campaign, reading campaigns and items.
 //! - [`decide`]: a reviewer's decisions (keep, revoke, keep until, delegate, accept the
 //!   recommendations), stage by stage.
@@ -14,6 +15,7 @@
 
 pub mod close;
 pub mod decide;
+pub mod facts;
 pub mod mover;
 pub mod plan;
 pub mod report;

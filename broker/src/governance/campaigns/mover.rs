@@ -39,7 +39,7 @@ pub async fn open(
         .and_then(Value::as_str)
         .filter(|m| *m != username)
         .map(str::to_string);
-    let facts = store::facts(tx, now_ms, Some(username)).await?;
+    let facts = super::facts::read(tx, now_ms, Some(username)).await?;
     let spec = CampaignSpec {
         description: format!(
             "{username} moved: access that is not birthright for the new position"
