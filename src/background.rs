@@ -138,6 +138,50 @@ pub async fn app_purge(store: Store, clock: SharedClock, stop: CancellationToken
     }
 }
 
+/// Reads the whole directory every `every` and applies it (`directory_sync::sync`): leavers,
+/// memberships, new people. A directory that cannot be read changes nothing.
+pub async fn directory_sync(
+    store: Store,
+    clock: SharedClock,
+    ldap: gatehouse_web::directory::Ldap,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    use gatehouse_broker::identity::directory_sync;
+    // When a refusal was last recorded: a failing sync is audited and logged once an hour, not
+    // at every pass.
+    let mut refused_at: Option<std::time::Instant> = None;
+    loop {
+        match ldap.list_users().await {
+            Ok(listing) => {
+                let record = refused_at.is_none_or(|at| at.elapsed() > Duration::from_secs(3600));
+                match directory_sync::sync(&store, clock.now_ms(), &listing, false, record).await {
+                    Ok(changes) => {
+                        refused_at = None;
+                        if !changes.is_empty() {
+                            tracing::info!(
+                                listed = listing.entries.len(),
+                                changes = changes.len(),
+                                "directory sync applied"
+                            );
+                        }
+                    }
+                    Err(e) if record => {
+                        tracing::warn!(error = %e, "directory sync refused or failed");
+                        refused_at = Some(std::time::Instant::now());
+                    }
+                    Err(_) => {}
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the directory: nothing changed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// How often `serve` runs the access review scheduler.
 const REVIEWS_EVERY: Duration = Duration::from_secs(60);
 

@@ -132,6 +132,10 @@ pub enum Command {
     /// for 90 days — each with what to do. Changes nothing. Exits 1 when there are findings.
     Findings(FindingsArgs),
 
+    /// The LDAP directory (`[ldap]`): read it whole and apply it now.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+
     /// Access reviews: campaigns defined as `[[reviews]]` in policy as code, started on their
     /// schedule by `serve` (or now with `start`), decided in the web UI or the API, ended,
     /// applied and verified; their signed reports.
@@ -327,6 +331,19 @@ pub struct FindingsArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Read the whole directory and apply it (what `serve` does every `[ldap] sync_interval`):
+    /// people removed or disabled there become leavers, mapped group memberships follow, new
+    /// people get an identity (with `create_identities`). Prints the changes. Refuses an answer
+    /// with no user, or one that would make more than half of the directory's people leavers.
+    Sync {
+        /// Print the changes without making them.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -80,6 +80,15 @@ pub struct LdapConfig {
     /// Connection timeout [default: 5s].
     #[serde(default, deserialize_with = "duration")]
     pub timeout: Option<Duration>,
+    /// How often `serve` reads the whole directory: people removed or disabled there become
+    /// leavers, group memberships follow [default: off; sign-in still follows groups].
+    #[serde(default, deserialize_with = "duration")]
+    pub sync_interval: Option<Duration>,
+    /// The attribute holding the username [default: uid; Active Directory: sAMAccountName].
+    pub username_attribute: Option<String>,
+    /// Users matching this filter are disabled in the directory, e.g. `(pwdAccountLockedTime=*)`
+    /// [default: none].
+    pub disabled_filter: Option<String>,
 }
 
 /// `[oidc]`: a "Sign in with SSO" button on the sign-in page, through an OpenID provider

@@ -86,6 +86,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sod(cli::SodCommand::Scan) => access_cmd::sod_scan(&settings).await,
         Command::Findings(args) => access_cmd::findings(&settings, &args).await,
         Command::Reviews(cmd) => reviews_cmd::run(&settings, cmd).await,
+        Command::Directory(cli::DirectoryCommand::Sync { dry_run }) => {
+            reviews_cmd::directory_sync(&settings, dry_run).await
+        }
         Command::Recordings(cmd) => gateway_cmd::recordings(&settings, cmd),
         Command::Ssh(cmd) => gateway_cmd::ssh(&settings, cmd).await,
         Command::Mfa(cmd) => mfa_cmd::run(&settings, cmd).await,

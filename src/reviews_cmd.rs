@@ -1,5 +1,6 @@
 //! `gatehouse reviews`: access review definitions and campaigns from the command line — list,
 //! start, show, end, the scheduler's step, and the signed report (written and checked offline).
+//! `gatehouse directory sync`: the directory read whole and applied (leavers, memberships).
 
 use crate::cli::ReviewsCommand;
 use crate::config::Settings;
@@ -200,4 +201,41 @@ pub async fn build_report(
     let json = report::to_json(&r);
     let csv = report::to_csv(&r)?;
     Ok((r, json, csv))
+}
+
+/// `gatehouse directory sync [--dry-run]`.
+pub async fn directory_sync(settings: &Settings, dry_run: bool) -> anyhow::Result<ExitCode> {
+    use gatehouse_broker::identity::directory_sync::{self, Change};
+    let Some(config) = &settings.ldap else {
+        anyhow::bail!("no [ldap] section in the configuration: there is no directory to sync");
+    };
+    let ldap = crate::serve::ldap_settings(config)?;
+    let listing = ldap
+        .list_users()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the directory: {e}"))?;
+    let store = context::open_store(settings, Schema::RequireCurrent).await?;
+    let done = directory_sync::sync(&store, SystemClock.now_ms(), &listing, dry_run, true).await;
+    store.close().await;
+    let changes = done?;
+    for c in &changes {
+        match c {
+            Change::Create { username } => println!("+ create identity {username}"),
+            Change::Leaver { username, why } => println!("- leaver {username} ({why})"),
+            Change::Update { username } => println!("~ update identity {username}"),
+            Change::Join { username, group } => println!("+ {username} joins group {group}"),
+            Change::Leave { username, group } => println!("- {username} leaves group {group}"),
+        }
+    }
+    println!(
+        "{} users listed, {} change(s){}.",
+        listing.entries.len(),
+        changes.len(),
+        if dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -299,6 +299,16 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         None => None,
         Some(l) => Some(ldap_settings(l)?),
     };
+    if let (Some(l), Some(every)) = (&ldap, settings.ldap.as_ref().and_then(|c| c.sync_interval)) {
+        tracing::info!(url = %l.url, every = ?every, "directory sync on");
+        tokio::spawn(crate::background::directory_sync(
+            store.clone(),
+            clock.clone(),
+            l.clone(),
+            every,
+            shutdown.clone(),
+        ));
+    }
     let oidc = match &settings.oidc {
         None => None,
         Some(o) => Some(oidc_settings(o, outbound_tls)?),
@@ -446,7 +456,9 @@ async fn sign_checkpoint(store: &Store, clock: &dyn Clock, signer: &SigningKeyPa
 
 /// The directory settings `[ldap]` gives (the service password read from its file now, so a
 /// mistake stops the start rather than every sign-in).
-fn ldap_settings(l: &crate::config::LdapConfig) -> anyhow::Result<gatehouse_web::directory::Ldap> {
+pub(crate) fn ldap_settings(
+    l: &crate::config::LdapConfig,
+) -> anyhow::Result<gatehouse_web::directory::Ldap> {
     let bind_password = match &l.bind_password_file {
         None => None,
         Some(f) => Some(gatehouse_broker::secrets::Secret::new(
@@ -484,6 +496,8 @@ fn ldap_settings(l: &crate::config::LdapConfig) -> anyhow::Result<gatehouse_web:
         group_mapping: l.group_mapping.clone(),
         create_identities: l.create_identities.unwrap_or(true),
         timeout: l.timeout.unwrap_or(std::time::Duration::from_secs(5)),
+        username_attribute: l.username_attribute.clone().unwrap_or_else(|| "uid".into()),
+        disabled_filter: l.disabled_filter.clone().filter(|f| !f.trim().is_empty()),
     })
 }
 

@@ -1,8 +1,10 @@
 //! LDAP / Active Directory sign-in (ldap3): the user's entry is found with a service bind (or
 //! anonymously), the password is checked by binding as that entry, and the user's groups are
 //! read for the group mapping. Only the directory says whether a password is right; Gatehouse
-//! never sees or stores it beyond the bind.
+//! never sees or stores it beyond the bind. [`Ldap::list_users`] reads the whole directory for a
+//! sync (`gatehouse_broker::identity::directory_sync`).
 
+use gatehouse_broker::identity::directory_sync::{Entry, Listing};
 use gatehouse_broker::secrets::Secret;
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
 use std::collections::BTreeMap;
@@ -28,9 +30,17 @@ pub struct Ldap {
     pub group_filter: String,
     /// Directory group (its `cn` or full DN, any case) → Gatehouse group.
     pub group_mapping: BTreeMap<String, String>,
-    /// Create the identity at its first sign-in (else only existing identities may sign in).
+    /// Create the identity at its first sign-in, and at a sync (else only existing identities
+    /// may sign in).
     pub create_identities: bool,
     pub timeout: Duration,
+    /// The attribute holding the username, for a sync (`uid`; Active Directory:
+    /// `sAMAccountName`).
+    pub username_attribute: String,
+    /// Users matching this filter are disabled in the directory (a sync makes them leavers),
+    /// e.g. `(pwdAccountLockedTime=*)`; Active Directory:
+    /// `(userAccountControl:1.2.840.113556.1.4.803:=2)`.
+    pub disabled_filter: Option<String>,
 }
 
 /// A user the directory vouched for.
@@ -177,6 +187,146 @@ impl Ldap {
     }
 }
 
+impl Ldap {
+    /// Everyone the directory lists, for a sync: one paged search for the users (the user
+    /// filter with `{username}` as `*`), one for the groups under `group_base_dn` (their
+    /// `member` / `uniqueMember`, plus each user's `memberOf`), one for the disabled. Entries
+    /// whose username is not a valid Gatehouse username are left out.
+    pub async fn list_users(&self) -> Result<Listing, String> {
+        let run = async {
+            let settings = LdapConnSettings::new()
+                .set_starttls(self.starttls)
+                .set_conn_timeout(self.timeout);
+            let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.url)
+                .await
+                .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+            ldap3::drive!(conn);
+            if let (Some(dn), Some(pw)) = (&self.bind_dn, &self.bind_password) {
+                ldap.simple_bind(dn, pw.expose())
+                    .await
+                    .and_then(|r| r.success())
+                    .map_err(|e| format!("the service bind as {dn} was refused: {e}"))?;
+            }
+            let everyone = self.user_filter.replace("{username}", "*");
+            let attr = self.username_attribute.as_str();
+            let users = paged(
+                &mut ldap,
+                &self.base_dn,
+                &everyone,
+                vec![attr, "cn", "displayName", "mail", "memberOf"],
+            )
+            .await?;
+            let mut by_dn: BTreeMap<String, usize> = BTreeMap::new();
+            let mut entries: Vec<Entry> = Vec::new();
+            for u in users {
+                let Some(name) = first(&u, &[attr])
+                    .and_then(|v| gatehouse_broker::identity::directory::username_from(&v).ok())
+                else {
+                    continue;
+                };
+                let groups = u
+                    .attrs
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("memberOf"))
+                    .flat_map(|(_, v)| v.iter())
+                    .filter_map(|g| self.map_group(g))
+                    .collect();
+                by_dn.insert(u.dn.to_ascii_lowercase(), entries.len());
+                entries.push(Entry {
+                    username: name,
+                    display_name: first(&u, &["displayName", "cn"]),
+                    email: first(&u, &["mail"]),
+                    dn: u.dn,
+                    groups,
+                    disabled: false,
+                });
+            }
+            if let Some(base) = &self.group_base_dn {
+                let groups = paged(
+                    &mut ldap,
+                    base,
+                    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))",
+                    vec!["cn", "member", "uniqueMember"],
+                )
+                .await?;
+                for g in groups {
+                    let Some(mapped) = self.map_group(&g.dn) else {
+                        continue;
+                    };
+                    for (k, members) in &g.attrs {
+                        if !(k.eq_ignore_ascii_case("member")
+                            || k.eq_ignore_ascii_case("uniqueMember"))
+                        {
+                            continue;
+                        }
+                        for m in members {
+                            if let Some(i) = by_dn.get(&m.to_ascii_lowercase()) {
+                                entries[*i].groups.push(mapped.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(disabled) = &self.disabled_filter {
+                let filter = format!("(&{everyone}{disabled})");
+                for u in paged(&mut ldap, &self.base_dn, &filter, vec![attr]).await? {
+                    if let Some(i) = by_dn.get(&u.dn.to_ascii_lowercase()) {
+                        entries[*i].disabled = true;
+                    }
+                }
+            }
+            for e in &mut entries {
+                e.groups.sort();
+                e.groups.dedup();
+            }
+            let _ = ldap.unbind().await;
+            Ok(Listing {
+                source: "ldap".into(),
+                entries,
+                mapped: self.mapped_groups(),
+                create: self.create_identities,
+            })
+        };
+        match tokio::time::timeout(self.timeout * 12, run).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("{} did not answer the sync in time", self.url)),
+        }
+    }
+}
+
+/// A subtree search in pages of 500 (directories cap unpaged answers, Active Directory at
+/// 1000 entries).
+async fn paged(
+    ldap: &mut ldap3::Ldap,
+    base: &str,
+    filter: &str,
+    attrs: Vec<&str>,
+) -> Result<Vec<SearchEntry>, String> {
+    use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(500)),
+    ];
+    let mut search = ldap
+        .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
+        .await
+        .map_err(|e| format!("search {filter} under {base} failed: {e}"))?;
+    let mut out = Vec::new();
+    while let Some(e) = search
+        .next()
+        .await
+        .map_err(|e| format!("search {filter} under {base} failed: {e}"))?
+    {
+        out.push(SearchEntry::construct(e));
+    }
+    search
+        .finish()
+        .await
+        .success()
+        .map_err(|e| format!("search {filter} under {base} failed: {e}"))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +347,8 @@ mod tests {
             group_mapping: BTreeMap::new(),
             create_identities: true,
             timeout: Duration::from_secs(1),
+            username_attribute: "uid".into(),
+            disabled_filter: None,
         };
         assert_eq!(l.authenticate("lea", "").await, Ok(None));
         assert!(
@@ -223,6 +375,8 @@ mod tests {
             .into(),
             create_identities: true,
             timeout: Duration::from_secs(1),
+            username_attribute: "uid".into(),
+            disabled_filter: None,
         };
         assert_eq!(
             l.map_group("cn=dbas,ou=groups,dc=x").as_deref(),

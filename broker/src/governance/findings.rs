@@ -64,6 +64,10 @@ pub struct Finding {
     pub subject: String,
     pub detail: String,
     pub remediation: String,
+    /// What a review of it covers, when one helps: `role:NAME` or `privilege:NAME` (see
+    /// `campaigns::store::start_for`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
 }
 
 /// An identity as findings need it.
@@ -157,6 +161,7 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
                         .as_ref()
                         .map_or(h.username.clone(), |g| format!("group:{g}"))
                 ),
+                review: Some(format!("role:{}", h.role)),
             }),
             HeldAs::Eligible if old(h.since_ms) && last.is_none_or(old) => out.push(Finding {
                 kind: Kind::EligibleNeverActivated,
@@ -171,9 +176,10 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
                     ),
                 },
                 remediation: format!(
-                    "remove the eligible assignment of {} (policy as code, or DELETE /api/v1/assignments/ID)",
+                    "remove the eligible assignment of {} (policy as code, or DELETE /api/v1/assignments/ID), or review who holds it",
                     h.role
                 ),
+                review: Some(format!("role:{}", h.role)),
             }),
             _ => {}
         }
@@ -190,6 +196,7 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
                 },
                 remediation: "suspend it, or confirm with its manager that it is still needed"
                     .into(),
+                review: None,
             });
         }
         for privilege in &p.privileges {
@@ -197,7 +204,8 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
                 kind: Kind::StandingGatehousePrivilege,
                 subject: format!("identity:{}", p.username),
                 detail: format!("holds the Gatehouse privilege {privilege} standing"),
-                remediation: "confirm it is still needed: Gatehouse privileges are held standing (just-in-time privileges do not exist yet)".into(),
+                remediation: "confirm it is still needed (a review of the privilege's holders): Gatehouse privileges are held standing (just-in-time privileges do not exist yet)".into(),
+                review: Some(format!("privilege:{privilege}")),
             });
         }
     }
@@ -207,6 +215,7 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
             subject: format!("role:{}", r.name),
             detail: "a privileged role whose sessions need no second factor".into(),
             remediation: "set session_mfa = true on the role".into(),
+            review: None,
         });
     }
     for (identity, conflict) in &s.sod {
@@ -216,6 +225,7 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
             detail: conflict.clone(),
             remediation: "remove one side, or record an exception with its approver and expiry"
                 .into(),
+            review: None,
         });
     }
     for (id, subject, opened) in &s.open_reviews {
@@ -229,6 +239,7 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
             remediation: format!(
                 "look at the session and close the review: POST /api/v1/reviews/{id}/close"
             ),
+            review: None,
         });
     }
     for (kind, list, what) in [
@@ -252,6 +263,7 @@ pub fn findings(s: &Snapshot) -> Vec<Finding> {
                         Kind::UnusedSshKey => "remove the key from the identity".into(),
                         _ => "revoke the token".into(),
                     },
+                    review: None,
                 });
             }
         }

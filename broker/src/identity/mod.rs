@@ -1,7 +1,8 @@
 //! Identity: who people are and how they prove it — identities, groups, SSH keys, API tokens,
-//! browser sessions, passwords, second factors, passkeys, recovery codes and directory sign-in.
+//! browser sessions, passwords, second factors, passkeys, recovery codes, directory sign-in and directory sync.
 
 pub mod directory;
+pub mod directory_sync;
 pub mod groups;
 pub mod identities;
 pub mod mfa;

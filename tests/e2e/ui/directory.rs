@@ -238,3 +238,236 @@ async fn security_browser_ldap_sign_in_creates_the_identity_follows_groups_and_n
         .find(|e| e["details"]["groups_removed"] == serde_json::json!(["db-admins"]));
     assert!(last.is_some(), "{events:?}");
 }
+
+const SYNC_DIRECTORY: &str = "dn: dc=example,dc=org
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,dc=example,dc=org
+objectClass: organizationalUnit
+ou: groups
+
+dn: uid=lea,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: lea
+cn: Lea Ldap
+sn: Ldap
+mail: lea@example.org
+
+dn: uid=max,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: max
+cn: Max Ldap
+sn: Ldap
+
+dn: uid=ned,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: ned
+cn: Ned Ldap
+sn: Ldap
+
+dn: uid=ola,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: ola
+cn: Ola Ldap
+sn: Ldap
+
+dn: cn=dbas,ou=groups,dc=example,dc=org
+objectClass: groupOfNames
+cn: dbas
+member: uid=lea,ou=people,dc=example,dc=org
+member: uid=max,ou=people,dc=example,dc=org
+";
+
+/// Polls `check` every 100 ms for up to 15 s; panics with `what` if it never holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn directory_sync_on_a_schedule_makes_leavers_and_group_removals_end_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let slapd = Slapd::start(dir.path(), SYNC_DIRECTORY);
+    std::fs::write(dir.path().join("ldap.pw"), ADMIN_PW).unwrap();
+    let policy = r#"
+[[targets]]
+name = "db-01"
+address = "127.0.0.1:1"
+
+[[roles]]
+name = "db-root"
+targets = { names = ["db-01"] }
+logins = ["root"]
+
+[[groups]]
+name = "db-admins"
+
+[[assignments]]
+role = "db-root"
+to = "group:db-admins"
+kind = "standing"
+"#;
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    let data = dir.path().join("data");
+    let out = crate::harness::run(
+        crate::harness::gatehouse(&data)
+            .arg("apply")
+            .arg(dir.path().join("policy.toml")),
+    );
+    assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+    let config = format!(
+        "[ldap]\nurl = \"{}\"\nbind_dn = \"cn=admin,dc=example,dc=org\"\nbind_password_file = \"ldap.pw\"\n\
+         base_dn = \"ou=people,dc=example,dc=org\"\ngroup_base_dn = \"ou=groups,dc=example,dc=org\"\n\
+         group_mapping = {{ dbas = \"db-admins\" }}\nsync_interval = \"1s\"\n\
+         disabled_filter = \"(employeeType=disabled)\"\n",
+        slapd.url
+    );
+    std::fs::write(dir.path().join("gatehouse.toml"), config).unwrap();
+    let cfg = dir.path().join("gatehouse.toml").display().to_string();
+    let server = Server::start(
+        &data,
+        &["--config", &cfg],
+        &[("GATEHOUSE_BOOTSTRAP_TOKEN", BOOTSTRAP)],
+    )
+    .await;
+    let http = crate::harness::http();
+    let identity = |who: &'static str| {
+        let (http, url) = (
+            http.clone(),
+            server.url(&format!("/api/v1/identities/{who}")),
+        );
+        async move {
+            let r = http.get(url).bearer_auth(BOOTSTRAP).send().await.unwrap();
+            if r.status() != 200 {
+                return serde_json::Value::Null;
+            }
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let allowed = |who: &'static str| {
+        let (http, url) = (http.clone(), server.url("/api/v1/authorize"));
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(BOOTSTRAP)
+                .json(&serde_json::json!({ "identity": who, "target": "db-01", "login": "root" }))
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()["allow"] == true
+        }
+    };
+
+    // The first sync (at start): the directory's people get identities, dbas members the
+    // mapped group, and with it db-root, before anyone has signed in.
+    eventually("lea and max are identities in db-admins", || async {
+        allowed("lea").await && allowed("max").await
+    })
+    .await;
+    assert_eq!(
+        identity("lea").await["identity"]["source"],
+        "ldap",
+        "{}",
+        identity("lea").await
+    );
+    assert!(!allowed("ned").await);
+
+    // The directory drops lea from dbas: the next sync ends her access.
+    let t = Instant::now();
+    slapd.modify(
+        "ldapmodify",
+        "dn: cn=dbas,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: member\nmember: uid=lea,ou=people,dc=example,dc=org\n",
+    );
+    eventually("lea loses db-root", || async { !allowed("lea").await }).await;
+    println!(
+        "directory sync: a group removal ended access {:?} after the directory changed",
+        t.elapsed()
+    );
+    assert!(allowed("max").await);
+
+    // max is deleted from the directory, ned disabled there: both are leavers.
+    slapd.modify("ldapdelete", "uid=max,ou=people,dc=example,dc=org\n");
+    slapd.modify(
+        "ldapmodify",
+        "dn: uid=ned,ou=people,dc=example,dc=org\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n",
+    );
+    eventually("max and ned are terminated", || async {
+        identity("max").await["identity"]["status"] == "terminated"
+            && identity("ned").await["identity"]["status"] == "terminated"
+    })
+    .await;
+    assert!(!allowed("max").await);
+    assert_eq!(identity("ola").await["identity"]["status"], "active");
+    let leavers = audit(&data, "directory.leaver");
+    let why: Vec<(String, String)> = leavers
+        .iter()
+        .map(|e| {
+            (
+                e["object"].as_str().unwrap().to_string(),
+                e["details"]["why"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        why.contains(&("identity:max".into(), "removed from the directory".into())),
+        "{why:?}"
+    );
+    assert!(
+        why.contains(&("identity:ned".into(), "disabled in the directory".into())),
+        "{why:?}"
+    );
+    assert!(!audit(&data, "directory.sync").is_empty());
+
+    // A directory answer with nobody in it (a wrong filter, a broken server) changes nothing.
+    for who in ["lea", "ola", "ned"] {
+        slapd.modify(
+            "ldapdelete",
+            &format!("uid={who},ou=people,dc=example,dc=org\n"),
+        );
+    }
+    let out = crate::harness::run(crate::harness::gatehouse(&data).args([
+        "--config",
+        &cfg,
+        "directory",
+        "sync",
+        "--dry-run",
+    ]));
+    let said = format!(
+        "{}{}",
+        crate::harness::stdout(&out),
+        crate::harness::stderr(&out)
+    );
+    let left = Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &slapd.url,
+            "-b",
+            "ou=people,dc=example,dc=org",
+            "uid",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        said.contains("listed no users"),
+        "{said}\nthe directory still has:\n{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert_eq!(identity("lea").await["identity"]["status"], "active");
+    server.stop();
+}

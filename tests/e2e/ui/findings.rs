@@ -87,6 +87,15 @@ kind = "standing"
             .await
             .contains("No findings of this kind")
     );
+    // "Start a review" of the role a finding names: a one-off campaign over its holders, owned
+    // by the administrator (alice has no manager: the owner is the fallback reviewer).
+    b.goto("/findings?kind=standing_privileged_access").await;
+    b.click("form.start-review button").await;
+    assert!(b.path().await.starts_with("/reviews/campaigns/"));
+    let progress = b.text("#progress").await;
+    assert!(progress.contains("open: 1"), "{progress}");
+    let items = b.text("#items").await;
+    assert!(items.contains("alice") && items.contains("admin"), "{items}");
     b.close().await;
     server.stop();
 }

@@ -240,6 +240,12 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         "A campaign report file: report.json, report.csv, manifest.txt, manifest.sig",
     ),
     (
+        Method::POST,
+        "/findings/review",
+        ADMIN,
+        "Start a review of a finding's role or privilege (a one-off campaign)",
+    ),
+    (
         Method::GET,
         "/admin",
         ADMIN,
@@ -616,7 +622,7 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         Method::POST,
         "/api/v1/campaigns",
         ADMIN,
-        "Start a campaign of a definition now",
+        "Start a campaign now: of a definition, or of a finding's role or privilege",
     ),
     (
         Method::GET,

@@ -101,17 +101,32 @@ async fn campaigns(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
-    definition: String,
+    /// A definition to start now.
+    definition: Option<String>,
+    /// Or a finding's `review` (`role:NAME`, `privilege:NAME`): a one-off campaign the caller
+    /// owns.
+    review: Option<String>,
 }
 
-/// `POST /api/v1/campaigns {"definition": NAME}`: starts a campaign now (admin).
+/// `POST /api/v1/campaigns {"definition": NAME}` or `{"review": "role:NAME"}`: starts a
+/// campaign now (admin).
 async fn start(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Body(b): Body<StartBody>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
+    let now = state.clock.now_ms();
     let mut tx = begin(&state).await?;
-    let id = store::start(&mut tx, &actor(&p), state.clock.now_ms(), &b.definition).await?;
+    let id = match (&b.definition, &b.review) {
+        (Some(d), None) => store::start(&mut tx, &actor(&p), now, d).await?,
+        (None, Some(r)) => store::start_for(&mut tx, &p.0.username, now, r).await?,
+        _ => {
+            return Err(Error::Invalid(
+                "give either \"definition\" (a review definition) or \"review\" (role:NAME or privilege:NAME)".into(),
+            )
+            .into());
+        }
+    };
     tx.commit().await?;
     let mut c = conn(&state).await?;
     Ok((

@@ -1,18 +1,47 @@
 //! The Findings page: least-privilege findings now, grouped by kind, each with what to do
-//! (`gatehouse_broker::governance::findings`). Reading needs the `reviewer` privilege; it
-//! changes nothing.
+//! (`gatehouse_broker::governance::findings`). Reading needs the `reviewer` privilege and
+//! changes nothing; an administrator may start a review of a finding's role or privilege (a
+//! one-off campaign, `campaigns::store::start_for`).
 
 use super::{Chrome, PageResult, Signed, conn, render};
 use crate::AppState;
 use askama::Template;
+use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
 use gatehouse_broker::governance::findings::{self, Finding, Kind};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/findings", get(page))
+    Router::new()
+        .route("/findings", get(page))
+        .route("/findings/review", post(start_review))
+}
+
+#[derive(Deserialize)]
+struct ReviewForm {
+    review: String,
+}
+
+/// "Start a review" of a finding (administrators): a one-off campaign over the role's or the
+/// privilege's holders, owned by whoever starts it; on to its page.
+async fn start_review(
+    State(state): State<AppState>,
+    s: Signed,
+    Form(f): Form<ReviewForm>,
+) -> PageResult {
+    let mut tx = super::begin(&state).await?;
+    let id = gatehouse_broker::governance::campaigns::store::start_for(
+        &mut tx,
+        s.username(),
+        state.clock.now_ms(),
+        &f.review,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/reviews/campaigns/{id}")).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -339,6 +339,57 @@ pub async fn start(tx: &mut Tx, actor: &Actor, now_ms: i64, name: &str) -> Resul
     .await
 }
 
+/// Starts a one-off campaign from a finding (`review` is `role:NAME` or `privilege:NAME`, as a
+/// finding names it), owned by `owner`: each holder's manager reviews, the owner is the
+/// fallback, 14 days, unanswered items as recommended, applied at the end. Returns its id.
+pub async fn start_for(tx: &mut Tx, owner: &str, now_ms: i64, review: &str) -> Result<String> {
+    let mut scope = super::Scope::default();
+    let name = match review.split_once(':') {
+        Some(("role", r)) if crate::access::roles::by_name(tx, r).await?.is_some() => {
+            scope.roles.push(r.to_string());
+            r
+        }
+        Some(("privilege", p)) if crate::access::privileges::parse(p).is_some() => {
+            scope.privileges.push(p.to_string());
+            p
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "review {review:?}: name an existing role:NAME or privilege:admin|reviewer"
+            )));
+        }
+    };
+    const DAY: i64 = 86_400_000;
+    let spec = CampaignSpec {
+        description: format!("Started from a finding about {review}"),
+        owner: owner.to_string(),
+        scope,
+        stages: vec!["manager".into()],
+        fallback: owner.to_string(),
+        schedule: "once".into(),
+        start_ms: None,
+        duration_ms: 14 * DAY,
+        unanswered: super::Unanswered::Recommendation,
+        apply: super::ApplyMode::Auto,
+        remind_before_ms: 3 * DAY,
+        escalate_before_ms: DAY,
+    };
+    let facts = super::facts::read(tx, now_ms, None).await?;
+    let items = plan::plan(&spec, &facts);
+    let campaign = spec::campaign_name(&format!("finding-{name}"), now_ms);
+    create(
+        tx,
+        &Actor::identity(owner),
+        now_ms,
+        &campaign,
+        None,
+        "campaign",
+        &spec,
+        &items,
+    )
+    .await
+}
+
 // ---------------------------------------------------------------- reading
 
 const CAMPAIGN: &str = "SELECT id, name, definition, kind, owner, spec, state, started_at, \
