@@ -512,3 +512,57 @@ async fn scim_paths_with_a_trailing_slash_answer_like_those_without() {
     assert_eq!(anon.get("/Users/").await.0, 401);
     server.stop();
 }
+
+/// A SCIM client moves someone (department and manager): what they hold beyond birthright — a
+/// role assigned by hand — goes to the new manager's review (a mover campaign).
+#[tokio::test]
+async fn a_scim_move_opens_the_new_managers_review_of_manual_access() {
+    let (dir, server, token) = start().await;
+    let s = Scim {
+        server: &server,
+        token: &token,
+    };
+    let sam = s.user("sam", "sales", "E100", true).await;
+    let alice = s.user("alice", "engineering", "E101", true).await;
+    let data = dir.path().join("data");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[targets]]\nname = \"prod-db\"\naddress = \"127.0.0.1:1\"\n\n[[roles]]\nname = \"prod-db-admin\"\n\
+         targets = { names = [\"prod-db\"] }\nlogins = [\"postgres\"]\n\n[[assignments]]\nrole = \"prod-db-admin\"\n\
+         to = \"alice\"\nkind = \"eligible\"\n",
+    )
+    .unwrap();
+    let out = run(gatehouse(&data).arg("apply").arg(&policy));
+    assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+    let patch = json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            { "op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "sales" },
+            { "op": "replace", "path": format!("{ENTERPRISE}:manager"), "value": { "value": sam } },
+        ] });
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{alice}"),
+            Some(patch),
+            &[],
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let out = run(gatehouse(&data).args(["reviews", "list"]));
+    let list = stdout(&out);
+    assert!(list.contains("mover-alice-"), "{list}");
+    let id = list
+        .lines()
+        .find(|l| l.contains("mover-alice-"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_string();
+    let out = run(gatehouse(&data).args(["reviews", "show", &id]));
+    let shown = stdout(&out);
+    assert!(shown.contains("owner sam"), "{shown}");
+    assert!(
+        shown.contains("alice  role prod-db-admin (eligible)") && shown.contains("reviewer sam"),
+        "{shown}"
+    );
+}

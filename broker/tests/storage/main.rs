@@ -79,6 +79,7 @@ on_both_backends!(
     quarterly_campaign_is_decided_applied_verified_and_reported,
     sign_off_campaigns_wait_for_their_owner_and_refuse_others,
     a_movers_manual_access_goes_to_the_new_manager_and_is_revoked_at_grace_end,
+    bulk_accept_reminders_and_escalation_to_the_fallback,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {

@@ -462,3 +462,73 @@ birthright = { department = ["sales"] }
         (Some("revoke"), Some(true))
     );
 }
+
+/// Accepting the recommendations in bulk skips what needs a reason; a reminder goes out
+/// `remind_before` the end and open items go to the fallback `escalate_before` it, both through
+/// the notification outbox.
+pub async fn bulk_accept_reminders_and_escalation_to_the_fallback(db: &TestDb) {
+    let store = &db.store;
+    let doc = apply::parse("p.toml", POLICY).unwrap();
+    apply::apply(store, &Actor::Cli, T0, &doc, false)
+        .await
+        .unwrap();
+    let now = T0 + 200 * DAY;
+    let busy_a = assignment_of(store, "busy").await.unwrap();
+    session(store, "busy", &busy_a, now - DAY).await;
+    let mut tx = store.begin().await.unwrap();
+    let id = campaigns::start(&mut tx, &Actor::Cli, now, "prod-root-quarterly")
+        .await
+        .unwrap();
+    let bulk = decide::accept_recommendations(&mut tx, "mgr", now, &id, "")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // idle, leaving and other (never used) are revoked as recommended; busy's keep of
+    // privileged access needs a reason and stays.
+    assert_eq!(bulk.decided, 3, "{bulk:?}");
+    assert_eq!(bulk.skipped.len(), 1, "{bulk:?}");
+    assert!(bulk.skipped[0].1.contains("reason"), "{bulk:?}");
+    let outbox = |event: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM webhook_outbox WHERE payload LIKE '%\"event\":\"' || $1 || '\"%'",
+        )
+        .bind(event)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    };
+    assert_eq!(outbox("review.started").await, 1);
+    let ends = now + 14 * DAY;
+    let t = close::tick(store, ends - 3 * DAY + 1).await.unwrap();
+    assert_eq!((t.reminded.len(), t.escalated.len()), (1, 0));
+    assert_eq!(outbox("review.reminder").await, 1);
+    let t = close::tick(store, ends - DAY + 1).await.unwrap();
+    assert_eq!((t.reminded.len(), t.escalated.len()), (0, 1));
+    assert_eq!(outbox("review.escalated").await, 1);
+    let mut c = store.pool().acquire().await.unwrap();
+    let (queue, _) = campaigns::queue(&mut c, "sec", Some(&id), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].username, "busy");
+    assert!(
+        campaigns::queue(&mut c, "mgr", Some(&id), 10, 0)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let ds = campaigns::decisions(&mut c, &id, Some(&queue[0].id))
+        .await
+        .unwrap();
+    assert_eq!(ds.last().unwrap().decision, "escalate");
+    assert_eq!(ds.last().unwrap().delegate_to.as_deref(), Some("sec"));
+    assert!(
+        ds.iter()
+            .filter(|d| d.decision != "escalate")
+            .all(|d| !d.opened)
+    );
+    // A second pass sends nothing again.
+    let t = close::tick(store, ends - DAY + 2).await.unwrap();
+    assert_eq!((t.reminded.len(), t.escalated.len()), (0, 0));
+}

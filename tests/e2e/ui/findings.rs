@@ -95,7 +95,10 @@ kind = "standing"
     let progress = b.text("#progress").await;
     assert!(progress.contains("open: 1"), "{progress}");
     let items = b.text("#items").await;
-    assert!(items.contains("alice") && items.contains("admin"), "{items}");
+    assert!(
+        items.contains("alice") && items.contains("admin"),
+        "{items}"
+    );
     b.close().await;
     server.stop();
 }

@@ -664,7 +664,7 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         Method::GET,
         "/api/v1/review-queue",
         AUTH,
-        "My open review items (?campaign=, limit, offset)",
+        "My open review items (?campaign=, recommendation=keep|revoke, limit, offset)",
     ),
     (
         Method::GET,

@@ -334,6 +334,8 @@ async fn report_file(
 #[serde(deny_unknown_fields)]
 struct QueueQuery {
     campaign: Option<String>,
+    /// `keep` or `revoke`.
+    recommendation: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -355,10 +357,17 @@ async fn queue(
         limit: q.limit,
         offset: q.offset,
     })?;
-    let (items, total) = store::queue(
+    if let Some(r) = &q.recommendation
+        && r != "keep"
+        && r != "revoke"
+    {
+        return Err(Error::Invalid(format!("recommendation {r:?}: use keep or revoke")).into());
+    }
+    let (items, total) = store::queue_filtered(
         &mut *conn(&state).await?,
         &p.0.username,
         q.campaign.as_deref(),
+        q.recommendation.as_deref(),
         limit,
         offset,
     )
@@ -374,7 +383,10 @@ async fn item(
 ) -> ApiResult<Item> {
     let mut c = conn(&state).await?;
     let item = store::item(&mut c, &id).await?;
-    if !decide::opened(&mut c, &p.0.username, state.clock.now_ms(), &item).await? {
+    let mut tx = begin(&state).await?;
+    let reviewer = decide::opened(&mut tx, &p.0.username, state.clock.now_ms(), &item).await?;
+    tx.commit().await?;
+    if !reviewer {
         store::campaign_for(&mut c, &item.campaign_id, &p.0).await?;
     }
     Ok(Json(store::item(&mut c, &id).await?))

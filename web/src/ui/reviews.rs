@@ -48,6 +48,9 @@ struct Msg {
     page: Option<i64>,
     #[serde(default)]
     state: Option<String>,
+    /// Queue filter: `keep` or `revoke`.
+    #[serde(default)]
+    recommendation: Option<String>,
 }
 
 fn done_text(code: &str, n: usize) -> Option<String> {
@@ -121,6 +124,7 @@ struct QueuePage {
     page_no: i64,
     pages: i64,
     campaign: String,
+    recommendation: String,
     mine: Vec<Mine>,
     campaigns: Vec<Row>,
 }
@@ -163,35 +167,32 @@ async fn queue(State(state): State<AppState>, s: Signed, Query(m): Query<Msg>) -
     let mut c = conn(&state).await?;
     let campaign = m.campaign.clone().unwrap_or_default();
     let page_no = m.page.unwrap_or(1).max(1);
-    let (items, total) = store::queue(
+    let recommendation = m
+        .recommendation
+        .clone()
+        .filter(|r| r == "keep" || r == "revoke")
+        .unwrap_or_default();
+    let (items, total) = store::queue_filtered(
         &mut c,
         s.username(),
         (!campaign.is_empty()).then_some(campaign.as_str()),
+        (!recommendation.is_empty()).then_some(recommendation.as_str()),
         PAGE,
         (page_no - 1) * PAGE,
     )
     .await?;
-    // Every open item of mine by campaign, for the bulk forms (small: counts only).
-    let (all_mine, _) = store::queue(&mut c, s.username(), None, i64::MAX, 0).await?;
-    let mut mine: Vec<Mine> = Vec::new();
-    for i in &all_mine {
-        match mine.iter_mut().find(|x| x.id == i.campaign_id) {
-            Some(x) => {
-                x.open += 1;
-                x.revoke += usize::from(i.recommendation == "revoke");
-            }
-            None => {
-                let c = store::campaign(&mut c, &i.campaign_id).await?;
-                mine.push(Mine {
-                    id: c.id,
-                    name: c.name,
-                    open: 1,
-                    revoke: usize::from(i.recommendation == "revoke"),
-                    ends_ms: c.ends_ms,
-                });
-            }
-        }
-    }
+    // My open items by campaign, for the filter and the bulk forms (counts only).
+    let mine: Vec<Mine> = store::queue_counts(&mut c, s.username())
+        .await?
+        .into_iter()
+        .map(|(id, name, ends_ms, open, revoke)| Mine {
+            id,
+            name,
+            open: open as usize,
+            revoke: revoke as usize,
+            ends_ms,
+        })
+        .collect();
     let mut campaigns = Vec::new();
     for c0 in store::campaigns_for(&mut c, &s.0.identity)
         .await?
@@ -208,6 +209,7 @@ async fn queue(State(state): State<AppState>, s: Signed, Query(m): Query<Msg>) -
         page_no,
         pages: (total + PAGE - 1) / PAGE,
         campaign,
+        recommendation,
         mine,
         campaigns,
     })
@@ -296,7 +298,10 @@ async fn item(
     banners(&mut page, &m);
     let mut c = conn(&state).await?;
     let i = store::item(&mut c, &id).await?;
-    let reviewer = decide::opened(&mut c, s.username(), state.clock.now_ms(), &i).await?;
+    // The reviewer opened it: marked once (the report's "never opened" flag reads it).
+    let mut tx = begin(&state).await?;
+    let reviewer = decide::opened(&mut tx, s.username(), state.clock.now_ms(), &i).await?;
+    tx.commit().await?;
     let campaign = if reviewer {
         store::campaign(&mut c, &i.campaign_id).await?
     } else {

@@ -40,6 +40,21 @@ pub async fn end(tx: &mut Tx, actor: &Actor, now_ms: i64, id: &str) -> Result<Op
         Unanswered::Revoke => "revoke",
         Unanswered::Recommendation => "recommendation",
     };
+    // Claimed first: of two instances ending it at once, one does.
+    let claimed = sqlx::query(
+        "UPDATE review_campaigns SET state = 'ended', ended_at = $1 WHERE id = $2 AND state = 'active'",
+    )
+    .bind(now_ms)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return Err(Error::Conflict(format!(
+            "campaign {} has already ended",
+            c.name
+        )));
+    }
     let reason = format!("unanswered at the end of the campaign: {policy}");
     let decision = "CASE WHEN $2 = 'recommendation' THEN recommendation ELSE $2 END";
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -64,11 +79,6 @@ pub async fn end(tx: &mut Tx, actor: &Actor, now_ms: i64, id: &str) -> Result<Op
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    sqlx::query("UPDATE review_campaigns SET state = 'ended', ended_at = $1 WHERE id = $2")
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
     audit::append(
         tx,
         now_ms,
@@ -127,6 +137,20 @@ pub async fn apply(tx: &mut Tx, actor: &Actor, now_ms: i64, id: &str) -> Result<
             c.name, c.state
         )));
     }
+    let claimed = sqlx::query(
+        "UPDATE review_campaigns SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'ended'",
+    )
+    .bind(now_ms)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return Err(Error::Conflict(format!(
+            "campaign {} is already applied",
+            c.name
+        )));
+    }
     let items = store::items(tx, id, Some("decided"), i64::MAX, 0).await?;
     let mut done = Applied::default();
     let mut outcomes: Vec<(String, String)> = Vec::with_capacity(items.len());
@@ -144,11 +168,6 @@ pub async fn apply(tx: &mut Tx, actor: &Actor, now_ms: i64, id: &str) -> Result<
         .execute(&mut **tx)
         .await?;
     }
-    sqlx::query("UPDATE review_campaigns SET state = 'closed', closed_at = $1 WHERE id = $2")
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
     audit::append(
         tx,
         now_ms,
@@ -420,16 +439,25 @@ pub async fn tick(store: &Store, now_ms: i64) -> Result<Ticked> {
         let def = store::definition(&mut tx, &name)
             .await?
             .ok_or_else(|| Error::NotFound(format!("review {name}")))?;
-        let id = store::start(&mut tx, &Actor::System, now_ms, &name).await?;
         let mut next = spec::next_start(&def.spec.schedule, at)?;
         while let Some(t) = next.filter(|t| *t <= now_ms) {
             next = spec::next_start(&def.spec.schedule, t)?;
         }
-        sqlx::query("UPDATE review_definitions SET next_start_at = $1 WHERE name = $2")
-            .bind(next)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
+        // Claimed first: of two instances seeing it due, one starts it.
+        let claimed = sqlx::query(
+            "UPDATE review_definitions SET next_start_at = $1 WHERE name = $2 AND next_start_at = $3",
+        )
+        .bind(next)
+        .bind(name.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            continue;
+        }
+        let id = store::start(&mut tx, &Actor::System, now_ms, &name).await?;
         tx.commit().await?;
         out.started.push(id);
     }

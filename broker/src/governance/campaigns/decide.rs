@@ -164,11 +164,18 @@ async fn decide_checked(
             return Err(Error::invalid("delegate: the item is already yours"));
         }
         record(tx, &item, username, choice, reason, bulk, now_ms).await?;
-        sqlx::query("UPDATE review_items SET reviewer = $1, opened_at = NULL WHERE id = $2")
-            .bind(to.as_str())
-            .bind(item_id)
-            .execute(&mut **tx)
-            .await?;
+        let n = sqlx::query(
+            "UPDATE review_items SET reviewer = $1, opened_at = NULL WHERE id = $2 \
+             AND state = 'open' AND stage = $3 AND reviewer = $4",
+        )
+        .bind(to.as_str())
+        .bind(item_id)
+        .bind(item.stage)
+        .bind(item.reviewer.as_str())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        changed_meanwhile(n)?;
         audit::append(
             tx,
             now_ms,
@@ -220,23 +227,29 @@ async fn decide_checked(
             .get(next)
             .cloned()
             .unwrap_or_else(|| campaign.spec.fallback.clone());
-        sqlx::query(
-            "UPDATE review_items SET stage = $1, reviewer = $2, opened_at = NULL WHERE id = $3",
+        let n = sqlx::query(
+            "UPDATE review_items SET stage = $1, reviewer = $2, opened_at = NULL WHERE id = $3 \
+             AND state = 'open' AND stage = $4 AND reviewer = $5",
         )
         .bind(next as i64)
         .bind(reviewer)
         .bind(item_id)
+        .bind(item.stage)
+        .bind(item.reviewer.as_str())
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected();
+        changed_meanwhile(n)?;
         "review.item.stage"
     } else {
         let until = match choice {
             Choice::KeepUntil(t) => Some(*t),
             _ => None,
         };
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE review_items SET state = 'decided', decision = $1, keep_until = $2, \
-             reason = $3, decided_by = $4, decided_at = $5 WHERE id = $6",
+             reason = $3, decided_by = $4, decided_at = $5 WHERE id = $6 \
+             AND state = 'open' AND stage = $7 AND reviewer = $8",
         )
         .bind(choice.as_str())
         .bind(until)
@@ -244,8 +257,12 @@ async fn decide_checked(
         .bind(username)
         .bind(now_ms)
         .bind(item_id)
+        .bind(item.stage)
+        .bind(item.reviewer.as_str())
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected();
+        changed_meanwhile(n)?;
         "review.item.decide"
     };
     audit::append(
@@ -264,6 +281,18 @@ async fn decide_checked(
     )
     .await?;
     store::item(tx, item_id).await
+}
+
+/// The item was decided, delegated or moved on by someone else between reading and writing it
+/// (two members of a reviewing group at once): nothing is written.
+fn changed_meanwhile(rows: u64) -> Result<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(Error::Conflict(
+            "this item changed meanwhile (someone else decided it): reload it".into(),
+        ))
+    }
 }
 
 async fn record(

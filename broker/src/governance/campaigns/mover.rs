@@ -33,6 +33,21 @@ pub async fn open(
     let Some(who) = identities::by_username(tx, username).await? else {
         return Ok(None);
     };
+    // Most movers hold nothing beyond birthright: say so without reading more.
+    let held: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM role_assignments WHERE subject_kind = 'identity' \
+         AND subject_id = $1 AND source <> $2) + (SELECT COUNT(*) FROM group_members m \
+         JOIN role_assignments a ON a.subject_kind = 'group' AND a.subject_id = m.group_id \
+         WHERE m.identity_id = $1) + (SELECT COUNT(*) FROM identity_privileges \
+         WHERE identity_id = $1)",
+    )
+    .bind(who.id.as_str())
+    .bind(crate::provisioning::lifecycle::engine::BIRTHRIGHT)
+    .fetch_one(&mut **tx)
+    .await?;
+    if held == 0 {
+        return Ok(None);
+    }
     let manager = who
         .attributes
         .get("manager")

@@ -97,8 +97,8 @@ pub struct Facts {
     pub sign_ins: HashMap<String, Usage>,
     /// Username → (role, SoD conflict in words) without an exception.
     pub sod: HashMap<String, Vec<(String, String)>>,
-    /// Roles whose birthright rule matches the person's attributes (what a mover keeps).
-    pub birthright: HashMap<String, HashSet<String>>,
+    /// Facts about one person only (a mover review): no peer counts, no SoD scan.
+    pub partial: bool,
 }
 
 /// What kind of access an item is about.
@@ -326,6 +326,8 @@ pub fn plan(spec: &CampaignSpec, facts: &Facts) -> Vec<NewItem> {
                 .insert(&p.username);
         }
     }
+    // People per department (or title), and holders of each access per department (or title):
+    // counted once, so a peer count is a lookup (not a walk over every holder per item).
     let mut by_attr: HashMap<(&str, &str), usize> = HashMap::new();
     for p in facts.people.values() {
         for k in ["department", "title"] {
@@ -334,21 +336,32 @@ pub fn plan(spec: &CampaignSpec, facts: &Facts) -> Vec<NewItem> {
             }
         }
     }
+    let mut holding: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    if !facts.partial {
+        for (key, users) in &holders {
+            for u in users {
+                if let Some(p) = facts.people.get(*u) {
+                    for k in ["department", "title"] {
+                        if let Some(v) = p.attr(k) {
+                            *holding.entry((key.as_str(), k, v)).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
     let peers = |p: &Person, key: &str| -> Option<Peers> {
+        if facts.partial {
+            return None;
+        }
         let (attribute, value) = ["department", "title"]
             .iter()
             .find_map(|k| p.attr(k).map(|v| (*k, v)))?;
-        let of = by_attr.get(&(attribute, value)).copied().unwrap_or(0);
-        let holding = holders.get(key).map_or(0, |h| {
-            h.iter()
-                .filter(|u| facts.people.get(**u).and_then(|q| q.attr(attribute)) == Some(value))
-                .count()
-        });
         Some(Peers {
             attribute: attribute.into(),
             value: value.into(),
-            holding,
-            of,
+            holding: holding.get(&(key, attribute, value)).copied().unwrap_or(0),
+            of: by_attr.get(&(attribute, value)).copied().unwrap_or(0),
         })
     };
     let base = |p: &Person, role: Option<&Role>| Evidence {

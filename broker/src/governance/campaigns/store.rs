@@ -620,14 +620,26 @@ pub async fn queue(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Item>, i64)> {
+    queue_filtered(conn, username, campaign, None, limit, offset).await
+}
+
+/// [`queue`], only the items recommended `recommendation` (`keep`, `revoke`) when given.
+pub async fn queue_filtered(
+    conn: &mut AnyConnection,
+    username: &str,
+    campaign: Option<&str>,
+    recommendation: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Item>, i64)> {
     let names = reviewer_names(conn, username).await?;
-    // Placeholders for the names; the campaign filter and paging follow.
-    let list: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 2)).collect();
-    let n = names.len() + 2;
+    // $1 the campaign, $2 the recommendation, then the names; paging follows.
+    let list: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 3)).collect();
+    let n = names.len() + 3;
     let filter = format!(
         "FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id \
          WHERE c.state = 'active' AND i.state = 'open' AND i.reviewer IN ({}) \
-         AND ($1 = '' OR i.campaign_id = $1)",
+         AND ($1 = '' OR i.campaign_id = $1) AND ($2 = '' OR i.recommendation = $2)",
         list.join(", ")
     );
     let cols = select_items("i");
@@ -635,19 +647,57 @@ pub async fn queue(
         "{cols} {filter} ORDER BY c.ends_at, i.username, i.access, i.access_ref LIMIT ${n} OFFSET ${}",
         n + 1
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(campaign.unwrap_or(""));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(campaign.unwrap_or(""))
+        .bind(recommendation.unwrap_or(""));
     for name in &names {
         q = q.bind(name.clone());
     }
     let rows = q.bind(limit).bind(offset).fetch_all(&mut *conn).await?;
     let mut c =
         sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {filter}")))
-            .bind(campaign.unwrap_or(""));
+            .bind(campaign.unwrap_or(""))
+            .bind(recommendation.unwrap_or(""));
     for name in &names {
         c = c.bind(name.clone());
     }
     let total = c.fetch_one(&mut *conn).await?;
     Ok((rows.iter().map(item_from).collect::<Result<_>>()?, total))
+}
+
+/// `username`'s open items per active campaign: (campaign id, name, ends at, open, of which
+/// recommended for revocation), soonest end first.
+pub async fn queue_counts(
+    conn: &mut AnyConnection,
+    username: &str,
+) -> Result<Vec<(String, String, i64, i64, i64)>> {
+    let names = reviewer_names(conn, username).await?;
+    let list: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 1)).collect();
+    let sql = format!(
+        "SELECT c.id, c.name, c.ends_at, COUNT(*), \
+         SUM(CASE WHEN i.recommendation = 'revoke' THEN 1 ELSE 0 END) \
+         FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id \
+         WHERE c.state = 'active' AND i.state = 'open' AND i.reviewer IN ({}) \
+         GROUP BY c.id, c.name, c.ends_at ORDER BY c.ends_at, c.id",
+        list.join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for name in &names {
+        q = q.bind(name.clone());
+    }
+    q.fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get::<Option<i64>, _>(4)?.unwrap_or(0),
+            ))
+        })
+        .collect()
 }
 
 /// Every decision on an item, oldest first: (stage, reviewer, decision, reason, keep until,
