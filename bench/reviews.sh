@@ -86,7 +86,7 @@ with open(f"{w}/assignments.csv", "w", newline="") as a, open(f"{w}/sessions.csv
             aw.writerow([aid, role, "identity", ident, kind, "api", now - random.randint(30, 400) * day])
             if (i + j) % 2 == 0 and kind == "standing":
                 t = now - random.randint(1, 120) * day
-                sw.writerow([str(uuid.uuid4()), ident, f"user{i}", "db-01", "app", "ssh", "shell", "standing", aid, "", t, t + 60_000, "client_closed", 0, 0])
+                sw.writerow([str(uuid.uuid4()), ident, f"user{i}", "db-01", "app", "ssh", "shell", "standing", aid, "127.0.0.1", t, t + 60_000, "client_closed", 0, 0])
 PY
 }
 

@@ -198,6 +198,9 @@ pub async fn reviews(store: Store, clock: SharedClock, stop: CancellationToken) 
                 for id in &t.ended {
                     tracing::info!(campaign = %id, "access review campaign ended");
                 }
+                for f in &t.failed {
+                    tracing::warn!(what = %f, "access review scheduler: a step failed");
+                }
             }
             Err(e) => tracing::warn!(error = %e, "access review scheduler step failed"),
         }

@@ -225,6 +225,9 @@ pub async fn directory_sync(settings: &Settings, dry_run: bool) -> anyhow::Resul
             Change::Update { username } => println!("~ update identity {username}"),
             Change::Join { username, group } => println!("+ {username} joins group {group}"),
             Change::Leave { username, group } => println!("- {username} leaves group {group}"),
+            Change::Ambiguous { username } => {
+                println!("! {username}: several directory entries give this username; left alone")
+            }
         }
     }
     println!(

@@ -72,6 +72,9 @@ pub async fn serve(
     });
     let std_listener = listener.into_std()?;
     axum_server::tls_rustls::from_tcp_rustls(std_listener, config)?
+        // TCP_NODELAY: a response whose TLS records leave in two segments must not wait for
+        // the client's delayed ACK (seen as a 40 ms tail on one request in twenty).
+        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
         .handle(handle)
         .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await

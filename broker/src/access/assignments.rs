@@ -289,6 +289,71 @@ pub async fn remove(tx: &mut Tx, actor: &Actor, now_ms: i64, id: &str) -> Result
     Ok(a)
 }
 
+/// `?, ?, ?` (SQLite) or `$1, $2, $3` (PostgreSQL) for an `IN (...)` list of `n` values after
+/// `offset` others.
+pub(crate) fn in_list(n: usize, offset: usize, backend: crate::ledger::store::Backend) -> String {
+    (0..n)
+        .map(|i| match backend {
+            crate::ledger::store::Backend::Sqlite => "?".to_string(),
+            crate::ledger::store::Backend::Postgres => format!("${}", offset + i + 1),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Removes many assignments at once (an access review's revokes): read, deleted and audited —
+/// one `assignment.remove` each, appended as a batch — 500 at a time. Live sessions are
+/// re-decided once, on the access change the commit announces (rather than once per
+/// assignment). Returns those that existed.
+pub async fn remove_many(
+    tx: &mut Tx,
+    actor: &Actor,
+    now_ms: i64,
+    ids: &[String],
+) -> Result<Vec<Assignment>> {
+    let backend = crate::ledger::store::backend_of(tx);
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let list = in_list(chunk.len(), 0, backend);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE a.id IN ({list})"
+        )));
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        let found: Vec<Assignment> = q
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(from_row)
+            .collect::<Result<_>>()?;
+        let mut d = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM role_assignments WHERE id IN ({list})"
+        )));
+        for id in chunk {
+            d = d.bind(id.as_str());
+        }
+        d.execute(&mut **tx).await?;
+        let events = found
+            .iter()
+            .map(|a| {
+                NewEvent::new(
+                    actor.to_string(),
+                    "assignment.remove",
+                    format!("role:{}", a.role),
+                )
+                .details(serde_json::json!({ "id": a.id, "subject": a.subject, "kind": a.kind }))
+            })
+            .collect::<Vec<_>>();
+        if !events.is_empty() {
+            audit::append_batch(tx, now_ms, events).await?;
+        }
+        out.extend(found);
+    }
+    tx.publish(AccessEvent::AccessChanged);
+    Ok(out)
+}
+
 /// Sets when an assignment ends (an access review's "keep until"); audited as
 /// `assignment.end`. Sessions it carries end when the time comes, as for any window.
 pub async fn set_end(

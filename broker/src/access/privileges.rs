@@ -125,6 +125,22 @@ pub async fn revoke(
     let identity = crate::identity::identities::by_username(tx, username)
         .await?
         .ok_or_else(|| Error::NotFound(format!("identity {username}")))?;
+    // Checked before anything is deleted: a caller that goes on after this refusal (a review
+    // applying many revokes) must not have removed the last administrator.
+    if privilege == Privilege::Admin {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM identity_privileges p JOIN identities i ON i.id = p.identity_id \
+             WHERE p.privilege = 'admin' AND i.status = 'active' AND i.id <> $1",
+        )
+        .bind(identity.id.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+        if others == 0 && has(tx, &identity.id, Privilege::Admin).await? {
+            return Err(Error::Conflict(format!(
+                "{username} is the last active administrator: make another one first"
+            )));
+        }
+    }
     let done =
         sqlx::query("DELETE FROM identity_privileges WHERE identity_id = $1 AND privilege = $2")
             .bind(identity.id.as_str())
@@ -133,11 +149,6 @@ pub async fn revoke(
             .await?;
     if done.rows_affected() == 0 {
         return Ok(false);
-    }
-    if privilege == Privilege::Admin && !active_admin_exists(tx).await? {
-        return Err(Error::Conflict(format!(
-            "{username} is the last active administrator: make another one first"
-        )));
     }
     audit::append(
         tx,

@@ -81,6 +81,11 @@ pub enum Change {
         username: String,
         group: String,
     },
+    /// Several directory entries give this username (`alice@corp` and `alice@partner`): the
+    /// identity is left as it is.
+    Ambiguous {
+        username: String,
+    },
 }
 
 /// What a sync changes. Refuses an empty listing, and a listing that would make leavers of more
@@ -92,21 +97,39 @@ pub fn plan(current: &[Current], listing: &Listing) -> Result<Vec<Change>> {
             "the directory listed no users: nothing changed (check base_dn and user_filter)",
         ));
     }
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &listing.entries {
+        *seen.entry(e.username.as_str()).or_default() += 1;
+    }
+    let ambiguous: BTreeSet<&str> = seen
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(u, _)| u)
+        .collect();
     let listed: BTreeMap<&str, &Entry> = listing
         .entries
         .iter()
+        .filter(|e| !ambiguous.contains(e.username.as_str()))
         .map(|e| (e.username.as_str(), e))
         .collect();
     let known: BTreeMap<&str, &Current> =
         current.iter().map(|c| (c.username.as_str(), c)).collect();
-    let mut out = Vec::new();
+    let mut out: Vec<Change> = ambiguous
+        .iter()
+        .map(|u| Change::Ambiguous {
+            username: u.to_string(),
+        })
+        .collect();
     let managed: Vec<&Current> = current
         .iter()
         .filter(|c| {
             c.source == listing.source && matches!(c.status, Status::Active | Status::Suspended)
         })
         .collect();
-    for c in &managed {
+    for c in managed
+        .iter()
+        .filter(|c| !ambiguous.contains(c.username.as_str()))
+    {
         match listed.get(c.username.as_str()) {
             None => out.push(Change::Leaver {
                 username: c.username.clone(),
@@ -119,7 +142,10 @@ pub fn plan(current: &[Current], listing: &Listing) -> Result<Vec<Change>> {
             _ => {}
         }
     }
-    let leavers = out.len();
+    let leavers = out
+        .iter()
+        .filter(|c| matches!(c, Change::Leaver { .. }))
+        .count();
     if leavers > 3 && leavers * 2 > managed.len() {
         return Err(Error::refused(
             "mass_leavers",
@@ -130,7 +156,11 @@ pub fn plan(current: &[Current], listing: &Listing) -> Result<Vec<Change>> {
         ));
     }
     let mapped: BTreeSet<&String> = listing.mapped.iter().collect();
-    for e in listing.entries.iter().filter(|e| !e.disabled) {
+    for e in listing
+        .entries
+        .iter()
+        .filter(|e| !e.disabled && !ambiguous.contains(e.username.as_str()))
+    {
         let has: BTreeSet<String> = match known.get(e.username.as_str()) {
             None if listing.create => {
                 out.push(Change::Create {
@@ -313,6 +343,7 @@ pub async fn sync(
             Change::Leave { username, group } => {
                 groups::remove_member(&mut tx, &actor, now_ms, group, username).await?;
             }
+            Change::Ambiguous { .. } => {}
         }
     }
     let count = |f: fn(&Change) -> bool| changes.iter().filter(|c| f(c)).count();
@@ -331,6 +362,7 @@ pub async fn sync(
             "updated": count(|c| matches!(c, Change::Update { .. })),
             "joined": count(|c| matches!(c, Change::Join { .. })),
             "left": count(|c| matches!(c, Change::Leave { .. })),
+            "ambiguous": count(|c| matches!(c, Change::Ambiguous { .. })),
         })),
     )
     .await?;
@@ -435,6 +467,23 @@ mod tests {
             },
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_username_two_entries_give_is_left_alone() {
+        let current = vec![cur("alice", "ldap", Status::Active, &["ops"])];
+        // alice@corp and alice@partner both become "alice"; one of them is disabled.
+        let got = plan(
+            &current,
+            &listing(vec![entry("alice", &[], false), entry("alice", &[], true)]),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [Change::Ambiguous {
+                username: "alice".into()
+            }]
+        );
     }
 
     #[test]

@@ -80,6 +80,7 @@ on_both_backends!(
     sign_off_campaigns_wait_for_their_owner_and_refuse_others,
     a_movers_manual_access_goes_to_the_new_manager_and_is_revoked_at_grace_end,
     bulk_accept_reminders_and_escalation_to_the_fallback,
+    security_a_review_never_removes_the_last_administrator,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {

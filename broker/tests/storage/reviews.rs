@@ -532,3 +532,87 @@ pub async fn bulk_accept_reminders_and_escalation_to_the_fallback(db: &TestDb) {
     let t = close::tick(store, ends - DAY + 2).await.unwrap();
     assert_eq!((t.reminded.len(), t.escalated.len()), (0, 0));
 }
+
+/// A review that revokes the only active administrator's privilege leaves it (the outcome says
+/// why) and revokes the rest: the check comes before anything is deleted.
+pub async fn security_a_review_never_removes_the_last_administrator(db: &TestDb) {
+    let store = &db.store;
+    let doc = apply::parse(
+        "p.toml",
+        r#"
+[[identities]]
+username = "root-admin"
+[[identities]]
+username = "helper"
+[[identities]]
+username = "sec"
+
+[[reviews]]
+name = "admins"
+owner = "sec"
+scope = { privileges = ["admin", "reviewer"] }
+stages = ["self"]
+unanswered = "revoke"
+start = "2099-01-01"
+"#,
+    )
+    .unwrap();
+    apply::apply(store, &Actor::Cli, T0, &doc, false)
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    privileges::grant(
+        &mut tx,
+        &Actor::Cli,
+        T0,
+        "root-admin",
+        privileges::Privilege::Admin,
+    )
+    .await
+    .unwrap();
+    privileges::grant(
+        &mut tx,
+        &Actor::Cli,
+        T0,
+        "helper",
+        privileges::Privilege::Reviewer,
+    )
+    .await
+    .unwrap();
+    let now = T0 + 200 * DAY;
+    let id = campaigns::start(&mut tx, &Actor::Cli, now, "admins")
+        .await
+        .unwrap();
+    close::end(&mut tx, &Actor::Cli, now, &id).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut c = store.pool().acquire().await.unwrap();
+    let admin = identities::by_username(&mut c, "root-admin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        privileges::has(&mut c, &admin.id, privileges::Privilege::Admin)
+            .await
+            .unwrap(),
+        "the last administrator lost admin"
+    );
+    let helper = identities::by_username(&mut c, "helper")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !privileges::has(&mut c, &helper.id, privileges::Privilege::Reviewer)
+            .await
+            .unwrap()
+    );
+    let items = campaigns::items(&mut c, &id, None, 10, 0).await.unwrap();
+    let kept = items.iter().find(|i| i.username == "root-admin").unwrap();
+    assert!(
+        kept.outcome
+            .as_deref()
+            .unwrap()
+            .contains("last active administrator"),
+        "{:?}",
+        kept.outcome
+    );
+}

@@ -199,19 +199,11 @@ async fn end(
     Path(id): Path<String>,
 ) -> ApiResult<Ended> {
     let now = state.clock.now_ms();
-    let mut c = conn(&state).await?;
-    let campaign = store::campaign(&mut c, &id).await?;
-    let admin = privileges::has(&mut c, &p.0.id, Privilege::Admin).await?;
-    drop(c);
-    if !close::may_end(&campaign, &p.0.username, admin) {
-        return Err(Error::Forbidden(
-            "only the campaign's owner or an administrator ends it".into(),
-        )
-        .into());
-    }
+    let admin = privileges::has(&mut *conn(&state).await?, &p.0.id, Privilege::Admin).await?;
     let mut tx = begin(&state).await?;
-    let applied = close::end(&mut tx, &actor(&p), now, &id).await?;
-    tx.commit().await?;
+    let r = close::end_by(&mut tx, &p.0.username, admin, now, &id).await;
+    tx.settle(&r).await?;
+    let applied = r?;
     let (verified, still_there) = if applied.is_some() {
         close::verify(&state.store, state.clock.now_ms(), &id).await?
     } else {

@@ -166,7 +166,7 @@ async fn queue(State(state): State<AppState>, s: Signed, Query(m): Query<Msg>) -
     banners(&mut page, &m);
     let mut c = conn(&state).await?;
     let campaign = m.campaign.clone().unwrap_or_default();
-    let page_no = m.page.unwrap_or(1).max(1);
+    let page_no = m.page.unwrap_or(1).clamp(1, 100_000);
     let recommendation = m
         .recommendation
         .clone()
@@ -445,7 +445,7 @@ async fn campaign(
         "applied" => p.applied,
         _ => p.total,
     };
-    let page_no = m.page.unwrap_or(1).max(1);
+    let page_no = m.page.unwrap_or(1).clamp(1, 100_000);
     let items = store::items(
         &mut c,
         &id,
@@ -520,15 +520,14 @@ async fn end(
     if f.confirm != "yes" {
         return Ok(back(&here, "error", "confirm", None));
     }
-    let mut c = conn(&state).await?;
-    let campaign = store::campaign(&mut c, &id).await?;
-    let admin = privileges::has(&mut c, &s.0.identity.id, Privilege::Admin).await?;
-    drop(c);
-    if !close::may_end(&campaign, s.username(), admin) {
-        return Ok(back(&here, "error", "forbidden", None));
-    }
+    let admin = privileges::has(
+        &mut *conn(&state).await?,
+        &s.0.identity.id,
+        Privilege::Admin,
+    )
+    .await?;
     let mut tx = begin(&state).await?;
-    let r = close::end(&mut tx, &s.actor(), state.clock.now_ms(), &id).await;
+    let r = close::end_by(&mut tx, s.username(), admin, state.clock.now_ms(), &id).await;
     tx.settle(&r).await?;
     match r {
         Ok(Some(_)) => {

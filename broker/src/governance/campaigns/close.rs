@@ -24,6 +24,38 @@ pub fn may_end(c: &Campaign, username: &str, admin: bool) -> bool {
     admin || c.owner == username
 }
 
+/// [`end`] by `username`, who must own the campaign or be an administrator (`admin`); a refusal
+/// is audited as `review.campaign.end.refused` (kept by [`Tx::settle`]).
+pub async fn end_by(
+    tx: &mut Tx,
+    username: &str,
+    admin: bool,
+    now_ms: i64,
+    id: &str,
+) -> Result<Option<Applied>> {
+    let c = store::campaign(tx, id).await?;
+    if !may_end(&c, username, admin) {
+        audit::append(
+            tx,
+            now_ms,
+            NewEvent::new(
+                format!("identity:{username}"),
+                "review.campaign.end.refused",
+                format!("campaign:{id}"),
+            )
+            .outcome(audit::Outcome::Failure)
+            .details(serde_json::json!({ "code": "not_owner" })),
+        )
+        .await?;
+        tx.mark_refusal();
+        return Err(Error::refused(
+            "not_owner",
+            "only the campaign's owner or an administrator ends it",
+        ));
+    }
+    end(tx, &Actor::identity(username), now_ms, id).await
+}
+
 /// Ends an active campaign now (its end came, or its owner ends it early): open items take the
 /// unanswered policy (decided by `system`), the campaign is `ended`; with `apply = "auto"` the
 /// results are applied at once. Audited as `review.campaign.end`.
@@ -153,20 +185,55 @@ pub async fn apply(tx: &mut Tx, actor: &Actor, now_ms: i64, id: &str) -> Result<
     }
     let items = store::items(tx, id, Some("decided"), i64::MAX, 0).await?;
     let mut done = Applied::default();
-    let mut outcomes: Vec<(String, String)> = Vec::with_capacity(items.len());
+    // Outcome → items, written in bulk at the end.
+    let mut outcomes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Revoked assignments, the bulk of a large campaign, go in one batch.
+    let revoked: Vec<String> = items
+        .iter()
+        .filter(|i| i.decision.as_deref() == Some("revoke") && i.access == Access::Assignment)
+        .map(|i| i.access_ref.clone())
+        .collect();
+    let removed: std::collections::HashSet<String> =
+        assignments::remove_many(tx, actor, now_ms, &revoked)
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
     for item in &items {
-        let outcome = remediate(tx, actor, now_ms, item, &mut done).await?;
-        outcomes.push((item.id.clone(), outcome));
+        let outcome =
+            if item.decision.as_deref() == Some("revoke") && item.access == Access::Assignment {
+                if removed.contains(&item.access_ref) {
+                    done.revoked += 1;
+                    "assignment removed".to_string()
+                } else {
+                    done.already_gone += 1;
+                    "already gone".to_string()
+                }
+            } else {
+                remediate(tx, actor, now_ms, item, &mut done).await?
+            };
+        outcomes.entry(outcome).or_default().push(item.id.clone());
     }
-    for (item_id, outcome) in outcomes {
-        sqlx::query(
-            "UPDATE review_items SET state = 'applied', applied_at = $1, outcome = $2 WHERE id = $3",
-        )
-        .bind(now_ms)
-        .bind(outcome)
-        .bind(item_id)
-        .execute(&mut **tx)
-        .await?;
+    let backend = crate::ledger::store::backend_of(tx);
+    for (outcome, ids) in outcomes {
+        for chunk in ids.chunks(500) {
+            let list = assignments::in_list(chunk.len(), 2, backend);
+            let sql = match backend {
+                crate::Backend::Sqlite => format!(
+                    "UPDATE review_items SET state = 'applied', applied_at = ?, outcome = ? WHERE id IN ({list})"
+                ),
+                crate::Backend::Postgres => format!(
+                    "UPDATE review_items SET state = 'applied', applied_at = $1, outcome = $2 WHERE id IN ({list})"
+                ),
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now_ms)
+                .bind(outcome.as_str());
+            for i in chunk {
+                q = q.bind(i.as_str());
+            }
+            q.execute(&mut **tx).await?;
+        }
     }
     audit::append(
         tx,
@@ -234,18 +301,19 @@ async fn remediate(
             }
         }
         (Some("keep_until"), Access::Assignment) => {
-            let until = item.keep_until_ms.unwrap_or(now_ms);
-            match assignments::set_end(tx, actor, now_ms, &item.access_ref, until).await {
-                Ok(_) => {
-                    done.kept_until += 1;
-                    Ok(format!("ends {}", crate::clock::format_ms(until)))
-                }
-                Err(Error::NotFound(_)) => {
-                    done.already_gone += 1;
-                    Ok("already gone".into())
-                }
-                Err(e) => Err(e),
-            }
+            // A review only shortens access: an earlier end stays, an ended one stays ended.
+            let Some(a) = assignments::by_id(tx, &item.access_ref)
+                .await?
+                .filter(|a| a.not_after_ms.is_none_or(|t| t > now_ms))
+            else {
+                done.already_gone += 1;
+                return Ok("already gone".into());
+            };
+            let asked = item.keep_until_ms.unwrap_or(now_ms);
+            let until = a.not_after_ms.map_or(asked, |t| t.min(asked));
+            assignments::set_end(tx, actor, now_ms, &item.access_ref, until).await?;
+            done.kept_until += 1;
+            Ok(format!("ends {}", crate::clock::format_ms(until)))
         }
         _ => {
             done.kept += 1;
@@ -340,13 +408,31 @@ pub async fn verify(store: &Store, now_ms: i64, id: &str) -> Result<(usize, usiz
     }
     drop(mconn);
     let mut tx = store.begin().await?;
-    for (item_id, gone) in &results {
-        sqlx::query("UPDATE review_items SET verified = $1, verified_at = $2 WHERE id = $3")
-            .bind(i64::from(*gone))
-            .bind(now_ms)
-            .bind(item_id.as_str())
-            .execute(&mut *tx)
-            .await?;
+    let backend = crate::ledger::store::backend_of(&tx);
+    for gone in [true, false] {
+        let ids: Vec<&str> = results
+            .iter()
+            .filter(|(_, g)| *g == gone)
+            .map(|(i, _)| i.as_str())
+            .collect();
+        for chunk in ids.chunks(500) {
+            let list = assignments::in_list(chunk.len(), 2, backend);
+            let sql = match backend {
+                crate::Backend::Sqlite => format!(
+                    "UPDATE review_items SET verified = ?, verified_at = ? WHERE id IN ({list})"
+                ),
+                crate::Backend::Postgres => format!(
+                    "UPDATE review_items SET verified = $1, verified_at = $2 WHERE id IN ({list})"
+                ),
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(i64::from(gone))
+                .bind(now_ms);
+            for i in chunk {
+                q = q.bind(*i);
+            }
+            q.execute(&mut *tx).await?;
+        }
     }
     let ok = results.iter().filter(|(_, g)| *g).count();
     let bad = results.len() - ok;
@@ -413,12 +499,15 @@ pub struct Ticked {
     pub reminded: Vec<String>,
     pub escalated: Vec<String>,
     pub ended: Vec<String>,
+    /// What failed (the rest went on): one line each.
+    pub failed: Vec<String>,
 }
 
 /// The scheduler's step at `now_ms`: starts the campaigns whose definitions are due (a missed
 /// occurrence is not started twice), reminds reviewers with open items `remind_before` the end,
 /// hands open items to the fallback reviewer `escalate_before` the end, and ends (and, with
-/// `apply = "auto"`, applies and verifies) the campaigns whose end has come.
+/// `apply = "auto"`, applies and verifies) the campaigns whose end has come. One definition or
+/// campaign failing does not hold the others back: its error is in [`Ticked::failed`].
 pub async fn tick(store: &Store, now_ms: i64) -> Result<Ticked> {
     let mut out = Ticked::default();
     let due: Vec<(String, i64)> = {
@@ -435,31 +524,11 @@ pub async fn tick(store: &Store, now_ms: i64) -> Result<Ticked> {
         .collect::<Result<_>>()?
     };
     for (name, at) in due {
-        let mut tx = store.begin().await?;
-        let def = store::definition(&mut tx, &name)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("review {name}")))?;
-        let mut next = spec::next_start(&def.spec.schedule, at)?;
-        while let Some(t) = next.filter(|t| *t <= now_ms) {
-            next = spec::next_start(&def.spec.schedule, t)?;
+        match start_due(store, now_ms, &name, at).await {
+            Ok(Some(id)) => out.started.push(id),
+            Ok(None) => {}
+            Err(e) => out.failed.push(format!("start {name}: {e}")),
         }
-        // Claimed first: of two instances seeing it due, one starts it.
-        let claimed = sqlx::query(
-            "UPDATE review_definitions SET next_start_at = $1 WHERE name = $2 AND next_start_at = $3",
-        )
-        .bind(next)
-        .bind(name.as_str())
-        .bind(at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            tx.rollback().await?;
-            continue;
-        }
-        let id = store::start(&mut tx, &Actor::System, now_ms, &name).await?;
-        tx.commit().await?;
-        out.started.push(id);
     }
     let active = {
         let mut conn = store.pool().acquire().await?;
@@ -470,39 +539,91 @@ pub async fn tick(store: &Store, now_ms: i64) -> Result<Ticked> {
             .collect::<Vec<_>>()
     };
     for c in active {
-        if c.ends_ms <= now_ms {
-            let mut tx = store.begin().await?;
-            let applied = end(&mut tx, &Actor::System, now_ms, &c.id).await?;
-            tx.commit().await?;
-            if applied.is_some() {
-                verify(store, now_ms, &c.id).await?;
-            }
-            out.ended.push(c.id);
-            continue;
+        if let Err(e) = step(store, now_ms, &c, &mut out).await {
+            out.failed.push(format!("campaign {}: {e}", c.name));
         }
-        let flags: (Option<i64>, Option<i64>) = {
-            let mut conn = store.pool().acquire().await?;
-            let r =
-                sqlx::query("SELECT reminded_at, escalated_at FROM review_campaigns WHERE id = $1")
-                    .bind(c.id.as_str())
-                    .fetch_one(&mut *conn)
-                    .await?;
-            (r.try_get(0)?, r.try_get(1)?)
-        };
-        if flags.0.is_none() && now_ms >= c.ends_ms - c.spec.remind_before_ms {
-            let mut tx = store.begin().await?;
-            remind(&mut tx, now_ms, &c).await?;
-            tx.commit().await?;
-            out.reminded.push(c.id.clone());
-        }
-        if flags.1.is_none() && now_ms >= c.ends_ms - c.spec.escalate_before_ms {
-            let mut tx = store.begin().await?;
-            escalate(&mut tx, now_ms, &c).await?;
-            tx.commit().await?;
-            out.escalated.push(c.id.clone());
+    }
+    // Revokes applied but never verified (the verification after applying failed): again.
+    let unverified: Vec<String> = {
+        let mut conn = store.pool().acquire().await?;
+        sqlx::query_scalar(
+            "SELECT DISTINCT campaign_id FROM review_items WHERE state = 'applied' \
+             AND decision = 'revoke' AND verified IS NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    for id in unverified {
+        if let Err(e) = verify(store, now_ms, &id).await {
+            out.failed.push(format!("verify campaign {id}: {e}"));
         }
     }
     Ok(out)
+}
+
+/// Starts one due definition, unless another instance claimed it first.
+async fn start_due(store: &Store, now_ms: i64, name: &str, at: i64) -> Result<Option<String>> {
+    let mut tx = store.begin().await?;
+    let def = store::definition(&mut tx, name)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("review {name}")))?;
+    let mut next = spec::next_start(&def.spec.schedule, at)?;
+    while let Some(t) = next.filter(|t| *t <= now_ms) {
+        next = spec::next_start(&def.spec.schedule, t)?;
+    }
+    // Claimed first: of two instances seeing it due, one starts it.
+    let claimed = sqlx::query(
+        "UPDATE review_definitions SET next_start_at = $1 WHERE name = $2 AND next_start_at = $3",
+    )
+    .bind(next)
+    .bind(name)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let id = store::start(&mut tx, &Actor::System, now_ms, name).await?;
+    tx.commit().await?;
+    Ok(Some(id))
+}
+
+/// One active campaign's step: the end (applied and verified), else a reminder and escalation
+/// when their time has come. A campaign ended but not yet verified is verified again.
+async fn step(store: &Store, now_ms: i64, c: &Campaign, out: &mut Ticked) -> Result<()> {
+    if c.ends_ms <= now_ms {
+        let mut tx = store.begin().await?;
+        let applied = end(&mut tx, &Actor::System, now_ms, &c.id).await?;
+        tx.commit().await?;
+        out.ended.push(c.id.clone());
+        if applied.is_some() {
+            verify(store, now_ms, &c.id).await?;
+        }
+        return Ok(());
+    }
+    let flags: (Option<i64>, Option<i64>) = {
+        let mut conn = store.pool().acquire().await?;
+        let r = sqlx::query("SELECT reminded_at, escalated_at FROM review_campaigns WHERE id = $1")
+            .bind(c.id.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+        (r.try_get(0)?, r.try_get(1)?)
+    };
+    if flags.0.is_none() && now_ms >= c.ends_ms - c.spec.remind_before_ms {
+        let mut tx = store.begin().await?;
+        remind(&mut tx, now_ms, c).await?;
+        tx.commit().await?;
+        out.reminded.push(c.id.clone());
+    }
+    if flags.1.is_none() && now_ms >= c.ends_ms - c.spec.escalate_before_ms {
+        let mut tx = store.begin().await?;
+        escalate(&mut tx, now_ms, c).await?;
+        tx.commit().await?;
+        out.escalated.push(c.id.clone());
+    }
+    Ok(())
 }
 
 async fn open_by_reviewer(tx: &mut Tx, id: &str) -> Result<BTreeMap<String, i64>> {

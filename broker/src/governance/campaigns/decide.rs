@@ -163,7 +163,6 @@ async fn decide_checked(
         if target.username == username {
             return Err(Error::invalid("delegate: the item is already yours"));
         }
-        record(tx, &item, username, choice, reason, bulk, now_ms).await?;
         let n = sqlx::query(
             "UPDATE review_items SET reviewer = $1, opened_at = NULL WHERE id = $2 \
              AND state = 'open' AND stage = $3 AND reviewer = $4",
@@ -176,6 +175,7 @@ async fn decide_checked(
         .await?
         .rows_affected();
         changed_meanwhile(n)?;
+        record(tx, &item, username, choice, reason, bulk, now_ms).await?;
         audit::append(
             tx,
             now_ms,
@@ -218,7 +218,6 @@ async fn decide_checked(
             ));
         }
     }
-    record(tx, &item, username, choice, reason, bulk, now_ms).await?;
     let next = (item.stage + 1) as usize;
     let action = if choice.keeps() && next < campaign.spec.stages.len() {
         let reviewer = item
@@ -265,6 +264,7 @@ async fn decide_checked(
         changed_meanwhile(n)?;
         "review.item.decide"
     };
+    record(tx, &item, username, choice, reason, bulk, now_ms).await?;
     audit::append(
         tx,
         now_ms,
@@ -366,7 +366,13 @@ pub async fn accept_recommendations(
             };
             match decide_checked(tx, username, now_ms, &item.id, &choice, reason, true).await {
                 Ok(_) => out.decided += 1,
-                Err(e @ (Error::Refused(..) | Error::Invalid(_) | Error::Conflict(_))) => {
+                Err(e @ Error::Refused(..)) => {
+                    // Refused for this item (a reason needed, one's own access): audited like a
+                    // refusal one by one, and left in the queue.
+                    refused(tx, username, now_ms, &item.id, &e).await?;
+                    out.skipped.push((item.id.clone(), e.to_string()))
+                }
+                Err(e @ (Error::Invalid(_) | Error::Conflict(_))) => {
                     out.skipped.push((item.id.clone(), e.to_string()))
                 }
                 Err(e) => return Err(e),

@@ -126,6 +126,12 @@ pub async fn read(conn: &mut AnyConnection, now_ms: i64, only: Option<&str>) -> 
         if not_before.is_some_and(|t| t > now_ms) || not_after.is_some_and(|t| t <= now_ms) {
             continue;
         }
+        // Birthright access in its HR grace period is the new manager's to keep (approvals), and
+        // ends by itself: not reviewed again.
+        let source: String = r.try_get(5)?;
+        if not_after.is_some() && source == crate::provisioning::lifecycle::engine::BIRTHRIGHT {
+            continue;
+        }
         let group = r.try_get::<String, _>(2)? == "group";
         let subject_id: String = r.try_get(3)?;
         if !group && !only_id.is_empty() && subject_id != only_id {

@@ -2,7 +2,8 @@
 //! everything they hold that is not birthright for the new position — roles assigned by hand
 //! (standing or eligible), group memberships that carry roles, Gatehouse privileges — goes to
 //! their new manager as a one-stage campaign that ends with the grace period; what the manager
-//! does not keep is revoked then.
+//! does not keep is revoked then. Without an active manager (other than the person) nothing is
+//! opened, and the audit log says so.
 
 use super::plan::{self, Access};
 use super::spec::{ApplyMode, CampaignSpec, Scope, Unanswered};
@@ -48,12 +49,19 @@ pub async fn open(
     if held == 0 {
         return Ok(None);
     }
-    let manager = who
+    // The manager reviews: an active identity other than the person, or nobody.
+    let manager = match who
         .attributes
         .get("manager")
         .and_then(Value::as_str)
         .filter(|m| *m != username)
-        .map(str::to_string);
+    {
+        Some(m) => identities::by_username(tx, m)
+            .await?
+            .filter(|i| i.status == identities::Status::Active)
+            .map(|i| i.username),
+        None => None,
+    };
     let facts = super::facts::read(tx, now_ms, Some(username)).await?;
     let spec = CampaignSpec {
         description: format!(

@@ -7,7 +7,7 @@ use crate::access::assignments::Kind as HeldAs;
 use crate::access::role_spec::TargetSelector;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Unused for this long means unused (90 days), as in the findings.
 pub const UNUSED_MS: i64 = crate::governance::findings::UNUSED_MS;
@@ -263,10 +263,13 @@ fn in_scope(scope: &Scope, role: &Role, targets: &[Target]) -> bool {
 
 /// The reviewer of `stage` for an item: `manager`, `role_owner`, `target_owner`, `self`,
 /// `group:NAME` or a username; the fallback when it cannot be found or would be the person
-/// themselves (only a `self` stage reviews one's own access).
+/// themselves (only a `self` stage reviews one's own access), and the campaign's owner when
+/// the fallback is the person. When the owner is the person too, nobody can decide the item
+/// (it is refused to them): the unanswered policy decides it at the end.
 pub fn resolve_reviewer(
     stage: &str,
     fallback: &str,
+    owner: &str,
     person: &Person,
     role: Option<&Role>,
     targets: &[Target],
@@ -289,7 +292,8 @@ pub fn resolve_reviewer(
     };
     match found {
         Some(r) if r != person.username => r,
-        _ => fallback.to_string(),
+        _ if fallback != person.username => fallback.to_string(),
+        _ => owner.to_string(),
     }
 }
 
@@ -371,7 +375,17 @@ pub fn plan(spec: &CampaignSpec, facts: &Facts) -> Vec<NewItem> {
         reviewers: spec
             .stages
             .iter()
-            .map(|s| resolve_reviewer(s, &spec.fallback, p, role, &facts.targets, &facts.people))
+            .map(|s| {
+                resolve_reviewer(
+                    s,
+                    &spec.fallback,
+                    &spec.owner,
+                    p,
+                    role,
+                    &facts.targets,
+                    &facts.people,
+                )
+            })
             .collect(),
         usage_of: "sessions".into(),
         ..Default::default()
@@ -409,7 +423,8 @@ pub fn plan(spec: &CampaignSpec, facts: &Facts) -> Vec<NewItem> {
             }
         }
     };
-    let mut group_roles: HashMap<&str, Vec<&str>> = HashMap::new();
+    // Groups holding a role in scope.
+    let mut groups: BTreeSet<&str> = BTreeSet::new();
     for a in &facts.assignments {
         let Some(role) = facts.roles.get(&a.role) else {
             continue;
@@ -418,7 +433,7 @@ pub fn plan(spec: &CampaignSpec, facts: &Facts) -> Vec<NewItem> {
             continue;
         }
         if a.group {
-            group_roles.entry(&a.subject).or_default().push(&a.role);
+            groups.insert(&a.subject);
             continue;
         }
         let Some(p) = facts.people.get(&a.subject) else {
@@ -455,21 +470,19 @@ pub fn plan(spec: &CampaignSpec, facts: &Facts) -> Vec<NewItem> {
         });
     }
     // Memberships: of groups holding a role in scope, and of the groups the scope names.
-    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (g, roles) in &group_roles {
-        groups.entry(g).or_default().extend(roles);
-    }
     for g in &spec.scope.groups {
-        groups.entry(g).or_default();
+        groups.insert(g);
     }
-    for (g, roles) in groups {
+    for g in groups {
         let all_roles: Vec<&str> = facts
             .assignments
             .iter()
             .filter(|a| a.group && a.subject == g)
             .map(|a| a.role.as_str())
             .collect();
-        let shown = if roles.is_empty() { &all_roles } else { &roles };
+        // Revoking takes the person out of the group: every role it carries goes, so every
+        // one is shown (not only those in scope).
+        let shown = &all_roles;
         for (m, added) in facts.members.get(g).into_iter().flatten() {
             let Some(p) = facts.people.get(m) else {
                 continue;
@@ -688,6 +701,27 @@ mod tests {
                 of: 4
             })
         );
+    }
+
+    #[test]
+    fn nobody_is_made_the_reviewer_of_their_own_access() {
+        let f = facts();
+        // The fallback is the person: the owner reviews instead.
+        let mut s = spec(
+            Scope {
+                roles: vec!["prod-root".into()],
+                ..Default::default()
+            },
+            &["role_owner"],
+        );
+        s.fallback = "idle".into();
+        let mut f2 = f.clone();
+        f2.roles.get_mut("prod-root").unwrap().owner = None;
+        let items = plan(&s, &f2);
+        let idle = items.iter().find(|i| i.username == "idle").unwrap();
+        assert_eq!(idle.evidence.reviewers, ["carol"]);
+        let busy = items.iter().find(|i| i.username == "busy").unwrap();
+        assert_eq!(busy.evidence.reviewers, ["idle"]);
     }
 
     #[test]

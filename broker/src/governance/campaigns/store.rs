@@ -199,7 +199,7 @@ pub async fn definitions(conn: &mut AnyConnection) -> Result<Vec<Definition>> {
 // ---------------------------------------------------------------- starting
 
 /// How many rows one INSERT carries (15 values each: within both databases' limits).
-const CHUNK: usize = 1000;
+const CHUNK: usize = 500;
 
 /// Writes a new campaign with its items (state `active`); audited as `review.campaign.start`
 /// and announced to its reviewers through the notification outbox. Returns its id.
@@ -231,23 +231,32 @@ pub async fn create(
     .execute(&mut **tx)
     .await?;
     let mut reviewers: BTreeMap<&str, usize> = BTreeMap::new();
+    // `?` placeholders on SQLite (sqlx looks `$N` up by name: quadratic in a long statement).
+    let backend = crate::ledger::store::backend_of(tx);
+    let cols = [
+        "id",
+        "campaign_id",
+        "identity_id",
+        "username",
+        "access",
+        "access_ref",
+        "role",
+        "held_as",
+        "privileged",
+        "evidence",
+        "recommendation",
+        "rec_reason",
+        "stage",
+        "reviewer",
+        "state",
+    ];
     for chunk in items.chunks(CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO review_items (id, campaign_id, identity_id, username, access, access_ref, \
-             role, held_as, privileged, evidence, recommendation, rec_reason, stage, reviewer, \
-             state) VALUES ",
+        let sql = crate::provisioning::lifecycle::bulk::insert_sql(
+            "review_items",
+            &cols,
+            chunk.len(),
+            backend,
         );
-        for i in 0..chunk.len() {
-            let b = i * 14;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for k in 1..=14 {
-                sql.push_str(&format!("${},", b + k));
-            }
-            sql.push_str("'open')");
-        }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for item in chunk {
             let reviewer = item
@@ -276,7 +285,8 @@ pub async fn create(
                 .bind(item.recommendation)
                 .bind(item.rec_reason.clone())
                 .bind(0_i64)
-                .bind(reviewer);
+                .bind(reviewer)
+                .bind("open");
         }
         q.execute(&mut **tx).await?;
     }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 const ROWS: usize = 500;
 
 /// `INSERT INTO table (cols) VALUES (...), (...)` with placeholders only.
-fn insert_sql(table: &str, cols: &[&str], rows: usize, backend: Backend) -> String {
+pub(crate) fn insert_sql(table: &str, cols: &[&str], rows: usize, backend: Backend) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
     for r in 0..rows {
         if r > 0 {
