@@ -127,7 +127,8 @@ PY
   local t0 t_version t_findings t_start t_end
   t0=$(now); "${g[@]}" version > /dev/null; t_version=$(secs "$t0")
   t0=$(now); "${g[@]}" findings --json > /dev/null || true; t_findings=$(secs "$t0")
-  t0=$(now); "${g[@]}" reviews start all > "$W/start.txt"; t_start=$(secs "$t0")
+  t0=$(now); "$G" --data-dir "$D" "${URL[@]}" --log-level info reviews start all > "$W/start.txt" 2> "$W/start.log"; t_start=$(secs "$t0")
+  grep -o "campaign started.*\|items=.*" "$W/start.log" | tail -1
   cat "$W/start.txt"
 
   # The queue through serve.
