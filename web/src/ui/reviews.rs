@@ -485,6 +485,8 @@ async fn campaign(
 struct AcceptForm {
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    confirm: String,
 }
 
 async fn accept(
@@ -493,6 +495,9 @@ async fn accept(
     Path(id): Path<String>,
     Form(f): Form<AcceptForm>,
 ) -> PageResult {
+    if f.confirm != "yes" {
+        return Ok(back("/reviews", "error", "confirm", None));
+    }
     let mut tx = begin(&state).await?;
     let r =
         decide::accept_recommendations(&mut tx, s.username(), state.clock.now_ms(), &id, &f.reason)
