@@ -99,6 +99,23 @@ kind = "standing"
         items.contains("alice") && items.contains("admin"),
         "{items}"
     );
+    // The administrator is that item's reviewer (the fallback): accepting the recommendation
+    // (keep, privileged) needs a reason, then decides it.
+    b.goto("/reviews").await;
+    b.click("section.bulk input[name='confirm']").await;
+    b.click("section.bulk button.accept-all").await;
+    let flash = b.text(".flash").await;
+    assert!(flash.starts_with("0 decided"), "{flash}");
+    b.fill(
+        "section.bulk input[name='reason']",
+        "needed for the migration",
+    )
+    .await;
+    b.click("section.bulk input[name='confirm']").await;
+    b.click("section.bulk button.accept-all").await;
+    let flash = b.text(".flash").await;
+    assert!(flash.starts_with("1 decided"), "{flash}");
+    assert!(b.text("#queue-empty").await.contains("Nothing waits"));
     b.close().await;
     server.stop();
 }

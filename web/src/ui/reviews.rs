@@ -58,9 +58,9 @@ fn done_text(code: &str, n: usize) -> Option<String> {
         "decided" => "Decision recorded. It takes effect when the campaign ends.".into(),
         "staged" => "Kept at this stage: the item goes to the next stage's reviewer.".into(),
         "delegated" => "Handed to the other reviewer.".into(),
-        "accepted" => {
-            format!("{n} recommendations accepted. They take effect when the campaign ends.")
-        }
+        "accepted" => format!(
+            "{n} decided as recommended; items that need a reason stay in your queue. Decisions take effect when the campaign ends."
+        ),
         "ended" => "The campaign has ended.".into(),
         "signed" => "Signed off: the results are applied.".into(),
         _ => return None,
