@@ -155,7 +155,9 @@ PY
   total=$("${C[@]}" -H "Authorization: Bearer $MT" "$WO/api/v1/review-queue?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
   echo "user1's queue: $total open items"
   lat() { # lat NAME CURL-ARGS...: REQ requests, one at a time; prints p50 p95 max (ms)
-    local name="$1"; shift
+    local name="$1" code; shift
+    code=$("${C[@]}" -o /dev/null -w '%{http_code}' "$@")
+    [ "$code" = 200 ] || { echo "$name answered $code" >&2; exit 1; }
     for _ in $(seq 1 "$REQ"); do "${C[@]}" -o /dev/null -w '%{time_total}\n' "$@"; done \
       | python3 -c 'import sys; v=sorted(float(x)*1000 for x in sys.stdin); n=len(v); print(f"%-44s p50 %7.1f  p95 %7.1f  max %7.1f ms" % (sys.argv[1], v[n//2], v[int(n*0.95)-1], v[-1]))' "$name"
   }

@@ -510,6 +510,21 @@ pub async fn bulk_accept_reminders_and_escalation_to_the_fallback(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(queue.len(), 1);
+    // The queue page's counts per campaign, and its recommendation filter.
+    let counts = campaigns::queue_counts(&mut c, "sec").await.unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(
+        (counts[0].0.as_str(), counts[0].3, counts[0].4),
+        (id.as_str(), 1, 0)
+    );
+    let (kept, n) = campaigns::queue_filtered(&mut c, "sec", None, Some("keep"), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!((kept.len(), n), (1, 1));
+    let (revoked, n) = campaigns::queue_filtered(&mut c, "sec", None, Some("revoke"), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!((revoked.len(), n), (0, 0));
     assert_eq!(queue[0].username, "busy");
     assert!(
         campaigns::queue(&mut c, "mgr", Some(&id), 10, 0)
