@@ -91,8 +91,9 @@ kind = "standing"
     // by the administrator (alice has no manager: the owner is the fallback reviewer).
     b.goto("/findings?kind=standing_privileged_access").await;
     b.click("form.start-review button").await;
-    assert!(b.path().await.starts_with("/reviews/campaigns/"));
+    // The campaign page's progress (waited for: the click returns before the page loads).
     let progress = b.text("#progress").await;
+    assert!(b.path().await.starts_with("/reviews/campaigns/"));
     assert!(progress.contains("open: 1"), "{progress}");
     let items = b.text("#items").await;
     assert!(
@@ -106,6 +107,8 @@ kind = "standing"
     b.click("section.bulk button.accept-all").await;
     let flash = b.text(".flash").await;
     assert!(flash.starts_with("0 decided"), "{flash}");
+    // A fresh page (no banner), so the next banner read is the next answer's.
+    b.goto("/reviews").await;
     b.fill(
         "section.bulk input[name='reason']",
         "needed for the migration",

@@ -35,23 +35,21 @@ pub async fn end_by(
 ) -> Result<Option<Applied>> {
     let c = store::campaign(tx, id).await?;
     if !may_end(&c, username, admin) {
-        audit::append(
-            tx,
-            now_ms,
-            NewEvent::new(
-                format!("identity:{username}"),
-                "review.campaign.end.refused",
-                format!("campaign:{id}"),
-            )
-            .outcome(audit::Outcome::Failure)
-            .details(serde_json::json!({ "code": "not_owner" })),
-        )
-        .await?;
-        tx.mark_refusal();
-        return Err(Error::refused(
+        let e = Error::refused(
             "not_owner",
             "only the campaign's owner or an administrator ends it",
-        ));
+        );
+        let object = format!("campaign:{id}");
+        super::audit_refusal(
+            tx,
+            username,
+            now_ms,
+            "review.campaign.end.refused",
+            object,
+            &e,
+        )
+        .await?;
+        return Err(e);
     }
     end(tx, &Actor::identity(username), now_ms, id).await
 }
@@ -257,19 +255,6 @@ async fn remediate(
     done: &mut Applied,
 ) -> Result<String> {
     match (item.decision.as_deref(), item.access) {
-        (Some("revoke"), Access::Assignment) => {
-            match assignments::remove(tx, actor, now_ms, &item.access_ref).await {
-                Ok(_) => {
-                    done.revoked += 1;
-                    Ok("assignment removed".into())
-                }
-                Err(Error::NotFound(_)) => {
-                    done.already_gone += 1;
-                    Ok("already gone".into())
-                }
-                Err(e) => Err(e),
-            }
-        }
         (Some("revoke"), Access::Membership) => {
             match groups::remove_member(tx, actor, now_ms, &item.access_ref, &item.username).await {
                 Ok(true) => {
@@ -315,10 +300,15 @@ async fn remediate(
             done.kept_until += 1;
             Ok(format!("ends {}", crate::clock::format_ms(until)))
         }
-        _ => {
+        (Some("keep"), _) => {
             done.kept += 1;
             Ok("kept".into())
         }
+        // Assignment revokes go in one batch (`apply`); nothing else is decided.
+        (d, a) => Err(Error::Storage(format!(
+            "cannot apply {d:?} to a {}",
+            a.as_str()
+        ))),
     }
 }
 
@@ -327,23 +317,21 @@ async fn remediate(
 pub async fn sign_off(tx: &mut Tx, username: &str, now_ms: i64, id: &str) -> Result<Applied> {
     let c = store::campaign(tx, id).await?;
     if c.owner != username {
-        audit::append(
-            tx,
-            now_ms,
-            NewEvent::new(
-                format!("identity:{username}"),
-                "review.campaign.sign_off.refused",
-                format!("campaign:{id}"),
-            )
-            .outcome(audit::Outcome::Failure)
-            .details(serde_json::json!({ "code": "not_owner" })),
-        )
-        .await?;
-        tx.mark_refusal();
-        return Err(Error::refused(
+        let e = Error::refused(
             "not_owner",
             format!("only the campaign's owner ({}) signs it off", c.owner),
-        ));
+        );
+        let object = format!("campaign:{id}");
+        super::audit_refusal(
+            tx,
+            username,
+            now_ms,
+            "review.campaign.sign_off.refused",
+            object,
+            &e,
+        )
+        .await?;
+        return Err(e);
     }
     if c.state == "active" {
         return Err(Error::Conflict(format!(

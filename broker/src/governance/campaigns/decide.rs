@@ -10,7 +10,7 @@ use super::store::{self, Item};
 use crate::error::{Error, Result};
 use crate::identity::identities;
 use crate::ids;
-use crate::ledger::audit::{self, NewEvent, Outcome};
+use crate::ledger::audit::{self, NewEvent};
 use crate::ledger::store::Tx;
 use sqlx::AnyConnection;
 
@@ -87,20 +87,15 @@ pub async fn decide(
 }
 
 async fn refused(tx: &mut Tx, username: &str, now_ms: i64, item_id: &str, e: &Error) -> Result<()> {
-    audit::append(
+    super::audit_refusal(
         tx,
+        username,
         now_ms,
-        NewEvent::new(
-            format!("identity:{username}"),
-            "review.item.refused",
-            format!("review_item:{item_id}"),
-        )
-        .outcome(Outcome::Failure)
-        .details(serde_json::json!({ "code": e.code(), "reason": e.to_string() })),
+        "review.item.refused",
+        format!("review_item:{item_id}"),
+        e,
     )
-    .await?;
-    tx.mark_refusal();
-    Ok(())
+    .await
 }
 
 /// Whether `username` reviews `item` now (its reviewer, or a member of its reviewing group).
@@ -357,26 +352,24 @@ pub async fn accept_recommendations(
     // The queue as it is now: an item kept into a next stage the same person reviews is not
     // decided twice by one click.
     let (items, _) = store::queue(tx, username, Some(campaign_id), i64::MAX, 0).await?;
-    {
-        for item in items {
-            let choice = if item.recommendation == "revoke" {
-                Choice::Revoke
-            } else {
-                Choice::Keep
-            };
-            match decide_checked(tx, username, now_ms, &item.id, &choice, reason, true).await {
-                Ok(_) => out.decided += 1,
-                Err(e @ Error::Refused(..)) => {
-                    // Refused for this item (a reason needed, one's own access): audited like a
-                    // refusal one by one, and left in the queue.
-                    refused(tx, username, now_ms, &item.id, &e).await?;
-                    out.skipped.push((item.id.clone(), e.to_string()))
-                }
-                Err(e @ (Error::Invalid(_) | Error::Conflict(_))) => {
-                    out.skipped.push((item.id.clone(), e.to_string()))
-                }
-                Err(e) => return Err(e),
+    for item in items {
+        let choice = if item.recommendation == "revoke" {
+            Choice::Revoke
+        } else {
+            Choice::Keep
+        };
+        match decide_checked(tx, username, now_ms, &item.id, &choice, reason, true).await {
+            Ok(_) => out.decided += 1,
+            Err(e @ Error::Refused(..)) => {
+                // Refused for this item (a reason needed, one's own access): audited like a
+                // refusal one by one, and left in the queue.
+                refused(tx, username, now_ms, &item.id, &e).await?;
+                out.skipped.push((item.id.clone(), e.to_string()))
             }
+            Err(e @ (Error::Invalid(_) | Error::Conflict(_))) => {
+                out.skipped.push((item.id.clone(), e.to_string()))
+            }
+            Err(e) => return Err(e),
         }
     }
     audit::append(

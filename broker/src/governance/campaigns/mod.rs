@@ -25,3 +25,29 @@ pub mod store;
 pub use plan::{Access, Evidence};
 pub use spec::{ApplyMode, CampaignSpec, ReviewDoc, Scope, Unanswered};
 pub use store::{Campaign, Item};
+
+use crate::error::{Error, Result};
+use crate::ledger::audit::{self, NewEvent, Outcome};
+use crate::ledger::store::Tx;
+
+/// Audits a refusal — `action` by `username` on `object`, outcome failure, with the error's code
+/// and words — and marks the transaction as holding it, so [`Tx::settle`] keeps it.
+pub(crate) async fn audit_refusal(
+    tx: &mut Tx,
+    username: &str,
+    now_ms: i64,
+    action: &str,
+    object: String,
+    e: &Error,
+) -> Result<()> {
+    audit::append(
+        tx,
+        now_ms,
+        NewEvent::new(format!("identity:{username}"), action, object)
+            .outcome(Outcome::Failure)
+            .details(serde_json::json!({ "code": e.code(), "reason": e.to_string() })),
+    )
+    .await?;
+    tx.mark_refusal();
+    Ok(())
+}

@@ -231,7 +231,20 @@ pub async fn create(
     .bind(ends)
     .execute(&mut **tx)
     .await?;
+    // Per item, once for either path: its id, its first reviewer, its evidence as stored.
     let mut reviewers: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut prepared = Vec::with_capacity(items.len());
+    for item in items {
+        let first = item.evidence.reviewers.first();
+        *reviewers
+            .entry(first.map_or("", String::as_str))
+            .or_default() += 1;
+        prepared.push((
+            ids::new_id(),
+            first.cloned().unwrap_or_else(|| spec.fallback.clone()),
+            serde_json::to_string(&item.evidence).map_err(|e| Error::Storage(e.to_string()))?,
+        ));
+    }
     // SQLite: `?` placeholders (sqlx looks `$N` up by name: quadratic in a long statement).
     let backend = crate::ledger::store::backend_of(tx);
     let cols = [
@@ -254,25 +267,14 @@ pub async fn create(
     if backend == crate::Backend::Postgres {
         // One JSON parameter per 10,000 rows, unpacked by the server: far fewer values to bind
         // than a multi-row VALUES list.
-        for chunk in items.chunks(10_000) {
+        for (chunk, ready) in items.chunks(10_000).zip(prepared.chunks(10_000)) {
             let mut rows = Vec::with_capacity(chunk.len());
-            for item in chunk {
-                let reviewer = item
-                    .evidence
-                    .reviewers
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| spec.fallback.clone());
-                *reviewers
-                    .entry(item.evidence.reviewers.first().map_or("", String::as_str))
-                    .or_default() += 1;
+            for (item, (item_id, reviewer, evidence)) in chunk.iter().zip(ready) {
                 rows.push(serde_json::json!({
-                    "id": ids::new_id(), "campaign_id": id, "identity_id": item.identity_id,
+                    "id": item_id, "campaign_id": id, "identity_id": item.identity_id,
                     "username": item.username, "access": item.access.as_str(),
                     "access_ref": item.access_ref, "role": item.role, "held_as": item.held_as,
-                    "privileged": i64::from(item.privileged),
-                    "evidence": serde_json::to_string(&item.evidence)
-                        .map_err(|e| Error::Storage(e.to_string()))?,
+                    "privileged": i64::from(item.privileged), "evidence": evidence,
                     "recommendation": item.recommendation, "rec_reason": item.rec_reason,
                     "stage": 0, "reviewer": reviewer, "state": "open",
                 }));
@@ -292,7 +294,7 @@ pub async fn create(
             .await?;
         }
     } else {
-        for chunk in items.chunks(CHUNK) {
+        for (chunk, ready) in items.chunks(CHUNK).zip(prepared.chunks(CHUNK)) {
             let sql = crate::provisioning::lifecycle::bulk::insert_sql(
                 "review_items",
                 &cols,
@@ -300,34 +302,22 @@ pub async fn create(
                 backend,
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for item in chunk {
-                let reviewer = item
-                    .evidence
-                    .reviewers
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| spec.fallback.clone());
-                *reviewers
-                    .entry(item.evidence.reviewers.first().map_or("", String::as_str))
-                    .or_default() += 1;
+            for (item, (item_id, reviewer, evidence)) in chunk.iter().zip(ready) {
                 q = q
-                    .bind(ids::new_id())
-                    .bind(id.clone())
-                    .bind(item.identity_id.clone())
-                    .bind(item.username.clone())
+                    .bind(item_id.as_str())
+                    .bind(id.as_str())
+                    .bind(item.identity_id.as_str())
+                    .bind(item.username.as_str())
                     .bind(item.access.as_str())
-                    .bind(item.access_ref.clone())
-                    .bind(item.role.clone())
-                    .bind(item.held_as.clone())
+                    .bind(item.access_ref.as_str())
+                    .bind(item.role.as_deref())
+                    .bind(item.held_as.as_str())
                     .bind(i64::from(item.privileged))
-                    .bind(
-                        serde_json::to_string(&item.evidence)
-                            .map_err(|e| Error::Storage(e.to_string()))?,
-                    )
+                    .bind(evidence.as_str())
                     .bind(item.recommendation)
-                    .bind(item.rec_reason.clone())
+                    .bind(item.rec_reason.as_str())
                     .bind(0_i64)
-                    .bind(reviewer)
+                    .bind(reviewer.as_str())
                     .bind("open");
             }
             q.execute(&mut **tx).await?;
