@@ -317,3 +317,67 @@ pub async fn hr_drop_folder(
         }
     }
 }
+
+/// How often `serve` looks for due `[[reports]]`.
+const REPORTS_EVERY: Duration = Duration::from_secs(60);
+/// How often `serve` deletes recordings past `[retention] recordings`.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Compliance work: the `[[reports]]` due (every minute) and recordings past retention (at
+/// start-up, then every hour, in batches of 500).
+pub async fn compliance(
+    settings: crate::config::Settings,
+    store: Store,
+    key: std::sync::Arc<gatehouse_broker::keys::SigningKeyPair>,
+    clock: SharedClock,
+    stop: CancellationToken,
+) {
+    use gatehouse_broker::governance::compliance::retention;
+    let mut last_purge: Option<tokio::time::Instant> = None;
+    loop {
+        if !settings.reports.is_empty() {
+            match crate::report_cmd::tick(&settings, &store, &key, clock.now_ms()).await {
+                Ok(done) => {
+                    for d in done {
+                        tracing::info!(dir = %d.display(), "scheduled evidence pack written");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "scheduled evidence pack failed"),
+            }
+        }
+        if let Some(r) = settings.retention_recordings
+            && last_purge.is_none_or(|t| t.elapsed() >= RETENTION_EVERY)
+        {
+            last_purge = Some(tokio::time::Instant::now());
+            let ms = i64::try_from(r.as_millis()).unwrap_or(i64::MAX);
+            loop {
+                match retention::purge_recordings(
+                    &store,
+                    &settings.recordings_dir,
+                    clock.now_ms(),
+                    ms,
+                    500,
+                )
+                .await
+                {
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::info!(deleted = n, "recordings past retention deleted");
+                        }
+                        if n < 500 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deleting recordings past retention failed");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(REPORTS_EVERY) => {}
+        }
+    }
+}

@@ -142,6 +142,12 @@ pub enum Command {
     #[command(subcommand)]
     Reviews(ReviewsCommand),
 
+    /// Compliance evidence: signed evidence packs for SOC 2, ISO 27001, SOX and HIPAA that an
+    /// auditor checks offline, entitlements (who can reach what, now or as of a past date,
+    /// rebuilt from the audit log), and the retention of recordings and the audit log.
+    #[command(subcommand)]
+    Report(ReportCommand),
+
     /// Session recordings.
     #[command(subcommand)]
     Recordings(RecordingsCommand),
@@ -381,6 +387,68 @@ pub enum ReviewsCommand {
         #[arg(long, value_name = "KEY|FILE")]
         public_key: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Write a signed evidence pack for FRAMEWORK covering FROM to TO into DIR: each control's
+    /// evidence as CSV and JSON (with the query and parameters that produced it), controls.json
+    /// (status and exceptions), summary.html (one file, charts included), checkpoint.txt (the
+    /// audit checkpoint signed at generation) and manifest.json with manifest.sig (SHA-256 and
+    /// row count of every file, signed with the Gatehouse key). Check it with `report verify`.
+    Evidence {
+        /// soc2, iso27001, sox or hipaa.
+        #[arg(long, value_name = "FRAMEWORK")]
+        framework: String,
+        /// Start of the period: a date (00:00 UTC) or an RFC 3339 time.
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        /// End of the period: a date (included: up to its end, UTC) or an RFC 3339 time
+        /// (excluded) [default: now].
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// A new or empty directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Check an evidence pack offline with only the public key: the manifest's signature, every
+    /// file's SHA-256, no file missing or added, the checkpoint's signature. Exits 0 when
+    /// intact, 1 naming what does not match.
+    Verify {
+        dir: PathBuf,
+        /// The trusted public key (`ed25519:...`, or a file holding it) [default: the key in
+        /// the data directory].
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: Option<String>,
+    },
+    /// Who can reach what, and why: identity, target, login, role, how held, since, until,
+    /// last used. Now from the tables, or with --as-of rebuilt from the audit log alone.
+    Entitlements {
+        /// A past moment: a date (its end, UTC) or an RFC 3339 time [default: now].
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+        /// Only this identity.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// csv or json [default: csv].
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Retention status: how far back the audit log reaches against `[retention] audit` (it is
+    /// never rewritten), recordings kept, past retention and deleted. With --apply, delete the
+    /// recordings past `[retention] recordings` now (what `serve` does every hour).
+    Retention {
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Generate the `[[reports]]` that are due now (what `serve` does every minute).
+    Tick,
 }
 
 #[derive(Debug, Subcommand)]

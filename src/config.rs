@@ -40,6 +40,50 @@ pub struct FileConfig {
     pub oidc: Option<OidcConfig>,
     #[serde(default)]
     pub tls: TlsConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
+    pub compliance: ComplianceConfig,
+    /// Evidence packs `serve` generates on a schedule: `[[reports]]` tables.
+    #[serde(default)]
+    pub reports: Vec<ReportSchedule>,
+}
+
+/// `[retention]`: how long recordings and the audit log are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Recordings that ended longer ago are deleted by `serve` (their signed manifests stay),
+    /// each deletion audited [default: kept for ever]. E.g. "1y", "90days".
+    #[serde(default, deserialize_with = "duration")]
+    pub recordings: Option<Duration>,
+    /// How long the audit log must be kept (reported against; the log is never rewritten or
+    /// deleted) [default: not set]. E.g. "6y".
+    #[serde(default, deserialize_with = "duration")]
+    pub audit: Option<Duration>,
+}
+
+/// `[compliance]`: what evidence packs measure against.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceConfig {
+    /// A leaver must be cut off (access removed, live sessions ended) within this of the HR
+    /// event [default: 1h].
+    #[serde(default, deserialize_with = "duration")]
+    pub termination_sla: Option<Duration>,
+}
+
+/// `[[reports]]`: an evidence pack `serve` generates on a schedule, announced through the
+/// notification outbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSchedule {
+    /// soc2, iso27001, sox or hipaa.
+    pub framework: String,
+    /// `monthly`, `quarterly`, or a cron expression (UTC).
+    pub schedule: String,
+    /// Each run writes `FRAMEWORK-FROM-TO` under this directory.
+    pub output: PathBuf,
 }
 
 /// `[tls]`: outbound HTTPS (webhooks, SCIM push, OIDC, `apply --server`).
@@ -295,6 +339,14 @@ pub struct Settings {
     pub apps_upstream_timeout: Duration,
     /// Trusted by outbound HTTPS besides the built-in roots.
     pub tls_extra_ca_file: Option<PathBuf>,
+    /// `[retention] recordings`.
+    pub retention_recordings: Option<Duration>,
+    /// `[retention] audit`.
+    pub retention_audit: Option<Duration>,
+    /// `[compliance] termination_sla`.
+    pub termination_sla: Duration,
+    /// `[[reports]]`.
+    pub reports: Vec<ReportSchedule>,
 }
 
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
@@ -485,6 +537,33 @@ impl Settings {
                 .upstream_timeout
                 .unwrap_or(Duration::from_secs(60)),
             tls_extra_ca_file,
+            retention_recordings: file.retention.recordings,
+            retention_audit: file.retention.audit,
+            termination_sla: file
+                .compliance
+                .termination_sla
+                .unwrap_or(Duration::from_secs(3600)),
+            reports: {
+                for r in &file.reports {
+                    gatehouse_broker::governance::compliance::Framework::parse(&r.framework)
+                        .map_err(|e| anyhow::anyhow!("[[reports]]: {e}"))?;
+                    gatehouse_broker::governance::campaigns::spec::parse_schedule(&r.schedule)
+                        .map_err(|e| anyhow::anyhow!("[[reports]]: {e}"))?;
+                    if r.schedule.trim() == "once" {
+                        anyhow::bail!(
+                            "[[reports]] schedule \"once\": use monthly, quarterly or a cron expression (or `gatehouse report evidence` for one pack)"
+                        );
+                    }
+                }
+                file.reports
+                    .iter()
+                    .cloned()
+                    .map(|mut r| {
+                        r.output = from_file(r.output);
+                        r
+                    })
+                    .collect()
+            },
         })
     }
 

@@ -20,6 +20,7 @@ mod logging;
 mod mfa_cmd;
 mod outbound;
 mod push;
+mod report_cmd;
 mod reviews_cmd;
 mod scim_cmd;
 mod serve;
@@ -86,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sod(cli::SodCommand::Scan) => access_cmd::sod_scan(&settings).await,
         Command::Findings(args) => access_cmd::findings(&settings, &args).await,
         Command::Reviews(cmd) => reviews_cmd::run(&settings, cmd).await,
+        Command::Report(cmd) => report_cmd::run(&settings, cmd).await,
         Command::Directory(cli::DirectoryCommand::Sync { dry_run }) => {
             reviews_cmd::directory_sync(&settings, dry_run).await
         }

@@ -191,6 +191,13 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
         clock.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(crate::background::compliance(
+        settings.clone(),
+        store.clone(),
+        signer.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     let checkpoints = tokio::spawn(checkpoint_loop(
         store.clone(),
         clock.clone(),
@@ -327,6 +334,21 @@ pub async fn run_with(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::
             scim_passwords: settings.scim_passwords,
             apps: apps_web,
             notifications: settings.webhook_url.is_some(),
+            compliance: {
+                let o = crate::report_cmd::options(
+                    &settings,
+                    gatehouse_broker::governance::compliance::Period {
+                        from_ms: 0,
+                        to_ms: 0,
+                    },
+                    0,
+                );
+                gatehouse_web::ComplianceWeb {
+                    termination_sla_ms: o.termination_sla_ms,
+                    recordings_retention_ms: o.recordings_retention_ms,
+                    audit_retention_ms: o.audit_retention_ms,
+                }
+            },
             ..gatehouse_web::WebConfig::new(origin, sealing, settings.recordings_dir.clone())
         }),
     };

@@ -71,12 +71,33 @@ pub struct WebConfig {
     /// The app gateway's side of the web UI (the sign-in hand-off and the assertion key's
     /// JWKS); `None` when apps are off.
     pub apps: Option<AppsWeb>,
-    /// The Gatehouse key that signs access review reports; `None`: reports cannot be signed.
+    /// The Gatehouse key that signs access review reports and evidence packs; `None`: they
+    /// cannot be signed.
     pub signer: Option<Arc<gatehouse_broker::keys::SigningKeyPair>>,
+    /// What evidence packs measure against (`[compliance]`, `[retention]`).
+    pub compliance: ComplianceWeb,
     /// Command/output indexes of ended recordings (bounded; for the timeline and search).
     pub indexes: std::sync::Mutex<
         std::collections::HashMap<String, Arc<gatehouse_recordings::index::Index>>,
     >,
+}
+
+/// `[compliance] termination_sla` and `[retention]`, for evidence packs made from the web.
+#[derive(Debug, Clone, Copy)]
+pub struct ComplianceWeb {
+    pub termination_sla_ms: i64,
+    pub recordings_retention_ms: Option<i64>,
+    pub audit_retention_ms: Option<i64>,
+}
+
+impl Default for ComplianceWeb {
+    fn default() -> Self {
+        Self {
+            termination_sla_ms: 3_600_000,
+            recordings_retention_ms: None,
+            audit_retention_ms: None,
+        }
+    }
 }
 
 /// What the web UI needs to know of the app gateway.
@@ -124,6 +145,7 @@ impl WebConfig {
             ssh_address: None,
             recording_key: None,
             signer: None,
+            compliance: ComplianceWeb::default(),
             ldap: None,
             oidc: None,
             scim_passwords: false,

@@ -3,5 +3,6 @@
 //! privilege.
 
 pub mod campaigns;
+pub mod compliance;
 pub mod findings;
 pub mod reviews;

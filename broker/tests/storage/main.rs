@@ -81,6 +81,7 @@ on_both_backends!(
     a_movers_manual_access_goes_to_the_new_manager_and_is_revoked_at_grace_end,
     bulk_accept_reminders_and_escalation_to_the_fallback,
     security_a_review_never_removes_the_last_administrator,
+    evidence_packs_of_a_fixture_year_hold_its_exact_figures,
 );
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -119,6 +120,7 @@ fn signer() -> (tempfile::TempDir, SigningKeyPair) {
 
 mod apps;
 mod audit_log;
+mod compliance;
 mod events;
 mod findings;
 mod lifecycle;
@@ -131,6 +133,7 @@ mod web;
 mod suite {
     pub use super::apps::*;
     pub use super::audit_log::*;
+    pub use super::compliance::*;
     pub use super::events::*;
     pub use super::findings::*;
     pub use super::lifecycle::*;

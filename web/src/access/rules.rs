@@ -193,6 +193,36 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
     ),
     (
         Method::GET,
+        "/compliance",
+        REVIEWER,
+        "Compliance: dashboard charts, evidence pack form, retention status",
+    ),
+    (
+        Method::GET,
+        "/compliance/data/{file}",
+        REVIEWER,
+        "A dashboard chart's data as CSV or JSON",
+    ),
+    (
+        Method::GET,
+        "/compliance/evidence",
+        REVIEWER,
+        "Download an evidence pack (zip) for a framework and period",
+    ),
+    (
+        Method::GET,
+        "/compliance/entitlements",
+        REVIEWER,
+        "Entitlements now or as of a past date, filterable",
+    ),
+    (
+        Method::GET,
+        "/compliance/entitlements/{file}",
+        REVIEWER,
+        "Entitlements as CSV or JSON",
+    ),
+    (
+        Method::GET,
         "/reviews",
         AUTH,
         "Access reviews: my queue and the campaigns I run",
@@ -592,6 +622,18 @@ pub const RULES: &[(Method, &str, Requirement, &str)] = &[
         "/api/v1/findings",
         REVIEWER,
         "Least-privilege findings with their remediation (reviewer or admin)",
+    ),
+    (
+        Method::GET,
+        "/api/v1/reports/evidence",
+        REVIEWER,
+        "An evidence pack as a zip: ?framework=soc2|iso27001|sox|hipaa&from=DATE&to=DATE (reviewer or admin)",
+    ),
+    (
+        Method::GET,
+        "/api/v1/reports/entitlements",
+        REVIEWER,
+        "Entitlements (JSON, or ?format=csv), ?identity=&target=&as_of=DATE rebuilt from the audit log (reviewer or admin)",
     ),
     // Access review campaigns: who may see a campaign or decide an item is the broker's rule.
     (

@@ -1,5 +1,5 @@
 //! Static files served from the binary: the stylesheet, the page script, and the pinned
-//! asciinema-player (see `web/assets/vendor/README.md`). Nothing is fetched from elsewhere.
+//! asciinema-player and Chart.js (see `web/assets/vendor/README.md`). Nothing is fetched from elsewhere.
 
 use crate::AppState;
 use axum::Router;
@@ -28,6 +28,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "asciinema-player.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/vendor/asciinema-player.min.js"),
+    ),
+    (
+        "dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/dashboard.js"),
+    ),
+    (
+        "chart.umd.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/chart.umd.min.js"),
     ),
     (
         "asciinema-player.css",

@@ -10,6 +10,7 @@ mod apps;
 mod assets;
 mod audit;
 mod auth;
+mod compliance;
 mod findings;
 mod home;
 pub mod oidc;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .merge(admin::routes())
         .merge(audit::routes())
         .merge(findings::routes())
+        .merge(compliance::routes())
         .merge(reviews::routes())
         .merge(apps::routes())
 }

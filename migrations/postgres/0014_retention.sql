@@ -1,0 +1,14 @@
+-- Retention: when a session's recording was deleted past `[retention] recordings` (its signed
+-- manifest is kept), and the scheduled evidence reports' next run.
+ALTER TABLE sessions ADD COLUMN recording_deleted_at BIGINT;
+
+CREATE TABLE report_schedules (
+    name          TEXT PRIMARY KEY,
+    next_run_at   BIGINT NOT NULL,
+    last_run_at   BIGINT,
+    last_output   TEXT
+);
+
+-- Evidence packs and the dashboard read the audit log by action and period, and count denials.
+CREATE INDEX audit_events_by_action ON audit_events (action, time);
+CREATE INDEX audit_events_denials ON audit_events (time) WHERE outcome = 'deny';
