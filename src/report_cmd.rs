@@ -104,10 +104,7 @@ async fn run_with(
             let mut conn = store.pool().acquire().await?;
             let (at, state, source) = match as_of {
                 Some(a) => {
-                    let at = compliance::parse_time(&a, true)?;
-                    if at > now {
-                        anyhow::bail!("--as-of {a} is in the future");
-                    }
+                    let at = compliance::as_of(&a, now)?;
                     (
                         at - 1,
                         entitlements::State::replay(&mut conn, at).await?,

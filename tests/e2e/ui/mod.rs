@@ -4,6 +4,7 @@
 //! `$CARGO_TARGET_TMPDIR/ui-screenshots/` as test artifacts.
 
 mod apps;
+mod compliance;
 mod directory;
 mod findings;
 mod flows;
@@ -99,6 +100,10 @@ impl Browser {
         }
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "chrome".into());
+        caps.insert(
+            "goog:loggingPrefs".into(),
+            serde_json::json!({ "browser": "ALL" }),
+        );
         caps.insert("acceptInsecureCerts".into(), true.into());
         caps.insert(
             "goog:chromeOptions".into(),
@@ -258,6 +263,25 @@ impl Browser {
         serde_json::from_value(found).unwrap()
     }
 
+    /// The browser console's messages since the last call (chromedriver's log), as
+    /// `LEVEL message`; CSP violations appear here as "Refused to …".
+    pub async fn console(&self) -> Vec<String> {
+        let v = self.c.issue_cmd(BrowserLog).await.unwrap();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e["level"].as_str().unwrap_or_default(),
+                            e["message"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub async fn shot(&self, name: &str) {
         let png = self.c.screenshot().await.unwrap();
         std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
@@ -385,5 +409,26 @@ impl WebDriverCompatibleCommand for WebAuthn {
             ),
             WebAuthn::Credentials(_) => (http::Method::GET, None),
         }
+    }
+}
+
+/// chromedriver's `POST /session/{id}/se/log` for the browser console.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
     }
 }

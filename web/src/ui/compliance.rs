@@ -273,11 +273,7 @@ async fn ent_dataset(state: &AppState, q: &EntQuery) -> Result<(Dataset, Option<
             "table state now",
         )
     } else {
-        let at =
-            compliance::parse_time(&q.as_of, true).map_err(|e| invalid(format!("as_of: {e}")))?;
-        if at > now {
-            return Err(invalid("as_of: give a moment in the past"));
-        }
+        let at = compliance::as_of(&q.as_of, now).map_err(|e| invalid(format!("as_of: {e}")))?;
         (
             at - 1,
             entitlements::State::replay(&mut c, at).await?,

@@ -48,6 +48,21 @@ pub fn parse_time(s: &str, end_of_day: bool) -> Result<i64> {
         .timestamp_millis())
 }
 
+/// The moment an as-of question is about: a date means its end (UTC), today's end being now;
+/// a time in the future is refused.
+pub fn as_of(s: &str, now_ms: i64) -> Result<i64> {
+    let end = parse_time(s, true)?;
+    if end <= now_ms {
+        return Ok(end);
+    }
+    if parse_time(s, false)? <= now_ms {
+        return Ok(now_ms);
+    }
+    Err(Error::invalid(format!(
+        "{s:?} is in the future: give a past date or time"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +77,15 @@ mod tests {
         assert_eq!(
             parse_time("2026-01-01T00:00:01Z", true).unwrap(),
             1_767_225_601_000
+        );
+        let now = 1_767_225_600_000 + 3_600_000;
+        assert_eq!(as_of("2026-01-01", now).unwrap(), now);
+        assert_eq!(as_of("2025-12-31", now).unwrap(), 1_767_225_600_000);
+        assert!(
+            as_of("2026-01-02", now)
+                .unwrap_err()
+                .to_string()
+                .contains("future")
         );
         assert!(
             parse_time("yesterday", false)
