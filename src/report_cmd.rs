@@ -80,8 +80,10 @@ async fn run_with(
                 Some(t) => compliance::parse_time(&t, true)?,
                 None => now,
             };
+            // A period cannot claim what has not happened yet: it ends now at the latest.
+            let to_ms = to_ms.min(now);
             if to_ms <= from_ms {
-                anyhow::bail!("--to must come after --from");
+                anyhow::bail!("--to must come after --from, and --from must be in the past");
             }
             let key = context::existing_signing_key(settings)?;
             let o = options(settings, Period { from_ms, to_ms }, now);
@@ -246,12 +248,9 @@ pub async fn tick(
                 .unwrap_or_default()
                 .to_string()
         };
-        let dir = r.output.join(format!(
-            "{}-{}-{}",
-            f.as_str(),
-            day(period.from_ms),
-            day(period.to_ms - 1)
-        ));
+        let dir = r
+            .output
+            .join(format!("{}-{}", f.as_str(), schedule::label(period)));
         let result = async {
             let p = pack::generate(store, key, f, &o).await?;
             pack::write(&p, &dir)?;
@@ -295,7 +294,9 @@ pub async fn tick(
             }
         }
         tx.commit().await?;
-        schedule::record_output(store, &name, &dir.display().to_string()).await?;
+        if result.is_ok() {
+            schedule::done(store, &name, &run, &dir.display().to_string()).await?;
+        }
         result?;
         done.push(dir);
     }

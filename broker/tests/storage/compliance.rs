@@ -87,11 +87,15 @@ fn eng(i: usize) -> String {
     format!("eng{i:03}")
 }
 
-async fn hr(store: &Store, now: i64, rows: &[(usize, &str)]) {
-    let mut text = String::from("employee_number,first_name,last_name,email,department,status\n");
-    for (i, status) in rows {
+/// One HR row: (engineer number, department, status, end date).
+type HrRow<'a> = (usize, &'a str, &'a str, &'a str);
+
+async fn hr(store: &Store, now: i64, rows: &[HrRow<'_>]) {
+    let mut text =
+        String::from("employee_number,first_name,last_name,email,department,status,end_date\n");
+    for (i, dept, status, end) in rows {
         text.push_str(&format!(
-            "E{i},First{i},Last{i},{}@x.io,eng,{status}\n",
+            "E{i},First{i},Last{i},{}@x.io,{dept},{status},{end}\n",
             eng(*i)
         ));
     }
@@ -191,7 +195,7 @@ pub async fn evidence_packs_of_a_fixture_year_hold_its_exact_figures(db: &TestDb
     apply::apply(store, &Actor::Cli, Y0, &doc, false)
         .await
         .unwrap();
-    let everyone: Vec<(usize, &str)> = (0..ENGINEERS).map(|i| (i, "active")).collect();
+    let everyone: Vec<HrRow> = (0..ENGINEERS).map(|i| (i, "eng", "active", "")).collect();
     hr(store, Y0 + 1000, &everyone).await;
 
     // The first 100 engineers may request prod-deploy; one holds both payment roles, excepted.
@@ -246,7 +250,7 @@ pub async fn evidence_packs_of_a_fixture_year_hold_its_exact_figures(db: &TestDb
     // A year of work: every third day an engineer asks for prod-deploy, sec approves five
     // minutes later, a ten-minute session follows; each day someone uses the dev box.
     let sec = who(store, "sec").await;
-    let mut snap = None;
+    let mut snaps = Vec::new();
     for k in 0..REQUESTS {
         let day = Y0 + (k as i64 * 3 + 1) * DAY;
         let me = who(store, &eng(k)).await;
@@ -305,7 +309,16 @@ pub async fn evidence_packs_of_a_fixture_year_hold_its_exact_figures(db: &TestDb
         if k == 50 {
             // The entitlements at this moment, from the tables, for the as-of check below.
             let at = day + 330_000;
-            snap = Some((at, snapshot(store, at).await));
+            snaps.push((at, snapshot(store, at).await));
+        }
+        if k == 33 {
+            // Day 100: eng200 moves to ops; its birthright dev-shell enters a 7-day grace.
+            hr(store, day, &[(200, "ops", "active", "")]).await;
+            snaps.push((day + 1, snapshot(store, day + 1).await));
+        }
+        if k == 35 {
+            // Day 106, inside the grace: back to eng, the end is lifted (lifecycle.restore).
+            hr(store, day, &[(200, "eng", "active", "")]).await;
         }
     }
 
@@ -364,9 +377,14 @@ pub async fn evidence_packs_of_a_fixture_year_hold_its_exact_figures(db: &TestDb
             at - 60_000,
         )
         .await;
-        hr(store, at, &[(i, "terminated")]).await;
+        hr(store, at, &[(i, "eng", "terminated", "")]).await;
         close_session(store, &s, at + (j as i64 + 1) * 1000, "identity_disabled").await;
     }
+
+    // One more leaver, dated by HR five days before the feed arrived: cut off four days late.
+    let late = Y0 + 340 * DAY;
+    hr(store, late, &[(250, "eng", "terminated", "2025-12-02")]).await;
+    snaps.push((Y0 + 130 * DAY, Vec::new()));
 
     // The packs, for the whole year.
     let end = Y0 + 365 * DAY;
@@ -405,10 +423,10 @@ pub async fn evidence_packs_of_a_fixture_year_hold_its_exact_figures(db: &TestDb
     drop(c);
     let (ds, cp) = pack::gather_all(store, &key, &o).await.unwrap();
     let figures = gatehouse_broker::governance::compliance::controls::figures(&ds);
-    assert_eq!(figures.leavers, LEAVERS);
+    assert_eq!(figures.leavers, LEAVERS + 1);
     assert_eq!(figures.leavers_within_sla, LEAVERS);
-    assert_eq!(figures.cut_off_max_ms, Some(30_000));
-    assert_eq!(figures.cut_off_p50_ms, Some(15_000));
+    assert_eq!(figures.cut_off_max_ms, Some(4 * DAY));
+    assert_eq!(figures.cut_off_p50_ms, Some(16_000));
     assert_eq!(figures.grants, REQUESTS + 1);
     assert_eq!(figures.grants_without_approval, 0);
     assert_eq!((figures.break_glass, figures.break_glass_reviewed), (1, 1));
@@ -433,16 +451,25 @@ pub async fn evidence_packs_of_a_fixture_year_hold_its_exact_figures(db: &TestDb
 
     for f in Framework::ALL {
         let p = pack::build(f, &o, &ds, cp.as_ref(), &key).unwrap();
+        let mut late_found = 0;
         for c in &p.results {
             assert_ne!(c.status, "no evidence", "{} {}", f.as_str(), c.id);
-            assert!(
-                c.exceptions.is_empty(),
-                "{} {}: {:?}",
-                f.as_str(),
-                c.id,
-                c.exceptions
-            );
+            for e in &c.exceptions {
+                assert_eq!(
+                    e,
+                    "1 leaver(s) not cut off within the termination SLA (e.g. eng250)",
+                    "{} {}",
+                    f.as_str(),
+                    c.id
+                );
+                late_found += 1;
+            }
         }
+        assert!(
+            late_found >= 1,
+            "{}: the late leaver is an exception",
+            f.as_str()
+        );
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("pack");
         pack::write(&p, &out).unwrap();
@@ -489,12 +516,25 @@ pub async fn evidence_packs_of_a_fixture_year_hold_its_exact_figures(db: &TestDb
                 == html.matches("http://www.w3.org/2000/svg").count()
     );
 
-    // As of day 151 (k = 50), rebuilt from the audit log alone, equals the snapshot then.
-    let (at, then) = snap.unwrap();
+    // Each snapshot taken in the year equals the entitlements rebuilt from the audit log alone
+    // for that moment: day 100 (eng200 in its grace period), day 151 (eng50 holding a grant).
     let mut c = store.pool().acquire().await.unwrap();
-    let replayed = entitlements::State::replay(&mut c, at + 1).await.unwrap();
-    let rebuilt = entitlements::entitlements(&replayed, at);
-    assert_eq!(rebuilt, then);
+    for (at, then) in &snaps[..2] {
+        let replayed = entitlements::State::replay(&mut c, at + 1).await.unwrap();
+        assert_eq!(
+            &entitlements::entitlements(&replayed, *at),
+            then,
+            "as of {at}"
+        );
+    }
+    let in_grace = &snaps[0].1;
+    assert!(
+        in_grace
+            .iter()
+            .any(|e| e.identity == eng(200) && e.role == "dev-shell" && e.until.is_some()),
+        "{in_grace:?}"
+    );
+    let rebuilt = &snaps[1].1;
     assert!(
         rebuilt
             .iter()
@@ -505,6 +545,15 @@ pub async fn evidence_packs_of_a_fixture_year_hold_its_exact_figures(db: &TestDb
         rebuilt
             .iter()
             .any(|e| e.identity == eng(100) && e.role == "dev-shell")
+    );
+    // Day 130, after the grace would have ended: eng200 still holds dev-shell (restored), and
+    // the replay says so too.
+    let at = snaps[2].0;
+    let replayed = entitlements::State::replay(&mut c, at + 1).await.unwrap();
+    assert!(
+        entitlements::entitlements(&replayed, at)
+            .iter()
+            .any(|e| e.identity == eng(200) && e.role == "dev-shell" && e.until.is_none())
     );
     // And now: the leavers hold nothing, replay and tables agree.
     let now = end + DAY;

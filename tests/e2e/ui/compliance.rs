@@ -128,9 +128,12 @@ async fn browser_compliance_dashboard_evidence_pack_and_entitlements() {
         b.c.set_window_size(width, 900).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         b.shot(&format!("compliance-{width}")).await;
-        b.c.execute("document.querySelector('#dashboard').scrollIntoView()", vec![])
-            .await
-            .unwrap();
+        b.c.execute(
+            "document.querySelector('#dashboard').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         b.shot(&format!("compliance-charts-{width}")).await;
         let wide: bool =

@@ -5,8 +5,10 @@
 
 use super::{Chrome, PageResult, Signed, conn, render};
 use crate::AppState;
+use crate::access::Principal;
 use crate::error::ApiError;
 use askama::Template;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -184,11 +186,23 @@ struct EvidenceQuery {
     to: String,
 }
 
-/// An evidence pack as a zip (the same files `gatehouse report evidence` writes).
+/// One evidence pack is generated at a time (each verifies the whole chain).
+static GENERATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// An evidence pack as a zip (the same files `gatehouse report evidence` writes). Reading only,
+/// but audited (`report.evidence`): who took which evidence out, for which period.
 async fn evidence(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<EvidenceQuery>,
 ) -> Result<Response, ApiError> {
+    let Ok(_one) = GENERATING.try_acquire() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "an evidence pack is being generated: try again when it is done",
+        ));
+    };
     let f = Framework::parse(&q.framework)
         .map_err(|_| invalid("framework: choose soc2, iso27001, sox or hipaa"))?;
     let now = state.clock.now_ms();
@@ -199,8 +213,12 @@ async fn evidence(
     } else {
         compliance::parse_time(&q.to, true).map_err(|e| invalid(format!("to: {e}")))?
     };
+    // A period cannot claim what has not happened yet: it ends now at the latest.
+    let to_ms = to_ms.min(now);
     if to_ms <= from_ms {
-        return Err(invalid("to: the end of the period must come after its start").into());
+        return Err(
+            invalid("to: the period must end after it starts, and start in the past").into(),
+        );
     }
     let Some(key) = state.web.signer.clone() else {
         return Err(
@@ -218,7 +236,17 @@ async fn evidence(
         web_absolute_ms: web.absolute_ms,
         now_ms: now,
     };
-    let p = pack::generate(&state.store, &key, f, &o).await?;
+    let pk = pack::generate(&state.store, &key, f, &o).await?;
+    audit_export(
+        &state,
+        &p,
+        "report.evidence",
+        serde_json::json!({ "framework": f.as_str(),
+            "from": gatehouse_broker::clock::format_ms(from_ms),
+            "to": gatehouse_broker::clock::format_ms(to_ms),
+            "files": pk.files.len() }),
+    )
+    .await?;
     let day = |ms: i64| {
         gatehouse_broker::clock::format_ms(ms)
             .get(..10)
@@ -226,7 +254,7 @@ async fn evidence(
             .to_string()
     };
     let stem = format!("{}-{}-{}", f.as_str(), day(from_ms), day(to_ms - 1));
-    let zip = tokio::task::spawn_blocking(move || zip_files(&stem, &p.files).map(|z| (stem, z)))
+    let zip = tokio::task::spawn_blocking(move || zip_files(&stem, &pk.files).map(|z| (stem, z)))
         .await
         .map_err(|e| Error::Storage(format!("zip: {e}")))??;
     Ok(file_response(
@@ -234,6 +262,29 @@ async fn evidence(
         "application/zip",
         zip.1,
     ))
+}
+
+/// Audits an export (who took which report out).
+async fn audit_export(
+    state: &AppState,
+    p: &Principal,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), Error> {
+    let mut tx = state.store.begin().await?;
+    gatehouse_broker::ledger::audit::append(
+        &mut tx,
+        state.clock.now_ms(),
+        gatehouse_broker::ledger::audit::NewEvent::new(
+            format!("identity:{}", p.0.username),
+            action,
+            "report:compliance",
+        )
+        .details(details),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn zip_files(dir: &str, files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, Error> {
@@ -298,15 +349,18 @@ async fn ent_dataset(state: &AppState, q: &EntQuery) -> Result<(Dataset, Option<
 
 async fn entitlements_api(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<EntQuery>,
 ) -> Result<Response, ApiError> {
     let (d, _) = ent_dataset(&state, &q).await?;
+    audit_entitlements(&state, &p, &q, d.rows.len()).await?;
     let ext = if q.format == "csv" { "csv" } else { "json" };
     Ok(dataset_file(&d, ext)?)
 }
 
 async fn entitlements_file(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(file): Path<String>,
     Query(q): Query<EntQuery>,
 ) -> Result<Response, ApiError> {
@@ -315,7 +369,24 @@ async fn entitlements_file(
         return Err(Error::NotFound(format!("no report {name}")).into());
     }
     let (d, _) = ent_dataset(&state, &q).await?;
+    audit_entitlements(&state, &p, &q, d.rows.len()).await?;
     Ok(dataset_file(&d, ext)?)
+}
+
+async fn audit_entitlements(
+    state: &AppState,
+    p: &Principal,
+    q: &EntQuery,
+    rows: usize,
+) -> Result<(), Error> {
+    audit_export(
+        state,
+        p,
+        "report.entitlements",
+        serde_json::json!({ "identity": q.identity, "target": q.target, "as_of": q.as_of,
+            "rows": rows }),
+    )
+    .await
 }
 
 /// At most this many rows are shown on the page; the downloads hold all.

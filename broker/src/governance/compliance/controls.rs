@@ -402,12 +402,13 @@ pub fn run(check: Check, ds: &Datasets) -> Vec<String> {
         ),
         ReviewsUnfinished => say(
             find(ds, "reviews", "name", |d, r| {
-                s(d, r, "kind") == "campaign"
-                    && (s(d, r, "state") == "closed" || s(d, r, "state") == "ended")
-                    && (s(d, r, "signed_off_by").is_empty()
-                        || col(d, r, "not_verified").as_i64().unwrap_or(0) > 0)
+                let ended = s(d, r, "state") == "closed" || s(d, r, "state") == "ended";
+                ended
+                    && ((col(d, r, "needs_sign_off") == &Value::Bool(true)
+                        && s(d, r, "signed_off_by").is_empty())
+                        || col(d, r, "revokes_not_verified").as_i64().unwrap_or(0) > 0)
             }),
-            "ended review campaign(s) not signed off or with revokes not verified",
+            "ended review campaign(s) awaiting their sign-off, or with revokes not verified as gone",
         ),
         AlertsUndelivered => say(
             find(ds, "alerts", "id", |d, r| {

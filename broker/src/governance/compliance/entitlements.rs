@@ -213,6 +213,7 @@ pub const ACTIONS: &[&str] = &[
     "hr.leaver",
     "lifecycle.grace",
     "lifecycle.keep",
+    "lifecycle.restore",
     "group.rename",
     "group.delete",
     "group.member.add",
@@ -262,27 +263,21 @@ impl State {
                     // The bulk path: the row was inserted without `identity.create`.
                     self.identities.insert(name.clone(), status.into());
                 }
+                // The bulk joiner path writes birthright assignments with no `assignment.add`:
+                // `roles_added` is their record. A role kept again out of its grace period has
+                // its own `lifecycle.restore`.
                 for r in strs(d.get("roles_added")).unwrap_or_default() {
-                    let key = (r, name.clone(), "standing".to_string());
-                    match self.assignments.get_mut(&key) {
-                        Some(a) => a.not_after = None,
-                        None => {
-                            self.assignments.insert(
-                                key,
-                                Assignment {
-                                    kind: "standing".into(),
-                                    not_before: None,
-                                    not_after: None,
-                                    since: t,
-                                },
-                            );
-                        }
-                    }
-                }
-                for r in strs(d.get("roles_removed")).unwrap_or_default() {
                     self.assignments
-                        .remove(&(r, name.clone(), "standing".to_string()));
+                        .entry((r, name.clone(), "standing".to_string()))
+                        .or_insert(Assignment {
+                            kind: "standing".into(),
+                            not_before: None,
+                            not_after: None,
+                            since: t,
+                        });
                 }
+                // `roles_removed` are not removed here: they enter a grace period, whose end
+                // the `lifecycle.grace` event of the same change carries.
             }
             "lifecycle.grace" => {
                 let key = (text(&d, "role"), name, "standing".to_string());
@@ -290,7 +285,7 @@ impl State {
                     a.not_after = ms(d.get("until_ms"));
                 }
             }
-            "lifecycle.keep" => {
+            "lifecycle.keep" | "lifecycle.restore" => {
                 let key = (text(&d, "role"), name, "standing".to_string());
                 if let Some(a) = self.assignments.get_mut(&key) {
                     a.not_after = None;

@@ -64,7 +64,8 @@ async fn events(
 ) -> Result<Dataset> {
     let sql = format!(
         "SELECT seq, time, actor, action, object, outcome, details FROM audit_events \
-         WHERE time >= $1 AND time < $2 AND action IN ({}) ORDER BY seq",
+         WHERE time >= $1 AND time < $2 AND action IN ({}) AND outcome = 'success' \
+         AND NOT (action = 'identity.status' AND details LIKE '%\"to\":\"active\"%') ORDER BY seq",
         in_list(actions)
     );
     let mut cols = EVENT_COLS.to_vec();
@@ -181,7 +182,6 @@ pub async fn gather(
     .await?;
     roles.columns.push("privileged".into());
     roles.columns.push("approvals_required".into());
-    let mut privileged_roles = BTreeMap::new();
     for r in &mut roles.rows {
         let spec: crate::access::role_spec::RoleSpec = r
             .get(3)
@@ -189,8 +189,6 @@ pub async fn gather(
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
         let need: i64 = spec.approvals.iter().map(|a| i64::from(a.count)).sum();
-        let name = r.first().and_then(Value::as_str).unwrap_or_default();
-        privileged_roles.insert(name.to_string(), (is_privileged(&spec), need));
         r.push(Value::Bool(is_privileged(&spec)));
         r.push(Value::from(need));
     }
@@ -222,14 +220,16 @@ pub async fn gather(
     )
     .await?);
 
-    // Entitlements now, through the same function as the as-of report.
-    let state = State::load(conn).await?;
-    let used = entitlements::last_used(conn, o.now_ms).await?;
+    // Entitlements at the end of the period, rebuilt from the audit log (the same function as
+    // the as-of report; equal to the tables' answer when the period ends now).
+    let end = p.to_ms.min(o.now_ms);
+    let state = State::replay(conn, end).await?;
+    let used = entitlements::last_used(conn, end).await?;
     put(entitlement_dataset(
         &state,
         &used,
-        o.now_ms,
-        "table state now",
+        end - 1,
+        "audit log replayed up to the end of the period",
     ));
 
     let mut grants = query(
@@ -263,12 +263,32 @@ pub async fn gather(
         ],
     )
     .await?;
+    grants.columns.push("approvals_required".into());
     grants.columns.push("approval".into());
+    let history = role_history(conn, p.to_ms).await?;
     for r in &mut grants.rows {
-        let role = r.get(2).and_then(Value::as_str).unwrap_or_default();
-        let source = r.get(3).and_then(Value::as_str).unwrap_or_default();
+        let role = r
+            .get(2)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let source = r
+            .get(3)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let approvals = r.get(8).and_then(Value::as_i64).unwrap_or(0);
-        let need = privileged_roles.get(role).map_or(0, |x| x.1);
+        let created = r
+            .get(15)
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(i64::MAX, |t| t.timestamp_millis());
+        let need = spec_at(&history, &role, created).map(|spec| {
+            spec.approvals
+                .iter()
+                .map(|a| i64::from(a.count))
+                .sum::<i64>()
+        });
         let last = r
             .get(9)
             .and_then(Value::as_str)
@@ -279,19 +299,22 @@ pub async fn gather(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let verdict = if source == "break_glass" {
-            "break-glass (post-review)".to_string()
-        } else if need == 0 {
-            "self-activation (the role needs no approval)".to_string()
-        } else if approvals >= need && !last.is_empty() && last <= start {
-            format!("{approvals} approval(s) of {need} before start")
-        } else {
-            format!("MISSING: {approvals} approval(s) of {need} before start")
+        let verdict = match need {
+            _ if source == "break_glass" => "break-glass (post-review)".to_string(),
+            None => {
+                format!("MISSING: the role {role} is not in the audit log at the grant's start")
+            }
+            Some(0) => "self-activation (the role needed no approval)".to_string(),
+            Some(need) if approvals >= need && !last.is_empty() && last <= start => {
+                format!("{approvals} approval(s) of {need} before start")
+            }
+            Some(need) => format!("MISSING: {approvals} approval(s) of {need} before start"),
         };
+        r.push(need.map_or(Value::Null, Value::from));
         r.push(Value::String(verdict));
     }
     grants.query.push_str(
-        " -- approval: from approvals, last_approval_at <= not_before and the role's approvals_required (roles.csv)",
+        " -- approvals_required: the role's approver sets as they stood when the grant was created (role.create / role.update events); approval: approvals before not_before against it",
     );
     put(grants);
 
@@ -341,20 +364,7 @@ pub async fn gather(
     )
     .await?);
 
-    put(events(
-        conn,
-        p,
-        "joiners",
-        "Joiners of the period: identities created by HR, SCIM, the directory or an administrator",
-        &[
-            "identity.create",
-            "hr.joiner",
-            "hr.staged",
-            "hr.start",
-            "scim.user.create",
-        ],
-    )
-    .await?);
+    put(joiners(conn, p).await?);
 
     put(leavers(conn, o).await?);
 
@@ -483,7 +493,9 @@ pub async fn gather(
          (SELECT COUNT(*) FROM review_items x WHERE x.campaign_id = c.id AND x.decision IS NOT NULL) AS decided, \
          (SELECT COUNT(*) FROM review_items x WHERE x.campaign_id = c.id AND x.decision = 'revoke') AS revoke_decisions, \
          (SELECT COUNT(*) FROM review_items x WHERE x.campaign_id = c.id AND x.verified = 1) AS verified, \
-         (SELECT COUNT(*) FROM review_items x WHERE x.campaign_id = c.id AND x.verified = 0) AS not_verified \
+         (SELECT COUNT(*) FROM review_items x WHERE x.campaign_id = c.id AND x.decision = 'revoke' \
+          AND (x.verified IS NULL OR x.verified = 0)) AS revokes_not_verified, \
+         CASE WHEN c.spec LIKE '%\"apply\":\"sign_off\"%' THEN 1 ELSE 0 END AS needs_sign_off \
          FROM review_campaigns c WHERE c.started_at < $2 AND (c.ended_at IS NULL OR c.ended_at >= $1) \
          ORDER BY c.started_at, c.id",
         &pp,
@@ -501,7 +513,8 @@ pub async fn gather(
             Col::Int("decided"),
             Col::Int("revoke_decisions"),
             Col::Int("verified"),
-            Col::Int("not_verified"),
+            Col::Int("revokes_not_verified"),
+            Col::Flag("needs_sign_off"),
         ],
     )
     .await?);
@@ -730,7 +743,7 @@ pub(crate) async fn leavers(conn: &mut AnyConnection, o: &Options) -> Result<Dat
         "leavers",
         "Leavers of the period: HR event → access removed → sessions ended, with the time to cut-off (CC6.3, SOX terminations, 164.308(a)(3)(ii)(C))",
         &format!(
-            "{sql}; then per leaver: SELECT MAX(ended_at), COUNT(*) FROM sessions WHERE identity = leaver AND started_at < removed AND (ended_at IS NULL OR ended_at >= removed); cut_off = MAX(removed, sessions ended) - HR event"
+            "{sql}; then per leaver: SELECT MAX(ended_at), COUNT(*) FROM sessions WHERE identity = leaver AND started_at < removed AND (ended_at IS NULL OR ended_at >= removed); HR event = MIN(the leaver event, the end of the identity's end_date); cut_off = MAX(removed, sessions ended) - HR event"
         ),
         &[
             "identity",
@@ -760,6 +773,18 @@ pub(crate) async fn leavers(conn: &mut AnyConnection, o: &Options) -> Result<Dat
             .strip_prefix("identity:")
             .unwrap_or(&object)
             .to_string();
+        // HR dated the leave earlier than it arrived: access was due at the end of end_date.
+        let attrs: Option<String> =
+            sqlx::query("SELECT attributes FROM identities WHERE username = $1")
+                .bind(&who)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        let due = attrs
+            .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+            .and_then(|a| a.get("end_date").and_then(Value::as_str).map(String::from))
+            .and_then(|d| super::parse_time(&d, true).ok());
         let s = sqlx::query(
             "SELECT MAX(ended_at), COUNT(*), SUM(CASE WHEN ended_at IS NULL THEN 1 ELSE 0 END) \
              FROM sessions WHERE identity = $1 AND started_at < $2 AND (ended_at IS NULL OR ended_at >= $2)",
@@ -771,7 +796,7 @@ pub(crate) async fn leavers(conn: &mut AnyConnection, o: &Options) -> Result<Dat
         let ended: Option<i64> = s.try_get(0)?;
         let live: i64 = s.try_get(1)?;
         let still: Option<i64> = s.try_get(2)?;
-        let start = hr.unwrap_or(removed);
+        let start = hr.unwrap_or(removed).min(due.unwrap_or(i64::MAX));
         let cut = if still.unwrap_or(0) > 0 {
             None
         } else {
@@ -879,11 +904,12 @@ async fn reconcile(conn: &mut AnyConnection, p: Period, ds: &Datasets) -> Result
     )
     .param("from_ms", p.from_ms)
     .param("to_ms", p.to_ms);
-    let checks: [(&str, &[&str], Option<&str>); 5] = [
+    // Populations read from the tables only; those read from the audit log (leavers, joiners,
+    // removals, policy changes, sign-ins) are the log itself.
+    let checks: [(&str, &[&str], Option<&str>); 4] = [
         ("grants", &["grant.start"], None),
         ("requests", &["request.create"], None),
         ("sessions", &["session.start"], Some("allow")),
-        ("leavers", &["identity.status"], None),
         (
             "approvals",
             &["request.approve", "request.deny"],
@@ -892,18 +918,7 @@ async fn reconcile(conn: &mut AnyConnection, p: Period, ds: &Datasets) -> Result
     ];
     for (name, actions, outcome) in checks {
         let rows = ds.get(name).map_or(0, |x| x.rows.len() as i64);
-        let n = if name == "leavers" {
-            let sql = "SELECT COUNT(*) FROM audit_events WHERE time >= $1 AND time < $2 AND action = 'identity.status' \
-                       AND outcome = 'success' AND details LIKE '%\"to\":\"terminated\"%'";
-            sqlx::query(sql)
-                .bind(p.from_ms)
-                .bind(p.to_ms)
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get(0)?
-        } else {
-            count_events(conn, p, actions, outcome).await?
-        };
+        let n = count_events(conn, p, actions, outcome).await?;
         d.rows.push(vec![
             Value::from(name),
             Value::from(rows),
@@ -911,6 +926,113 @@ async fn reconcile(conn: &mut AnyConnection, p: Period, ds: &Datasets) -> Result
             Value::from(n),
             Value::Bool(rows == n),
         ]);
+    }
+    Ok(d)
+}
+
+/// Each role's spec over time, from `role.create` / `role.update` / `role.delete` events before
+/// `until_ms`: (time, spec or None when deleted), in order.
+pub(crate) type RoleHistory =
+    BTreeMap<String, Vec<(i64, Option<crate::access::role_spec::RoleSpec>)>>;
+
+pub(crate) async fn role_history(conn: &mut AnyConnection, until_ms: i64) -> Result<RoleHistory> {
+    let rows = sqlx::query(
+        "SELECT time, action, object, details FROM audit_events WHERE time < $1 \
+         AND action IN ('role.create', 'role.update', 'role.delete') AND outcome = 'success' ORDER BY seq",
+    )
+    .bind(until_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = RoleHistory::new();
+    for r in rows {
+        let t: i64 = r.try_get(0)?;
+        let action: String = r.try_get(1)?;
+        let object: String = r.try_get(2)?;
+        let details: String = r.try_get(3)?;
+        let name = object.strip_prefix("role:").unwrap_or(&object).to_string();
+        let d: Value = serde_json::from_str(&details).unwrap_or(Value::Null);
+        let spec = match action.as_str() {
+            "role.create" => d
+                .get("spec")
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            "role.update" => d
+                .get("after")
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            _ => None,
+        };
+        out.entry(name).or_default().push((t, spec));
+    }
+    Ok(out)
+}
+
+/// The role's spec in force at `at_ms` (the last change at or before it).
+pub(crate) fn spec_at<'a>(
+    h: &'a RoleHistory,
+    role: &str,
+    at_ms: i64,
+) -> Option<&'a crate::access::role_spec::RoleSpec> {
+    h.get(role)?
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= at_ms)
+        .and_then(|(_, s)| s.as_ref())
+}
+
+/// Joiners of the period, one row per identity: the first event that brought it in (created by
+/// an administrator or apply, by the HR feed, SCIM or the directory) and every such event.
+async fn joiners(conn: &mut AnyConnection, p: Period) -> Result<Dataset> {
+    let actions = [
+        "identity.create",
+        "hr.joiner",
+        "hr.staged",
+        "scim.user.create",
+    ];
+    let sql = format!(
+        "SELECT object, time, actor, action FROM audit_events WHERE time >= $1 AND time < $2 \
+         AND outcome = 'success' AND action IN ({}) ORDER BY seq",
+        in_list(&actions)
+    );
+    let mut d = Dataset::derived(
+        "joiners",
+        "Joiners of the period, one row per identity: when and by whom it was brought in",
+        &format!("{sql} -- grouped by object: the first event's time and actor, every action"),
+        &["identity", "joined_at", "by", "via"],
+    )
+    .param("from_ms", p.from_ms)
+    .param("to_ms", p.to_ms);
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(p.from_ms)
+        .bind(p.to_ms)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut order: Vec<String> = Vec::new();
+    let mut by: BTreeMap<String, (i64, String, Vec<String>)> = BTreeMap::new();
+    for r in rows {
+        let object: String = r.try_get(0)?;
+        let who = object
+            .strip_prefix("identity:")
+            .unwrap_or(&object)
+            .to_string();
+        let t: i64 = r.try_get(1)?;
+        let actor: String = r.try_get(2)?;
+        let action: String = r.try_get(3)?;
+        let e = by.entry(who.clone()).or_insert_with(|| {
+            order.push(who.clone());
+            (t, actor, Vec::new())
+        });
+        if !e.2.contains(&action) {
+            e.2.push(action);
+        }
+    }
+    for who in order {
+        if let Some((t, actor, via)) = by.remove(&who) {
+            d.rows.push(vec![
+                Value::from(who),
+                time(Some(t)),
+                Value::from(actor),
+                Value::from(via),
+            ]);
+        }
     }
     Ok(d)
 }

@@ -59,14 +59,14 @@ pub struct Pack {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-/// Reads every dataset in one consistent snapshot, after a fresh checkpoint and a full chain
-/// verification.
+/// Verifies the whole chain, then reads every dataset in one consistent snapshot whose audit
+/// head — the first thing read in it — is signed as the pack's checkpoint (stored like any
+/// other), so the checkpoint names exactly the log the datasets were read from.
 pub async fn gather_all(
     store: &Store,
     key: &SigningKeyPair,
     o: &Options,
 ) -> Result<(Datasets, Option<checkpoint::Checkpoint>)> {
-    let cp = checkpoint::create(store, o.now_ms, key).await?;
     let chain = verify_chain(store, Some(&key.public()), None).await?;
     let mut tx = store.pool().begin().await?;
     if store.backend() == Backend::Postgres {
@@ -74,9 +74,25 @@ pub async fn gather_all(
             .execute(&mut *tx)
             .await?;
     }
+    let (size, root) = crate::ledger::audit::head(&mut tx).await?;
     let ds = gather::gather(&mut tx, o, &chain).await?;
     tx.rollback().await?;
-    Ok((ds, cp))
+    if size == 0 {
+        return Ok((ds, None));
+    }
+    let cp = checkpoint::Checkpoint::sign(size, &root, o.now_ms, key);
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (size, root_hash, created_at, key_id, signature) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (size) DO NOTHING",
+    )
+    .bind(cp.size)
+    .bind(cp.root_hash.as_str())
+    .bind(cp.time_ms)
+    .bind(cp.key.to_string())
+    .bind(base64::engine::general_purpose::STANDARD.encode(&cp.signature))
+    .execute(store.pool())
+    .await?;
+    Ok((ds, Some(cp)))
 }
 
 /// Builds the pack of `framework` from gathered datasets.

@@ -21,6 +21,9 @@ pub struct Status {
     pub recordings_past: i64,
     pub recordings_deleted: i64,
     pub recordings_policy_ms: Option<i64>,
+    /// Ended sessions past retention with no recording on record (a cast that failed to
+    /// finish may still lie at its default path; deleting those is left to the operator).
+    pub unrecorded_past: i64,
 }
 
 fn days(ms: i64) -> i64 {
@@ -61,6 +64,14 @@ impl Status {
             self.recordings_past,
             self.recordings_deleted
         );
+        let rec = if self.unrecorded_past > 0 {
+            format!(
+                "{rec}; {} ended sessions past retention have no recording on record (check the recordings directory for casts that never finished)",
+                self.unrecorded_past
+            )
+        } else {
+            rec
+        };
         vec![
             ("audit log".into(), policy(self.audit_policy_ms), audit),
             (
@@ -93,8 +104,21 @@ pub async fn status(
     .bind(cutoff)
     .fetch_one(&mut *conn)
     .await?;
+    let unrecorded: i64 = if recordings_ms.is_some() {
+        sqlx::query(
+            "SELECT COUNT(*) FROM sessions WHERE recording IS NULL AND ended_at IS NOT NULL \
+             AND ended_at < $1 AND bytes_down > 0",
+        )
+        .bind(cutoff)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?
+    } else {
+        0
+    };
     Ok(Status {
         now_ms,
+        unrecorded_past: unrecorded,
         audit_events: a.try_get(0)?,
         audit_oldest_ms: a.try_get(1)?,
         audit_policy_ms: audit_ms,
@@ -156,12 +180,20 @@ pub async fn purge_recordings(
         return Ok(0);
     }
     let mut tx = store.begin().await?;
+    let mut marked = 0;
     for (id, rel, ended) in &done {
-        sqlx::query("UPDATE sessions SET recording_deleted_at = $1 WHERE id = $2")
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        // Only the instance whose UPDATE marks the row records the deletion.
+        let n = sqlx::query(
+            "UPDATE sessions SET recording_deleted_at = $1 WHERE id = $2 AND recording_deleted_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if n.rows_affected() != 1 {
+            continue;
+        }
+        marked += 1;
         audit::append(
             &mut tx,
             now_ms,
@@ -177,5 +209,5 @@ pub async fn purge_recordings(
         .await?;
     }
     tx.commit().await?;
-    Ok(done.len())
+    Ok(marked)
 }

@@ -76,21 +76,31 @@ pub fn period_of(schedule: &str, due_ms: i64, last_ms: Option<i64>) -> Result<(P
     }
 }
 
-/// A run to make now: its period.
+/// How long a claimed run may take before another instance makes it again.
+pub const LEASE_MS: i64 = 3_600_000;
+
+/// A run to make now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Run {
     pub period: Period,
+    /// When it was due (the period's end).
+    pub due_ms: i64,
+    /// When the next one is due.
+    pub next_ms: i64,
 }
 
-/// Registers `name` on first sight (due at its first due time) and claims its run when due.
-/// Returns the run this caller must make; `None` when nothing is due or another instance
-/// claimed it.
+/// Registers `name` on first sight (due at its first due time) and claims its run when due:
+/// the row's next time becomes a lease of [`LEASE_MS`] and the run is noted, so that if this
+/// instance dies another makes the same run when the lease ends. Returns the run this caller
+/// must make; `None` when nothing is due or another instance holds it.
 pub async fn claim(store: &Store, name: &str, schedule: &str, now_ms: i64) -> Result<Option<Run>> {
     let mut conn = store.pool().acquire().await?;
-    let row = sqlx::query("SELECT next_run_at, last_run_at FROM report_schedules WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT next_run_at, last_run_at, running_due FROM report_schedules WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else {
         sqlx::query(
             "INSERT INTO report_schedules (name, next_run_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
@@ -101,32 +111,65 @@ pub async fn claim(store: &Store, name: &str, schedule: &str, now_ms: i64) -> Re
         .await?;
         return Ok(None);
     };
-    let due: i64 = row.try_get(0)?;
+    let next_at: i64 = row.try_get(0)?;
     let last: Option<i64> = row.try_get(1)?;
-    if due > now_ms {
+    let running: Option<i64> = row.try_get(2)?;
+    if next_at > now_ms {
         return Ok(None);
     }
+    let due = running.unwrap_or(next_at);
     let (period, next) = period_of(schedule, due, last)?;
     let claimed = sqlx::query(
-        "UPDATE report_schedules SET next_run_at = $1, last_run_at = $2 WHERE name = $3 AND next_run_at = $4",
+        "UPDATE report_schedules SET next_run_at = $1, running_due = $2 WHERE name = $3 AND next_run_at = $4",
     )
-    .bind(next.max(now_ms + 1))
+    .bind(now_ms + LEASE_MS)
     .bind(due)
     .bind(name)
-    .bind(due)
+    .bind(next_at)
     .execute(&mut *conn)
     .await?;
-    Ok((claimed.rows_affected() == 1).then_some(Run { period }))
+    Ok((claimed.rows_affected() == 1).then_some(Run {
+        period,
+        due_ms: due,
+        next_ms: next,
+    }))
 }
 
-/// Records where the last run wrote.
-pub async fn record_output(store: &Store, name: &str, output: &str) -> Result<()> {
-    sqlx::query("UPDATE report_schedules SET last_output = $1 WHERE name = $2")
-        .bind(output)
-        .bind(name)
-        .execute(store.pool())
-        .await?;
+/// Marks a run made: the next one is due at its time (or at once when several were missed,
+/// one at a time), and where it was written is kept.
+pub async fn done(store: &Store, name: &str, run: &Run, output: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE report_schedules SET next_run_at = $1, running_due = NULL, last_run_at = $2, \
+         last_output = $3 WHERE name = $4 AND running_due = $2",
+    )
+    .bind(run.next_ms)
+    .bind(run.due_ms)
+    .bind(output)
+    .bind(name)
+    .execute(store.pool())
+    .await?;
     Ok(())
+}
+
+/// A name for a run's directory: dates when the period is whole days, else times (so runs
+/// more often than daily never collide).
+pub fn label(p: Period) -> String {
+    const DAY: i64 = 86_400_000;
+    let f = crate::clock::format_ms;
+    if p.from_ms % DAY == 0 && p.to_ms % DAY == 0 {
+        format!(
+            "{}-{}",
+            f(p.from_ms).get(..10).unwrap_or_default(),
+            f(p.to_ms - 1).get(..10).unwrap_or_default()
+        )
+    } else {
+        let t = |ms: i64| {
+            crate::clock::from_ms(ms)
+                .format("%Y-%m-%dT%H%MZ")
+                .to_string()
+        };
+        format!("{}-{}", t(p.from_ms), t(p.to_ms))
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +207,15 @@ mod tests {
         assert_eq!(p.from_ms, t("2026-07-01T06:00:00Z"));
         assert_eq!(next, t("2026-07-03T06:00:00Z"));
         assert!(first_due("once", now).is_err());
+        let l = label(Period {
+            from_ms: t("2026-04-01T00:00:00Z"),
+            to_ms: t("2026-07-01T00:00:00Z"),
+        });
+        assert_eq!(l, "2026-04-01-2026-06-30");
+        let l = label(Period {
+            from_ms: t("2026-07-01T06:00:00Z"),
+            to_ms: t("2026-07-01T12:00:00Z"),
+        });
+        assert_eq!(l, "2026-07-01T0600Z-2026-07-01T1200Z");
     }
 }

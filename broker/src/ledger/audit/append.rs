@@ -68,6 +68,9 @@ fn changes_access(action: &str) -> bool {
         "review.",
         "webhook.",
         "audit.",
+        // Evidence taken out and recordings deleted past retention change no decision input.
+        "report.",
+        "recording.",
         "session.",
         "ssh.",
         // Browser sign-ins and app sessions change no decision input; caches of who is signed

@@ -300,6 +300,20 @@ async fn assign(tx: &mut Tx, actor: &Actor, now_ms: i64, username: &str, role: &
     .execute(&mut **tx)
     .await?;
     if kept.rows_affected() > 0 {
+        // Implied again before its grace period ended: the end is lifted, and said so (the
+        // audit log alone must tell who held what when).
+        audit::append(
+            tx,
+            now_ms,
+            NewEvent::new(
+                actor.to_string(),
+                "lifecycle.restore",
+                format!("identity:{username}"),
+            )
+            .details(serde_json::json!({ "role": role,
+                    "note": "implied by HR attributes again: the grace period's end is lifted" })),
+        )
+        .await?;
         return Ok(());
     }
     assignments::add(
